@@ -1,0 +1,514 @@
+"""The embedded store: FoundationDB's transaction model over one SQLite file.
+
+SQLite gives durable, atomic writes; this module adds FoundationDB's concurrency semantics on top, the
+way FoundationDB's resolvers do it: a transaction reads from a SQLite WAL snapshot taken at its *read
+version*, buffers its writes, and at commit is checked against the write ranges of every transaction that
+committed after that read version.  If one of them wrote something this transaction read (serializably),
+the commit fails with ``TransactionConflict`` and the retry loop runs the function again.
+
+Durability: SQLite runs in WAL mode with ``synchronous=NORMAL``.  A commit is written to the WAL file
+before ``commit()`` returns, so it survives the daemon being killed (kill -9); it survives a machine
+crash once ``sync()`` has fsynced the WAL (the filesystem calls it on fsync(2) and syncfs), or after
+SQLite's next checkpoint.
+
+One process owns a writable store at a time (an exclusive ``flock`` on ``<path>.lock``); read-only
+handles can be opened alongside it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import fcntl
+import itertools
+import os
+import random
+import sqlite3
+import struct
+import threading
+from collections.abc import Iterator
+
+from metadata.store import (
+    MAX_TRANSACTION_BYTES,
+    CorruptValue,
+    Store,
+    StoreError,
+    StoreLocked,
+    StoreUnavailable,
+    Transaction,
+    TransactionConflict,
+    TransactionTooLarge,
+    Watch,
+    check_key,
+    check_value,
+    decode_int64,
+    encode_int64,
+)
+
+_RANGE_BATCH_ROWS = 1000
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+KeyRange = tuple[bytes, bytes]
+
+
+def _key_after(key: bytes) -> bytes:
+    return key + b"\0"
+
+
+def _overlaps(reads: list[KeyRange], writes: list[KeyRange]) -> bool:
+    return any(rb < we and wb < re for rb, re in reads for wb, we in writes)
+
+
+class _SqliteWatch(Watch):
+    def __init__(self, store: SqliteStore, key: bytes) -> None:
+        self._store = store
+        self.key = key
+        self.value: bytes | None = None
+        self._event = threading.Event()
+
+    def fire(self) -> None:
+        self._event.set()
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        return self._event.wait(timeout_s)
+
+    def cancel(self) -> None:
+        self._store._unregister_watch(self)
+        self._event.set()
+
+
+class SqliteTransaction(Transaction):
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self._reader: sqlite3.Connection | None = None
+        self.read_version: int | None = None
+        self._reads: list[KeyRange] = []
+        # Buffered mutations.  Invariants: keys in _atomics are in neither _writes nor a cleared range,
+        # and a clear_range removes buffered writes inside it, so applying clears, then writes, then
+        # atomics, then versionstamped keys reproduces the order the caller made them in.
+        self._writes: dict[bytes, bytes | None] = {}
+        self._cleared: list[KeyRange] = []
+        self._atomics: dict[bytes, list[tuple[str, int]]] = {}
+        self._stamped: list[tuple[bytes, bytes]] = []
+        self._watches: list[_SqliteWatch] = []
+        self._size_bytes = 0
+        self._done = False
+
+    # -- reads --------------------------------------------------------------------------------------
+    def _snapshot(self) -> sqlite3.Connection:
+        if self._reader is None:
+            self._reader, self.read_version = self._store._start_read(self)
+        return self._reader
+
+    def _in_cleared(self, key: bytes) -> bool:
+        return any(b <= key < e for b, e in self._cleared)
+
+    def _db_get(self, key: bytes) -> bytes | None:
+        row = self._snapshot().execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def get(self, key: bytes, *, snapshot: bool = False) -> bytes | None:
+        check_key(key)
+        if key in self._writes:
+            return self._writes[key]
+        if self._in_cleared(key):
+            return None
+        value = self._db_get(key)
+        if not snapshot:
+            self._reads.append((key, _key_after(key)))
+        if key in self._atomics:
+            value = _apply_atomics(value, self._atomics[key])
+        return value
+
+    def _db_rows(self, begin: bytes, end: bytes, reverse: bool) -> Iterator[tuple[bytes, bytes]]:
+        conn = self._snapshot()
+        if reverse:
+            query = "SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k DESC LIMIT ?"
+        else:
+            query = "SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?"
+        low, high = begin, end
+        while True:
+            rows = conn.execute(query, (low, high, _RANGE_BATCH_ROWS)).fetchall()
+            for key, value in rows:
+                yield bytes(key), bytes(value)
+            if len(rows) < _RANGE_BATCH_ROWS:
+                return
+            last = bytes(rows[-1][0])
+            if reverse:
+                high = last
+            else:
+                low = _key_after(last)
+
+    def _buffered_rows(self, begin: bytes, end: bytes, reverse: bool) -> list[tuple[bytes, bytes | None]]:
+        """Buffered keys in range: (key, value) for sets and atomics (resolved lazily), None for clears."""
+        keys = sorted(k for k in itertools.chain(self._writes, self._atomics) if begin <= k < end)
+        if reverse:
+            keys.reverse()
+        return [(k, self._writes.get(k)) for k in keys]
+
+    def iter_range(
+        self,
+        begin: bytes,
+        end: bytes,
+        *,
+        limit: int = 0,
+        reverse: bool = False,
+        snapshot: bool = False,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        check_key(begin)
+        check_key(end)
+        if begin >= end:
+            return
+        buffered = self._buffered_rows(begin, end, reverse)
+        db_rows = (
+            (k, v)
+            for k, v in self._db_rows(begin, end, reverse)
+            if k not in self._writes and k not in self._atomics and not self._in_cleared(k)
+        )
+        returned = 0
+        last_key: bytes | None = None
+        try:
+            for key, value in _merge(db_rows, buffered, reverse):
+                if key in self._atomics:
+                    value = _apply_atomics(self._db_get(key), self._atomics[key])
+                    if value is None:
+                        continue
+                elif value is None:
+                    continue
+                yield key, value
+                returned += 1
+                last_key = key
+                if limit and returned >= limit:
+                    return
+            last_key = None  # exhausted: the whole range was read
+        finally:
+            if not snapshot:
+                self._reads.append(_read_extent(begin, end, last_key, reverse))
+
+    # -- writes -------------------------------------------------------------------------------------
+    def _account(self, nbytes: int) -> None:
+        self._size_bytes += nbytes
+
+    def set(self, key: bytes, value: bytes) -> None:
+        check_key(key)
+        check_value(value)
+        self._atomics.pop(key, None)
+        self._writes[key] = bytes(value)
+        self._account(len(key) + len(value))
+
+    def clear(self, key: bytes) -> None:
+        check_key(key)
+        self._atomics.pop(key, None)
+        self._writes[key] = None
+        self._account(len(key))
+
+    def clear_range(self, begin: bytes, end: bytes) -> None:
+        check_key(begin)
+        check_key(end)
+        if begin >= end:
+            return
+        for key in [k for k in itertools.chain(self._writes, self._atomics) if begin <= k < end]:
+            self._writes.pop(key, None)
+            self._atomics.pop(key, None)
+        self._cleared.append((begin, end))
+        self._account(len(begin) + len(end))
+
+    def _atomic(self, key: bytes, op: str, operand: int) -> None:
+        check_key(key)
+        self._account(len(key) + 8)
+        if key in self._writes or self._in_cleared(key):
+            self._writes[key] = _apply_atomics(self._writes.get(key), [(op, operand)])
+        else:
+            self._atomics.setdefault(key, []).append((op, operand))
+
+    def add(self, key: bytes, delta: int) -> None:
+        self._atomic(key, "add", delta)
+
+    def max(self, key: bytes, value: int) -> None:
+        self._atomic(key, "max", value)
+
+    def set_versionstamped_key(self, key: bytes, value: bytes) -> None:
+        check_key(key[:-4])
+        check_value(value)
+        (offset,) = struct.unpack("<I", key[-4:])
+        if offset + 10 > len(key) - 4:
+            raise StoreError("versionstamp offset lies outside the key")
+        self._stamped.append((bytes(key), bytes(value)))
+        self._account(len(key) + len(value))
+
+    def add_read_conflict_key(self, key: bytes) -> None:
+        self._reads.append((key, _key_after(key)))
+
+    def watch(self, key: bytes) -> Watch:
+        check_key(key)
+        watch = _SqliteWatch(self._store, key)
+        self._watches.append(watch)
+        return watch
+
+    # -- end ----------------------------------------------------------------------------------------
+    def has_writes(self) -> bool:
+        return bool(self._writes or self._cleared or self._atomics or self._stamped)
+
+    def commit(self) -> None:
+        if self._done:
+            raise StoreError("transaction already committed or cancelled")
+        if self._size_bytes > MAX_TRANSACTION_BYTES:
+            raise TransactionTooLarge(self._size_bytes)
+        try:
+            self._store._commit(self)
+        finally:
+            self._finish()
+
+    def cancel(self) -> None:
+        if not self._done:
+            self._finish()
+
+    def _finish(self) -> None:
+        self._done = True
+        if self._reader is not None:
+            self._store._end_read(self, self._reader)
+            self._reader = None
+
+
+def _read_extent(begin: bytes, end: bytes, last_key: bytes | None, reverse: bool) -> KeyRange:
+    """The key range a limited range read depended on (FoundationDB's rule: up to the last key returned)."""
+    if last_key is None:
+        return (begin, end)
+    return (last_key, end) if reverse else (begin, _key_after(last_key))
+
+
+def _merge(
+    db_rows: Iterator[tuple[bytes, bytes]], buffered: list[tuple[bytes, bytes | None]], reverse: bool
+) -> Iterator[tuple[bytes, bytes | None]]:
+    """Merge two key-sorted streams with disjoint keys."""
+    pending = iter(buffered)
+    next_buffered = next(pending, None)
+    for key, value in db_rows:
+        while next_buffered is not None and ((next_buffered[0] > key) if reverse else (next_buffered[0] < key)):
+            yield next_buffered
+            next_buffered = next(pending, None)
+        yield key, value
+    while next_buffered is not None:
+        yield next_buffered
+        next_buffered = next(pending, None)
+
+
+def _apply_atomics(value: bytes | None, ops: list[tuple[str, int]]) -> bytes:
+    current = decode_int64(value)
+    for op, operand in ops:
+        if op == "add":
+            current = (current + operand + 2**63) % 2**64 - 2**63  # wraps like FoundationDB's add
+        else:
+            current = max(current % 2**64, operand % 2**64)
+            current = current - 2**64 if current >= 2**63 else current
+    return encode_int64(current)
+
+
+class SqliteStore(Store):
+    """A FoundationDB-semantics store in one SQLite file (see the module docstring)."""
+
+    blocks_event_loop = False
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        read_only: bool = False,
+        exclusive: bool = True,
+        chaos_conflict_rate: float = 0.0,
+        chaos_seed: int | None = None,
+    ) -> None:
+        self.path = os.path.abspath(path)
+        self.url = f"sqlite://{self.path}"
+        self.read_only = read_only
+        self._chaos_rate = chaos_conflict_rate
+        self._chaos = random.Random(chaos_seed)
+        self._lock_fd: int | None = None
+        if not read_only and exclusive:
+            self._lock_fd = _take_owner_lock(self.path)
+        try:
+            self._writer = self._connect()
+            self._version = self._load_version()
+        except sqlite3.DatabaseError as error:
+            self.close()
+            raise StoreUnavailable(f"{self.path}: not a usable SQLite store ({error})") from error
+        self._commit_lock = threading.Lock()
+        self._idle_readers: list[sqlite3.Connection] = []
+        self._active_reads: dict[int, int] = {}  # id(transaction) -> read version
+        self._history: list[tuple[int, list[KeyRange]]] = []  # (commit version, write ranges)
+        self._watches: dict[bytes, list[_SqliteWatch]] = {}
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            if not os.path.exists(self.path):
+                raise StoreUnavailable(f"{self.path}: no such store")
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
+                                   check_same_thread=False)
+        else:
+            if not os.path.isdir(os.path.dirname(self.path)):
+                raise StoreUnavailable(f"{self.path}: directory {os.path.dirname(self.path)} does not exist")
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def _load_version(self) -> int:
+        row = self._writer.execute("SELECT value FROM store_meta WHERE name = 'version'").fetchone()
+        return 0 if row is None else int(row[0])
+
+    # -- transactions -------------------------------------------------------------------------------
+    def begin(self) -> SqliteTransaction:
+        return SqliteTransaction(self)
+
+    def _start_read(self, tr: SqliteTransaction) -> tuple[sqlite3.Connection, int]:
+        with self._commit_lock:
+            conn = self._idle_readers.pop() if self._idle_readers else self._connect()
+            # Taking the WAL snapshot under the commit lock ties it to exactly this read version.
+            conn.execute("BEGIN")
+            conn.execute("SELECT 1 FROM store_meta LIMIT 1").fetchall()
+            self._active_reads[id(tr)] = self._version
+            return conn, self._version
+
+    def _end_read(self, tr: SqliteTransaction, conn: sqlite3.Connection) -> None:
+        conn.execute("COMMIT")
+        with self._commit_lock:
+            del self._active_reads[id(tr)]
+            self._idle_readers.append(conn)
+            self._trim_history()
+
+    def _trim_history(self) -> None:
+        if not self._active_reads:
+            self._history.clear()
+            return
+        oldest = min(self._active_reads.values())
+        cut = bisect.bisect_right([version for version, _ in self._history], oldest)
+        del self._history[:cut]
+
+    def _commit(self, tr: SqliteTransaction) -> None:
+        if not tr.has_writes():
+            return  # a read-only transaction commits trivially, as in FoundationDB
+        if self.read_only:
+            raise StoreError(f"{self.path} is open read-only")
+        with self._commit_lock:
+            if self._chaos_rate and self._chaos.random() < self._chaos_rate:
+                raise TransactionConflict("injected conflict (retry chaos)")
+            if tr.read_version is not None:
+                for version, writes in self._history:
+                    if version > tr.read_version and _overlaps(tr._reads, writes):
+                        raise TransactionConflict("a concurrent transaction wrote what this one read")
+            version = self._version + 1
+            write_ranges = self._apply(tr, version)
+            self._version = version
+            if self._active_reads:
+                self._history.append((version, write_ranges))
+            self._fire_watches(write_ranges)
+            for watch in tr._watches:
+                self._register_watch(watch)
+
+    def _apply(self, tr: SqliteTransaction, version: int) -> list[KeyRange]:
+        conn = self._writer
+        writes: list[KeyRange] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for begin, end in tr._cleared:
+                conn.execute("DELETE FROM kv WHERE k >= ? AND k < ?", (begin, end))
+                writes.append((begin, end))
+            for key, value in tr._writes.items():
+                if value is None:
+                    conn.execute("DELETE FROM kv WHERE k = ?", (key,))
+                else:
+                    conn.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))
+                writes.append((key, _key_after(key)))
+            for key, ops in tr._atomics.items():
+                row = conn.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
+                new_value = _apply_atomics(None if row is None else bytes(row[0]), ops)
+                conn.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, new_value))
+                writes.append((key, _key_after(key)))
+            stamp = struct.pack(">QH", version, 0)
+            for template, value in tr._stamped:
+                (offset,) = struct.unpack("<I", template[-4:])
+                key = template[:offset] + stamp + template[offset + 10 : -4]
+                conn.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))
+                writes.append((key, _key_after(key)))
+            conn.execute(
+                "INSERT OR REPLACE INTO store_meta (name, value) VALUES ('version', ?)", (version,)
+            )
+            conn.execute("COMMIT")
+        except sqlite3.Error as error:
+            conn.execute("ROLLBACK")
+            if isinstance(error, sqlite3.DatabaseError) and "malformed" in str(error):
+                raise CorruptValue(f"{self.path}: {error}") from error
+            raise StoreError(f"{self.path}: commit failed: {error}") from error
+        return writes
+
+    # -- watches ------------------------------------------------------------------------------------
+    def _register_watch(self, watch: _SqliteWatch) -> None:
+        row = self._writer.execute("SELECT v FROM kv WHERE k = ?", (watch.key,)).fetchone()
+        watch.value = None if row is None else bytes(row[0])
+        self._watches.setdefault(watch.key, []).append(watch)
+
+    def _unregister_watch(self, watch: _SqliteWatch) -> None:
+        with self._commit_lock:
+            watchers = self._watches.get(watch.key, [])
+            if watch in watchers:
+                watchers.remove(watch)
+
+    def _fire_watches(self, write_ranges: list[KeyRange]) -> None:
+        if not self._watches:
+            return
+        for key in [k for k in self._watches if any(b <= k < e for b, e in write_ranges)]:
+            row = self._writer.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
+            value = None if row is None else bytes(row[0])
+            remaining = []
+            for watch in self._watches[key]:
+                if watch.value != value:
+                    watch.fire()
+                else:
+                    remaining.append(watch)
+            if remaining:
+                self._watches[key] = remaining
+            else:
+                del self._watches[key]
+
+    # -- life cycle ---------------------------------------------------------------------------------
+    def sync(self) -> None:
+        # With synchronous=NORMAL a commit is in the WAL file but not yet fsynced: fsync it.
+        wal_path = self.path + "-wal"
+        try:
+            fd = os.open(wal_path, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # no WAL: everything is checkpointed (and fsynced) into the database file
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        for conn in getattr(self, "_idle_readers", []):
+            conn.close()
+        writer = getattr(self, "_writer", None)
+        if writer is not None:
+            writer.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+def _take_owner_lock(path: str) -> int:
+    lock_path = path + ".lock"
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise StoreUnavailable(f"cannot open {lock_path}: {error.strerror}") from error
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise StoreLocked(f"store {path} is in use by another process (pid {owner})") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
