@@ -1,0 +1,82 @@
+"""The change log: one commit-ordered record per metadata mutation, written in the mutation's transaction.
+
+Keys are versionstamped, so records sort in commit order on every backend and a follower can resume
+after the last versionstamp it saw.  This is the base for search, provenance and cross-mount cache
+invalidation (a mount watches ``keys.log_head()``... see fusefs/invalidation.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from metadata.keys import FsKeys
+from metadata.model import now_ns, pack, unpack
+from metadata.store import Transaction
+
+
+@dataclass
+class LogRecord:
+    versionstamp: bytes
+    time_ns: int
+    op: str
+    uid: int
+    ino: int
+    parent: int | None = None
+    name: bytes | None = None
+    new_parent: int | None = None
+    new_name: bytes | None = None
+
+    def describe(self) -> str:
+        where = ""
+        if self.parent is not None:
+            where = f" {self.parent}/{_show(self.name)}"
+        if self.new_parent is not None:
+            where += f" -> {self.new_parent}/{_show(self.new_name)}"
+        return f"{self.versionstamp.hex()} {self.time_ns} {self.op} ino={self.ino} uid={self.uid}{where}"
+
+
+def _show(name: bytes | None) -> str:
+    return "" if name is None else name.decode(errors="backslashreplace")
+
+
+def append(
+    tr: Transaction,
+    keys: FsKeys,
+    op: str,
+    uid: int,
+    ino: int,
+    parent: int | None = None,
+    name: bytes | None = None,
+    new_parent: int | None = None,
+    new_name: bytes | None = None,
+) -> None:
+    tr.set_versionstamped_key(
+        keys.log_template(), pack([now_ns(), op, uid, ino, parent, name, new_parent, new_name])
+    )
+
+
+def read_log(tr: Transaction, fs_name: str, after: bytes | None, limit: int) -> list[LogRecord]:
+    """Records committed after the one with versionstamp ``after`` (all when None), oldest first."""
+    keys = FsKeys(fs_name)
+    begin, end = keys.log()
+    if after is not None:
+        begin = keys.log_after(after)
+    records = []
+    for key, value in tr.iter_range(begin, end, limit=limit, snapshot=True):
+        fields = unpack(value, "change-log record")
+        records.append(LogRecord(keys.log_versionstamp(key), *fields))
+    return records
+
+
+def trim_log(tr: Transaction, keys: FsKeys, older_than_ns: int, batch: int = 1000) -> int:
+    """Remove up to ``batch`` records older than ``older_than_ns``; returns how many were removed."""
+    begin, end = keys.log()
+    last_old: bytes | None = None
+    count = 0
+    for key, value in tr.iter_range(begin, end, limit=batch, snapshot=True):
+        if unpack(value, "change-log record")[0] >= older_than_ns:
+            break
+        last_old = key
+        count += 1
+    if last_old is not None:
+        tr.clear_range(begin, last_old + b"\0")
+    return count

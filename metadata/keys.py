@@ -1,0 +1,170 @@
+"""The key layout: every key of a filesystem is built here and nowhere else.
+
+All keys of one filesystem live under the subspace ``('fusefs', name)``, so several filesystems share a
+store (one FoundationDB cluster) without seeing each other.  Inode numbers inside keys are 8-byte
+little-endian strings, so consecutive inodes scatter over FoundationDB's shards instead of piling onto
+one (JuiceFS and 3FS do the same).  Within an inode's prefix sit its attributes, its directory entries
+(when it is a directory: one range read lists it, in name order), its xattrs, inline data pieces and
+chunk records.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import fdb.tuple
+
+from metadata.store import versionstamped_key
+
+_FS_ROOT = "fusefs"
+
+# Record kinds (one byte strings keep keys short).
+_CONFIG = "conf"
+_ATTR = "a"
+_ENTRY = "e"
+_XATTR = "x"
+_INLINE = "d"
+_CHUNK = "c"
+_CHUNK_OWNER = "b"
+_ORPHAN = "o"
+_DIRTY_CHUNK = "w"
+_COUNTER = "n"
+_ID_POOL = "id"
+_LOG = "L"
+
+
+def _ino(ino: int) -> bytes:
+    return struct.pack("<Q", ino)
+
+
+def _range_of(prefix: bytes) -> tuple[bytes, bytes]:
+    return prefix, prefix + b"\xff"
+
+
+def all_filesystems_range() -> tuple[bytes, bytes]:
+    return fdb.tuple.range((_FS_ROOT,)).start, fdb.tuple.range((_FS_ROOT,)).stop
+
+
+def filesystem_of(key: bytes) -> str:
+    """The name of the filesystem a key belongs to."""
+    return str(fdb.tuple.unpack(key)[1])
+
+
+class FsKeys:
+    """Keys of the filesystem called ``name``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.prefix = fdb.tuple.pack((_FS_ROOT, name))
+
+    def _key(self, *parts: object) -> bytes:
+        return self.prefix + fdb.tuple.pack(parts)
+
+    def whole_filesystem(self) -> tuple[bytes, bytes]:
+        return _range_of(self.prefix)
+
+    def config(self) -> bytes:
+        return self._key(_CONFIG)
+
+    # inodes
+    def attr(self, ino: int) -> bytes:
+        return self._key(_ATTR, _ino(ino))
+
+    def entry(self, parent: int, name: bytes) -> bytes:
+        return self._key(_ENTRY, _ino(parent), name)
+
+    def entries(self, parent: int) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_ENTRY, _ino(parent)))
+
+    def entry_name(self, key: bytes) -> bytes:
+        name = fdb.tuple.unpack(key[len(self.prefix) :])[2]
+        assert isinstance(name, bytes)
+        return name
+
+    def xattr(self, ino: int, name: bytes) -> bytes:
+        return self._key(_XATTR, _ino(ino), name)
+
+    def xattrs(self, ino: int) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_XATTR, _ino(ino)))
+
+    def xattr_name(self, key: bytes) -> bytes:
+        name = fdb.tuple.unpack(key[len(self.prefix) :])[2]
+        assert isinstance(name, bytes)
+        return name
+
+    # file data
+    def inline_piece(self, ino: int, index: int) -> bytes:
+        return self._key(_INLINE, _ino(ino), index)
+
+    def inline_pieces(self, ino: int) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_INLINE, _ino(ino)))
+
+    def chunk(self, ino: int, index: int) -> bytes:
+        return self._key(_CHUNK, _ino(ino), index)
+
+    def chunks(self, ino: int) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_CHUNK, _ino(ino)))
+
+    def chunks_from(self, ino: int, first_index: int) -> tuple[bytes, bytes]:
+        return self._key(_CHUNK, _ino(ino), first_index), self.chunks(ino)[1]
+
+    def chunk_index(self, key: bytes) -> int:
+        index = fdb.tuple.unpack(key[len(self.prefix) :])[2]
+        assert isinstance(index, int)
+        return index
+
+    def chunk_owner(self, chunk_id: int) -> bytes:
+        """Reverse index chunk id → inode, so garbage collection can tell a live chunk file."""
+        return self._key(_CHUNK_OWNER, chunk_id)
+
+    def dirty_chunk(self, ino: int, index: int) -> bytes:
+        """Marks a chunk being written: its checksums may not match its file until the writer is done."""
+        return self._key(_DIRTY_CHUNK, ino, index)
+
+    def dirty_chunks(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_DIRTY_CHUNK))
+
+    def dirty_chunk_of(self, key: bytes) -> tuple[int, int]:
+        _, ino, index = fdb.tuple.unpack(key[len(self.prefix) :])
+        return int(ino), int(index)
+
+    # bookkeeping
+    def orphan(self, ino: int) -> bytes:
+        return self._key(_ORPHAN, ino)
+
+    def orphans(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_ORPHAN))
+
+    def orphan_ino(self, key: bytes) -> int:
+        ino = fdb.tuple.unpack(key[len(self.prefix) :])[1]
+        assert isinstance(ino, int)
+        return ino
+
+    def counter(self, name: str, shard: int) -> bytes:
+        return self._key(_COUNTER, name, shard)
+
+    def counters(self, name: str) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_COUNTER, name))
+
+    def id_pool(self, kind: str) -> bytes:
+        return self._key(_ID_POOL, kind)
+
+    # change log
+    def log_template(self) -> bytes:
+        """A versionstamped key template: records sort in commit order."""
+        return versionstamped_key(self._key(_LOG))
+
+    def log(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_LOG))
+
+    def log_at(self, versionstamp: bytes) -> bytes:
+        """The key of the record with this 10-byte versionstamp (built by hand: packing a Versionstamp
+        with fdb.tuple needs libfdb_c loaded)."""
+        return versionstamped_key(self._key(_LOG))[:-16] + versionstamp + b"\0\0"
+
+    def log_after(self, versionstamp: bytes) -> bytes:
+        return self.log_at(versionstamp) + b"\xff"
+
+    def log_versionstamp(self, key: bytes) -> bytes:
+        stamp = fdb.tuple.unpack(key[len(self.prefix) :])[1]
+        return bytes(stamp.tr_version)

@@ -1,0 +1,174 @@
+"""The filesystem's records as Python values: inode attributes, callers, settings, and the error type.
+
+Values are stored with msgpack; every decode goes through ``unpack`` so that a corrupt value becomes a
+clear ``CorruptValue`` naming the key rather than a stray exception deep in an operation."""
+
+from __future__ import annotations
+
+import errno
+import stat
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, NewType
+
+import msgpack
+
+from metadata.store import CorruptValue
+
+InodeId = NewType("InodeId", int)
+ROOT_INODE = InodeId(1)
+NAME_MAX_BYTES = 255
+SYMLINK_MAX_BYTES = 4095  # PATH_MAX - 1
+DEFAULT_INLINE_MAX_BYTES = 64 * 1024
+DEFAULT_CHUNK_SIZE_BYTES = 4 * 1024 * 1024
+
+
+class FSError(Exception):
+    """A filesystem operation failed with ``errno``; the FUSE layer answers the kernel with it."""
+
+    def __init__(self, errno_value: int, message: str = "") -> None:
+        super().__init__(message or errno.errorcode.get(errno_value, str(errno_value)))
+        self.errno = errno_value
+
+
+def pack(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def unpack(raw: bytes, what: str = "value") -> Any:
+    try:
+        return msgpack.unpackb(raw, raw=False)
+    except Exception as error:  # msgpack raises several unrelated types for bad input
+        raise CorruptValue(f"corrupt {what}: {error}") from error
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asked: the credentials of the process behind a request."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()
+    pid: int = 0
+
+    def in_group(self, gid: int) -> bool:
+        return gid == self.gid or gid in self.groups
+
+    @property
+    def is_root(self) -> bool:
+        return self.uid == 0
+
+
+ROOT_CALLER = Caller(uid=0, gid=0)
+
+
+@dataclass
+class InodeAttr:
+    """One inode's attributes: the value of its attribute key (plus ``ino``, which is its key)."""
+
+    ino: InodeId
+    mode: int
+    nlink: int
+    uid: int
+    gid: int
+    size: int = 0
+    rdev: int = 0
+    atime_ns: int = 0
+    mtime_ns: int = 0
+    ctime_ns: int = 0
+    #: Symlink target; empty for other types.
+    target: bytes = b""
+    #: True once the file's data lives in chunks rather than inline (never goes back).
+    chunked: bool = False
+    #: A directory's parent (for the rename loop check); 0 for other types.
+    parent: int = 0
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.mode)
+
+    @property
+    def is_reg(self) -> bool:
+        return stat.S_ISREG(self.mode)
+
+    @property
+    def is_symlink(self) -> bool:
+        return stat.S_ISLNK(self.mode)
+
+    def encode(self) -> bytes:
+        return pack([getattr(self, f.name) for f in fields(self)][1:])
+
+    @classmethod
+    def decode(cls, ino: int, raw: bytes) -> InodeAttr:
+        values = unpack(raw, f"attributes of inode {ino}")
+        try:
+            return cls(InodeId(ino), *values)
+        except TypeError as error:
+            raise CorruptValue(f"corrupt attributes of inode {ino}: {error}") from error
+
+    def touch(self, *, mtime: bool = False, ctime: bool = True, when_ns: int | None = None) -> None:
+        when = now_ns() if when_ns is None else when_ns
+        if mtime:
+            self.mtime_ns = when
+        if ctime:
+            self.ctime_ns = when
+
+
+@dataclass
+class FsConfig:
+    """A filesystem's settings, chosen at mkfs and stored with it."""
+
+    name: str
+    block_dirs: list[str] = field(default_factory=list)
+    inline_max_bytes: int = DEFAULT_INLINE_MAX_BYTES
+    chunk_size_bytes: int = DEFAULT_CHUNK_SIZE_BYTES
+    #: Change-log records older than this are trimmed.
+    log_retention_s: int = 7 * 24 * 3600
+    created_ns: int = 0
+
+    def encode(self) -> bytes:
+        return pack(asdict(self))
+
+    @classmethod
+    def decode(cls, raw: bytes) -> FsConfig:
+        values = unpack(raw, "filesystem settings")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+@dataclass
+class SetAttrRequest:
+    """The changes of one setattr call; ``None`` leaves a field alone."""
+
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    size: int | None = None
+    atime_ns: int | None = None
+    mtime_ns: int | None = None
+    #: ctime may be set explicitly only by internal callers (the kernel never asks).
+    ctime_ns: int | None = None
+
+
+@dataclass
+class ChunkRecord:
+    """Where one chunk of a large file lives: a file in a block directory, with its checksum table."""
+
+    chunk_id: int
+    dir_index: int
+    checksums: bytes = b""
+    #: True while a writer may have changed the chunk file beyond what ``checksums`` describes; chunks
+    #: still dirty at mount (the writer crashed) get their checksums recomputed from the file.
+    dirty: bool = False
+
+    def encode(self) -> bytes:
+        return pack([self.chunk_id, self.dir_index, self.checksums, self.dirty])
+
+    @classmethod
+    def decode(cls, raw: bytes) -> ChunkRecord:
+        values = unpack(raw, "chunk record")
+        return cls(*values)

@@ -1,0 +1,516 @@
+"""The filesystem namespace as transaction functions: inodes, directory entries, links, rename, setattr.
+
+Every public method takes the transaction first and is retry-safe: it is a pure function of what it
+reads, and identifiers (inode numbers) are chosen by the caller before the transaction, so a retry after
+``CommitUnknownResult`` finds its own work instead of doing it twice.  Read-only operations use snapshot
+reads; mutations read what they depend on serializably, so concurrent conflicting operations (two
+renames forming a loop, a create racing an rmdir) are serialized by the store.
+
+Permission checks on paths (search, write, sticky directories) are made by the kernel (the mount uses
+``default_permissions``); the rules the kernel leaves to the filesystem (setgid inheritance, clearing
+set-id bits on chown) are applied here.
+"""
+
+from __future__ import annotations
+
+import errno
+import stat
+from dataclasses import dataclass
+
+from metadata import changelog, filedata
+from metadata.keys import FsKeys, all_filesystems_range, filesystem_of
+from metadata.model import (
+    NAME_MAX_BYTES,
+    ROOT_INODE,
+    SYMLINK_MAX_BYTES,
+    Caller,
+    ChunkRecord,
+    FsConfig,
+    FSError,
+    InodeAttr,
+    InodeId,
+    SetAttrRequest,
+    now_ns,
+    pack,
+    unpack,
+)
+from metadata.store import Store, StoreError, Transaction, decode_int64
+
+LINK_MAX = 65000
+_COUNTER_SHARDS = 16
+_FIRST_FREE_INODE = 2
+
+
+class FilesystemExists(StoreError):
+    pass
+
+
+class UnknownFilesystem(StoreError):
+    pass
+
+
+@dataclass
+class Removal:
+    """What an unlink, rmdir or replacing rename did to the inode it detached."""
+
+    attr: InodeAttr
+
+    @property
+    def is_orphan(self) -> bool:
+        """The inode has no name left: reclaim it once nothing has it open."""
+        return self.attr.nlink == 0
+
+
+def check_name(name: bytes) -> None:
+    if len(name) > NAME_MAX_BYTES:
+        raise FSError(errno.ENAMETOOLONG)
+    if not name or b"/" in name or b"\0" in name:
+        raise FSError(errno.EINVAL)
+
+
+class Namespace:
+    """The namespace operations of one filesystem."""
+
+    def __init__(self, config: FsConfig) -> None:
+        self.config = config
+        self.keys = FsKeys(config.name)
+
+    # -- records ------------------------------------------------------------------------------------
+    def _load(self, tr: Transaction, ino: int, *, snapshot: bool = False) -> InodeAttr:
+        raw = tr.get(self.keys.attr(ino), snapshot=snapshot)
+        if raw is None:
+            raise FSError(errno.ENOENT)
+        return InodeAttr.decode(ino, raw)
+
+    def _save(self, tr: Transaction, attr: InodeAttr) -> None:
+        tr.set(self.keys.attr(attr.ino), attr.encode())
+
+    def _directory(self, tr: Transaction, ino: int) -> InodeAttr:
+        attr = self._load(tr, ino)
+        if not attr.is_dir:
+            raise FSError(errno.ENOTDIR)
+        if attr.nlink == 0:
+            raise FSError(errno.ENOENT)  # a removed directory still open somewhere takes no new entries
+        return attr
+
+    def _entry(self, tr: Transaction, parent: int, name: bytes, *, snapshot: bool = False) -> int | None:
+        raw = tr.get(self.keys.entry(parent, name), snapshot=snapshot)
+        return None if raw is None else int(unpack(raw, "directory entry")[0])
+
+    def _set_entry(self, tr: Transaction, parent: int, name: bytes, attr: InodeAttr) -> None:
+        tr.set(self.keys.entry(parent, name), pack([attr.ino, stat.S_IFMT(attr.mode)]))
+
+    def _count_inodes(self, tr: Transaction, ino: int, delta: int) -> None:
+        tr.add(self.keys.counter("inodes", ino % _COUNTER_SHARDS), delta)
+
+    def count_bytes(self, tr: Transaction, ino: int, delta: int) -> None:
+        if delta:
+            tr.add(self.keys.counter("bytes", ino % _COUNTER_SHARDS), delta)
+
+    def _sum_counter(self, tr: Transaction, name: str) -> int:
+        begin, end = self.keys.counters(name)
+        return sum(decode_int64(value) for _, value in tr.iter_range(begin, end, snapshot=True))
+
+    def _is_empty_dir(self, tr: Transaction, ino: int) -> bool:
+        begin, end = self.keys.entries(ino)
+        return not tr.get_range(begin, end, limit=1)
+
+    # -- formatting ---------------------------------------------------------------------------------
+    def format(self, tr: Transaction, caller: Caller) -> None:
+        if tr.get(self.keys.config()) is not None:
+            raise FilesystemExists(f"a filesystem named '{self.config.name}' already exists")
+        tr.set(self.keys.config(), self.config.encode())
+        now = now_ns()
+        root = InodeAttr(ROOT_INODE, stat.S_IFDIR | 0o755, 2, caller.uid, caller.gid,
+                         atime_ns=now, mtime_ns=now, ctime_ns=now, parent=ROOT_INODE)
+        self._save(tr, root)
+        self._count_inodes(tr, ROOT_INODE, 1)
+        tr.set(self.keys.id_pool("inode"), pack(_FIRST_FREE_INODE))
+        tr.set(self.keys.id_pool("chunk"), pack(1))
+
+    def reserve_ids(self, tr: Transaction, kind: str, count: int) -> int:
+        """Reserve ``count`` consecutive ids of ``kind`` ("inode" or "chunk"); returns the first.
+
+        Callers take ids in batches (never one store round trip per create) and outside the transaction
+        that uses them."""
+        key = self.keys.id_pool(kind)
+        raw = tr.get(key)
+        first = int(unpack(raw, "id pool")) if raw is not None else _FIRST_FREE_INODE
+        tr.set(key, pack(first + count))
+        return first
+
+    # -- reads --------------------------------------------------------------------------------------
+    def getattr(self, tr: Transaction, ino: int) -> InodeAttr:
+        return self._load(tr, ino, snapshot=True)
+
+    def lookup(self, tr: Transaction, parent: int, name: bytes) -> InodeAttr:
+        check_name(name)
+        ino = self._entry(tr, parent, name, snapshot=True)
+        if ino is None:
+            raise FSError(errno.ENOENT)
+        return self._load(tr, ino, snapshot=True)
+
+    def readlink(self, tr: Transaction, ino: int) -> bytes:
+        attr = self._load(tr, ino, snapshot=True)
+        if not attr.is_symlink:
+            raise FSError(errno.EINVAL)
+        return attr.target
+
+    def readdir(
+        self, tr: Transaction, ino: int, after: bytes | None, limit: int
+    ) -> list[tuple[bytes, InodeAttr]]:
+        """Up to ``limit`` entries of directory ``ino`` with names after ``after``, in name order.
+
+        Resuming by name (not by position) means an entry present for the whole listing is returned
+        exactly once, whatever else is added or removed meanwhile."""
+        begin, end = self.keys.entries(ino)
+        if after is not None:
+            begin = self.keys.entry(ino, after) + b"\0"
+        result = []
+        for key, value in tr.iter_range(begin, end, limit=limit, snapshot=True):
+            child = int(unpack(value, "directory entry")[0])
+            raw = tr.get(self.keys.attr(child), snapshot=True)
+            if raw is not None:
+                result.append((self.keys.entry_name(key), InodeAttr.decode(child, raw)))
+        return result
+
+    def statfs(self, tr: Transaction) -> tuple[int, int]:
+        """(inodes in use, bytes of file data)."""
+        return self._sum_counter(tr, "inodes"), self._sum_counter(tr, "bytes")
+
+    # -- creating -----------------------------------------------------------------------------------
+    def create(
+        self,
+        tr: Transaction,
+        parent: int,
+        name: bytes,
+        ino: int,
+        mode: int,
+        caller: Caller,
+        rdev: int = 0,
+        target: bytes = b"",
+    ) -> InodeAttr:
+        """Create an inode of any type (``mode`` carries the type bits) named ``name`` in ``parent``."""
+        check_name(name)
+        if stat.S_ISLNK(mode) and len(target) > SYMLINK_MAX_BYTES:
+            raise FSError(errno.ENAMETOOLONG)
+        directory = self._directory(tr, parent)
+        existing = self._entry(tr, parent, name)
+        if existing is not None:
+            if existing == ino:  # our own earlier attempt committed (commit_unknown_result)
+                return self._load(tr, ino)
+            raise FSError(errno.EEXIST)
+        is_dir = stat.S_ISDIR(mode)
+        gid = caller.gid
+        if directory.mode & stat.S_ISGID:
+            # BSD group semantics in setgid directories: inherit the group, and subdirectories inherit
+            # the setgid bit itself.
+            gid = directory.gid
+            if is_dir:
+                mode |= stat.S_ISGID
+        if stat.S_ISREG(mode) and mode & stat.S_ISGID and not (caller.is_root or caller.in_group(gid)):
+            mode &= ~stat.S_ISGID
+        if is_dir and directory.nlink >= LINK_MAX:
+            raise FSError(errno.EMLINK)
+        now = now_ns()
+        attr = InodeAttr(InodeId(ino), mode, 2 if is_dir else 1, caller.uid, gid,
+                         size=len(target), rdev=rdev, atime_ns=now, mtime_ns=now, ctime_ns=now,
+                         target=target, parent=parent if is_dir else 0)
+        self._save(tr, attr)
+        self._set_entry(tr, parent, name, attr)
+        if is_dir:
+            directory.nlink += 1
+        directory.touch(mtime=True, when_ns=now)
+        self._save(tr, directory)
+        self._count_inodes(tr, ino, 1)
+        changelog.append(tr, self.keys, _create_op(mode), caller.uid, ino, parent, name)
+        return attr
+
+    def link(self, tr: Transaction, ino: int, new_parent: int, new_name: bytes, caller: Caller) -> InodeAttr:
+        check_name(new_name)
+        attr = self._load(tr, ino)
+        if attr.is_dir:
+            raise FSError(errno.EPERM)
+        directory = self._directory(tr, new_parent)
+        existing = self._entry(tr, new_parent, new_name)
+        if existing is not None:
+            if existing == ino and tr.maybe_committed:
+                return attr
+            raise FSError(errno.EEXIST)
+        if attr.nlink == 0:
+            raise FSError(errno.ENOENT)
+        if attr.nlink >= LINK_MAX:
+            raise FSError(errno.EMLINK)
+        now = now_ns()
+        attr.nlink += 1
+        attr.touch(when_ns=now)
+        self._save(tr, attr)
+        self._set_entry(tr, new_parent, new_name, attr)
+        directory.touch(mtime=True, when_ns=now)
+        self._save(tr, directory)
+        tr.clear(self.keys.orphan(ino))
+        changelog.append(tr, self.keys, "link", caller.uid, ino, new_parent, new_name)
+        return attr
+
+    # -- removing -----------------------------------------------------------------------------------
+    def _detach(self, tr: Transaction, attr: InodeAttr, now: int) -> Removal:
+        """Drop one name of ``attr``; a directory loses both its links.  An inode left without names
+        becomes an orphan, reclaimed by ``reclaim`` once no one has it open."""
+        attr.nlink = 0 if attr.is_dir else attr.nlink - 1
+        attr.touch(when_ns=now)
+        self._save(tr, attr)
+        if attr.nlink == 0:
+            tr.set(self.keys.orphan(attr.ino), pack(now))
+        return Removal(attr)
+
+    def unlink(self, tr: Transaction, parent: int, name: bytes, caller: Caller) -> Removal:
+        return self._remove(tr, parent, name, caller, directory=False)
+
+    def rmdir(self, tr: Transaction, parent: int, name: bytes, caller: Caller) -> Removal:
+        return self._remove(tr, parent, name, caller, directory=True)
+
+    def _remove(self, tr: Transaction, parent: int, name: bytes, caller: Caller, *, directory: bool) -> Removal:
+        check_name(name)
+        parent_attr = self._directory(tr, parent)
+        ino = self._entry(tr, parent, name)
+        if ino is None:
+            raise FSError(errno.ENOENT)
+        attr = self._load(tr, ino)
+        if directory:
+            if not attr.is_dir:
+                raise FSError(errno.ENOTDIR)
+            if not self._is_empty_dir(tr, ino):
+                raise FSError(errno.ENOTEMPTY)
+            parent_attr.nlink -= 1
+        elif attr.is_dir:
+            raise FSError(errno.EISDIR)
+        now = now_ns()
+        tr.clear(self.keys.entry(parent, name))
+        parent_attr.touch(mtime=True, when_ns=now)
+        self._save(tr, parent_attr)
+        changelog.append(tr, self.keys, "rmdir" if directory else "unlink", caller.uid, ino, parent, name)
+        return self._detach(tr, attr, now)
+
+    def orphans(self, tr: Transaction) -> list[int]:
+        begin, end = self.keys.orphans()
+        return [self.keys.orphan_ino(key) for key, _ in tr.iter_range(begin, end)]
+
+    def reclaim(self, tr: Transaction, ino: int) -> list[ChunkRecord]:
+        """Delete an orphan inode and everything under it; returns the chunks whose files to delete.
+
+        Does nothing if the inode regained a name (link of an open file) or is already gone."""
+        raw = tr.get(self.keys.attr(ino))
+        if raw is None or InodeAttr.decode(ino, raw).nlink > 0:
+            tr.clear(self.keys.orphan(ino))
+            return []
+        attr = InodeAttr.decode(ino, raw)
+        chunks = filedata.drop_chunks_from(tr, self.keys, ino, 0)
+        filedata.clear_inline(tr, self.keys, ino)
+        tr.clear_range(*self.keys.xattrs(ino))
+        tr.clear(self.keys.attr(ino))
+        tr.clear(self.keys.orphan(ino))
+        self._count_inodes(tr, ino, -1)
+        if attr.is_reg:
+            self.count_bytes(tr, ino, -attr.size)
+        return chunks
+
+    # -- rename -------------------------------------------------------------------------------------
+    def _check_not_ancestor(self, tr: Transaction, moved_dir: int, new_parent: int) -> None:
+        """EINVAL if ``new_parent`` is ``moved_dir`` or lies below it (a rename would cut a loop).
+
+        The walk reads each ancestor serializably, so a concurrent rename that would form a loop with
+        this one conflicts instead of both committing."""
+        ino = new_parent
+        while True:
+            if ino == moved_dir:
+                raise FSError(errno.EINVAL)
+            if ino == ROOT_INODE:
+                return
+            ino = self._load(tr, ino).parent
+
+    def rename(
+        self,
+        tr: Transaction,
+        old_parent: int,
+        old_name: bytes,
+        new_parent: int,
+        new_name: bytes,
+        caller: Caller,
+        *,
+        noreplace: bool = False,
+        exchange: bool = False,
+    ) -> Removal | None:
+        """Move an entry; returns what happened to a replaced target (None if nothing was replaced)."""
+        check_name(old_name)
+        check_name(new_name)
+        src_dir = self._directory(tr, old_parent)
+        dst_dir = src_dir if new_parent == old_parent else self._directory(tr, new_parent)
+        src_ino = self._entry(tr, old_parent, old_name)
+        dst_ino = self._entry(tr, new_parent, new_name)
+        if src_ino is None:
+            if tr.maybe_committed and dst_ino is not None:
+                return None  # our earlier attempt committed
+            raise FSError(errno.ENOENT)
+        if noreplace and dst_ino is not None:
+            raise FSError(errno.EEXIST)
+        if exchange and dst_ino is None:
+            raise FSError(errno.ENOENT)
+        if src_ino == dst_ino:
+            return None  # POSIX: two links to the same file, nothing to do
+        src = self._load(tr, src_ino)
+        if src.is_dir and new_parent != old_parent:
+            self._check_not_ancestor(tr, src_ino, new_parent)
+        now = now_ns()
+        dst = self._load(tr, dst_ino) if dst_ino is not None else None
+        if exchange:
+            assert dst is not None
+            if dst.is_dir and new_parent != old_parent:
+                self._check_not_ancestor(tr, dst.ino, old_parent)
+            self._exchange(tr, src, dst, src_dir, dst_dir, old_name, new_name, now)
+            changelog.append(tr, self.keys, "exchange", caller.uid, src_ino, old_parent, old_name,
+                             new_parent, new_name)
+            return None
+        removal = None
+        if dst is not None:
+            if src.is_dir and not dst.is_dir:
+                raise FSError(errno.ENOTDIR)
+            if dst.is_dir and not src.is_dir:
+                raise FSError(errno.EISDIR)
+            if dst.is_dir:
+                if not self._is_empty_dir(tr, dst.ino):
+                    raise FSError(errno.ENOTEMPTY)
+                dst_dir.nlink -= 1
+            removal = self._detach(tr, dst, now)
+        tr.clear(self.keys.entry(old_parent, old_name))
+        self._set_entry(tr, new_parent, new_name, src)
+        if src.is_dir and new_parent != old_parent:
+            src_dir.nlink -= 1
+            dst_dir.nlink += 1
+            src.parent = new_parent
+        src.touch(when_ns=now)
+        self._save(tr, src)
+        self._touch_parents(tr, src_dir, dst_dir, now)
+        changelog.append(tr, self.keys, "rename", caller.uid, src_ino, old_parent, old_name,
+                         new_parent, new_name)
+        return removal
+
+    def _exchange(
+        self,
+        tr: Transaction,
+        src: InodeAttr,
+        dst: InodeAttr,
+        src_dir: InodeAttr,
+        dst_dir: InodeAttr,
+        old_name: bytes,
+        new_name: bytes,
+        now: int,
+    ) -> None:
+        self._set_entry(tr, src_dir.ino, old_name, dst)
+        self._set_entry(tr, dst_dir.ino, new_name, src)
+        if src_dir.ino != dst_dir.ino:
+            for moved, to in ((src, dst_dir), (dst, src_dir)):
+                if moved.is_dir:
+                    moved.parent = to.ino
+            src_dir.nlink += int(dst.is_dir) - int(src.is_dir)
+            dst_dir.nlink += int(src.is_dir) - int(dst.is_dir)
+        for attr in (src, dst):
+            attr.touch(when_ns=now)
+            self._save(tr, attr)
+        self._touch_parents(tr, src_dir, dst_dir, now)
+
+    def _touch_parents(self, tr: Transaction, src_dir: InodeAttr, dst_dir: InodeAttr, now: int) -> None:
+        src_dir.touch(mtime=True, when_ns=now)
+        self._save(tr, src_dir)
+        if dst_dir.ino != src_dir.ino:
+            dst_dir.touch(mtime=True, when_ns=now)
+            self._save(tr, dst_dir)
+
+    # -- attributes ---------------------------------------------------------------------------------
+    def setattr(self, tr: Transaction, ino: int, request: SetAttrRequest, caller: Caller) -> InodeAttr:
+        """Apply a setattr; a size change here only records the size (file data is the caller's)."""
+        attr = self._load(tr, ino)
+        if request.mode is not None:
+            mode = request.mode & 0o7777
+            if mode & stat.S_ISGID and not (caller.is_root or caller.in_group(attr.gid)) and not attr.is_dir:
+                mode &= ~stat.S_ISGID  # chmod(2): only a member of the file's group may set setgid
+            attr.mode = stat.S_IFMT(attr.mode) | mode
+        if request.uid is not None or request.gid is not None:
+            changes_owner = (request.uid not in (None, attr.uid)) or (request.gid not in (None, attr.gid))
+            if request.uid is not None:
+                attr.uid = request.uid
+            if request.gid is not None:
+                attr.gid = request.gid
+            if changes_owner and not attr.is_dir:
+                # chown(2) on Linux clears setuid, and setgid when group-executable, even for root.
+                attr.mode &= ~stat.S_ISUID
+                if attr.mode & stat.S_IXGRP:
+                    attr.mode &= ~stat.S_ISGID
+        if request.size is not None:
+            if attr.is_dir:
+                raise FSError(errno.EISDIR)
+            if not attr.is_reg:
+                raise FSError(errno.EINVAL)
+            self.count_bytes(tr, ino, request.size - attr.size)
+            if request.size != attr.size:
+                attr.mtime_ns = now_ns()
+            attr.size = request.size
+        if request.atime_ns is not None:
+            attr.atime_ns = request.atime_ns
+        if request.mtime_ns is not None:
+            attr.mtime_ns = request.mtime_ns
+        attr.ctime_ns = request.ctime_ns if request.ctime_ns is not None else now_ns()
+        self._save(tr, attr)
+        changelog.append(tr, self.keys, "setattr", caller.uid, ino)
+        return attr
+
+    def write_back(self, tr: Transaction, attr: InodeAttr, caller: Caller) -> None:
+        """Store attributes changed by the data path (size, times, storage kind) with a log record."""
+        self._save(tr, attr)
+        changelog.append(tr, self.keys, "write", caller.uid, attr.ino)
+
+
+def _create_op(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "mkdir"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISREG(mode):
+        return "create"
+    return "mknod"
+
+
+# -- filesystems in a store ---------------------------------------------------------------------------
+def format_filesystem(store: Store, config: FsConfig, caller: Caller | None = None) -> None:
+    config.created_ns = config.created_ns or now_ns()
+    owner = caller or Caller(uid=0, gid=0)
+    store.transact(lambda tr: Namespace(config).format(tr, owner))
+
+
+def load_config(store: Store, name: str) -> FsConfig:
+    raw = store.transact(lambda tr: tr.get(FsKeys(name).config(), snapshot=True))
+    if raw is None:
+        raise UnknownFilesystem(f"no filesystem named '{name}' in {store.url}")
+    return FsConfig.decode(raw)
+
+
+def save_config(store: Store, config: FsConfig) -> None:
+    store.transact(lambda tr: tr.set(FsKeys(config.name).config(), config.encode()))
+
+
+def list_filesystems(store: Store) -> list[FsConfig]:
+    """Every filesystem in the store (scans config keys only, skipping each filesystem's contents)."""
+
+    def scan(tr: Transaction) -> list[FsConfig]:
+        found: list[FsConfig] = []
+        begin, end = all_filesystems_range()
+        while True:
+            rows = tr.get_range(begin, end, limit=1, snapshot=True)
+            if not rows:
+                return found
+            keys = FsKeys(filesystem_of(rows[0][0]))
+            raw = tr.get(keys.config(), snapshot=True)
+            if raw is not None:
+                found.append(FsConfig.decode(raw))
+            begin = keys.whole_filesystem()[1]
+
+    return store.transact(scan)
