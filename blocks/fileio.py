@@ -1,0 +1,74 @@
+"""Positional file I/O helpers that never move a file offset, so one descriptor serves many threads."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+from collections.abc import Callable
+
+_ZERO_FILL_BYTES = 1 << 20
+
+# <linux/falloc.h>; os has no fallocate with flags, hence ctypes.
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+_UNSUPPORTED = {errno.EOPNOTSUPP, errno.ENOSYS}
+
+
+def _load_fallocate() -> Callable[[int, int, int, int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    except OSError:
+        return None
+    function = getattr(libc, "fallocate64", None) or getattr(libc, "fallocate", None)
+    if function is not None:
+        function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+        function.restype = ctypes.c_int
+    return function  # type: ignore[no-any-return]
+
+
+_fallocate = _load_fallocate()
+
+
+def pread_into(fd: int, buffer: bytearray | memoryview, offset: int) -> int:
+    """Fill `buffer` from `offset`, stopping early only at end of file; returns the bytes read."""
+    view = memoryview(buffer)
+    done = 0
+    while done < len(view):
+        count = os.preadv(fd, [view[done:]], offset + done)
+        if count == 0:
+            break
+        done += count
+    return done
+
+
+def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    """Write all of `data` at `offset`; a short write (a nearly full disk) is continued until it errors."""
+    view = memoryview(data)
+    done = 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], offset + done)
+
+
+def punch_hole(fd: int, offset: int, length: int) -> None:
+    """Make [offset, offset+length) read as zeros and free its space where the filesystem can; size unchanged."""
+    if length <= 0:
+        return
+    if _fallocate is not None:
+        if _fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, length) == 0:
+            return
+        error = ctypes.get_errno()
+        if error not in _UNSUPPORTED:
+            raise OSError(error, os.strerror(error))
+    write_zeros(fd, offset, length)
+
+
+def write_zeros(fd: int, offset: int, length: int) -> None:
+    """Fallback for filesystems without hole punching: the range reads as zeros but keeps its space."""
+    zeros = memoryview(bytes(min(length, _ZERO_FILL_BYTES)))
+    end = offset + length
+    while offset < end:
+        piece = min(len(zeros), end - offset)
+        pwrite_all(fd, zeros[:piece], offset)
+        offset += piece
