@@ -389,7 +389,13 @@ class SqliteStore(Store):
 
     def _commit(self, tr: SqliteTransaction) -> None:
         if not tr.has_writes():
-            return  # a read-only transaction commits trivially, as in FoundationDB
+            # A read-only transaction commits trivially, as in FoundationDB, but its watches still
+            # become active (FoundationDB's get_and_watch is a read-only transaction).
+            if tr._watches:
+                with self._commit_lock:
+                    for watch in tr._watches:
+                        self._register_watch(watch)
+            return
         if self.read_only:
             raise StoreError(f"{self.path} is open read-only")
         with self._commit_lock:
