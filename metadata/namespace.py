@@ -17,7 +17,7 @@ import errno
 import stat
 from dataclasses import dataclass
 
-from metadata import changelog, filedata
+from metadata import changelog, filedata, xattrs
 from metadata.keys import FsKeys, all_filesystems_range, filesystem_of
 from metadata.model import (
     NAME_MAX_BYTES,
@@ -462,6 +462,27 @@ class Namespace:
         self._save(tr, attr)
         changelog.append(tr, self.keys, "setattr", caller.uid, ino)
         return attr
+
+    # -- extended attributes ------------------------------------------------------------------------
+    def getxattr(self, tr: Transaction, ino: int, name: bytes) -> bytes:
+        self._load(tr, ino, snapshot=True)
+        return xattrs.get(tr, self.keys, ino, name)
+
+    def listxattr(self, tr: Transaction, ino: int) -> list[bytes]:
+        self._load(tr, ino, snapshot=True)
+        return xattrs.names(tr, self.keys, ino)
+
+    def setxattr(self, tr: Transaction, ino: int, name: bytes, value: bytes, caller: Caller) -> None:
+        attr = self._load(tr, ino)
+        xattrs.set(tr, self.keys, attr, name, value)
+        self._save(tr, attr)
+        changelog.append(tr, self.keys, "setxattr", caller.uid, ino, name=name)
+
+    def removexattr(self, tr: Transaction, ino: int, name: bytes, caller: Caller) -> None:
+        attr = self._load(tr, ino)
+        xattrs.remove(tr, self.keys, attr, name)
+        self._save(tr, attr)
+        changelog.append(tr, self.keys, "removexattr", caller.uid, ino, name=name)
 
     def write_back(self, tr: Transaction, attr: InodeAttr, caller: Caller) -> None:
         """Store attributes changed by the data path (size, times, storage kind) with a log record."""

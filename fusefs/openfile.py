@@ -1,0 +1,261 @@
+"""The data of a regular file open in this mount, shared by every handle on it.
+
+Small files (up to the filesystem's ``inline_max_bytes``) are held whole in memory while open and
+written back inline into the metadata store, in one transaction, on flush/fsync/release.  Larger files
+are cut into chunks: writes go straight to the chunk files (pwrite, no extra buffer) and their
+checksum tables are updated in memory; flush records sizes and tables in one transaction.
+
+Crash consistency: before the first write to a chunk after a flush, the chunk is marked *dirty* in the
+store; flush stores its new checksums and clears the mark.  A chunk still dirty at the next mount (the
+daemon died mid-write) gets its checksums recomputed from the file, so it reads back as what the writes
+left, never as a checksum error.  A new chunk's record commits before its file is written, so garbage
+collection never removes a chunk file that a record will point to.
+
+Data beyond a file's size may linger in the last chunk after a shrink; whenever the size grows again,
+that tail is zeroed first (``_zero_tail``), so it never reappears.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import trio
+
+from blocks import BlockStore, ChecksumMismatch, ChecksumTable
+from fusefs.idpool import IdPool
+from fusefs.store_runner import StoreRunner
+from metadata import filedata
+from metadata.model import Caller, ChunkRecord, InodeAttr, now_ns
+from metadata.namespace import Namespace
+from metadata.store import Transaction
+
+log = logging.getLogger(__name__)
+
+
+class OpenFile:
+    def __init__(
+        self,
+        attr: InodeAttr,
+        namespace: Namespace,
+        blocks: BlockStore,
+        runner: StoreRunner,
+        chunk_ids: IdPool,
+        sync_store: Callable[[], None],
+        *,
+        kernel_tracks_mtime: bool,
+    ) -> None:
+        self.attr = attr
+        self.refs = 0
+        self._ns = namespace
+        self._keys = namespace.keys
+        self._blocks = blocks
+        self._run = runner.run
+        self._chunk_ids = chunk_ids
+        self._sync_store = sync_store
+        self._inline_max = namespace.config.inline_max_bytes
+        self._chunk_size = blocks.chunk_size
+        # With the kernel's writeback cache, the kernel keeps mtime itself and sends it with setattr;
+        # writes arriving later (at close) must not overwrite it.
+        self._kernel_tracks_mtime = kernel_tracks_mtime
+        self._lock = trio.Lock()
+        self._loaded = False
+        self._inline: bytearray | None = None
+        self._chunks: dict[int, ChunkRecord] = {}
+        self._tables: dict[int, ChecksumTable] = {}
+        self._stored_size = attr.size
+        self._stored_chunked = attr.chunked
+        self._dirty = False
+        self._dirty_chunks: set[int] = set()  # marked dirty in the store, tables not yet committed
+        self._unsynced_chunks: set[int] = set()  # written since the last fsync
+        self.caller = Caller(uid=attr.uid, gid=attr.gid)
+
+    @property
+    def ino(self) -> int:
+        return self.attr.ino
+
+    # -- loading ------------------------------------------------------------------------------------
+    async def _load(self) -> None:
+        if self._loaded:
+            return
+        if self.attr.chunked:
+            records = await self._run(filedata.read_chunks, self._keys, self.ino)
+            self._chunks = records
+            self._tables = {i: ChecksumTable(self._chunk_size, r.checksums) for i, r in records.items()}
+        else:
+            data = await self._run(filedata.read_inline, self._keys, self.ino, self.attr.size)
+            self._inline = bytearray(data)
+        self._loaded = True
+
+    # -- reading ------------------------------------------------------------------------------------
+    async def read(self, offset: int, size: int) -> bytes:
+        async with self._lock:
+            await self._load()
+            end = min(offset + size, self.attr.size)
+            if offset >= end:
+                return b""
+            if self._inline is not None:
+                return bytes(self._inline[offset:end])
+            return await self._read_chunks(offset, end)
+
+    async def _read_chunks(self, offset: int, end: int) -> bytes:
+        parts = []
+        for index, chunk_offset, length in self._pieces(offset, end - offset):
+            record = self._chunks.get(index)
+            if record is None:
+                parts.append(bytes(length))  # a hole
+                continue
+            try:
+                parts.append(await trio.to_thread.run_sync(
+                    self._blocks.read, record.dir_index, record.chunk_id, chunk_offset, length,
+                    self._tables[index]))
+            except ChecksumMismatch as error:
+                log.error("inode %d, chunk %d (index %d): %s", self.ino, record.chunk_id, index, error)
+                raise
+        return b"".join(parts)
+
+    def _pieces(self, offset: int, length: int) -> list[tuple[int, int, int]]:
+        """(chunk index, offset in chunk, length) of each chunk that [offset, offset+length) touches."""
+        pieces = []
+        end = offset + length
+        while offset < end:
+            index, chunk_offset = divmod(offset, self._chunk_size)
+            n = min(self._chunk_size - chunk_offset, end - offset)
+            pieces.append((index, chunk_offset, n))
+            offset += n
+        return pieces
+
+    # -- writing ------------------------------------------------------------------------------------
+    async def write(self, offset: int, data: bytes) -> int:
+        async with self._lock:
+            await self._load()
+            end = offset + len(data)
+            if self._inline is not None and end <= self._inline_max:
+                if offset > len(self._inline):
+                    self._inline.extend(bytes(offset - len(self._inline)))
+                self._inline[offset:end] = data
+            else:
+                await self._make_chunked()
+                if offset > self.attr.size:
+                    await self._zero_tail(offset)
+                await self._write_chunks(offset, data)
+            self._grow(end)
+            if not self._kernel_tracks_mtime:
+                self.attr.touch(mtime=True)
+            self._dirty = True
+            return len(data)
+
+    def _grow(self, end: int) -> None:
+        if end > self.attr.size:
+            self.attr.size = end
+
+    async def _make_chunked(self) -> None:
+        """Move an inline file's data into chunks (the store learns at the next flush)."""
+        if self._inline is None:
+            return
+        data, self._inline = bytes(self._inline), None
+        self.attr.chunked = True
+        if data:
+            await self._write_chunks(0, data)
+
+    async def _chunk_for_write(self, index: int) -> ChunkRecord:
+        record = self._chunks.get(index)
+        if record is None:
+            chunk_id = await self._chunk_ids.take()
+            dir_index = await trio.to_thread.run_sync(self._blocks.choose_directory)
+            record = ChunkRecord(chunk_id, dir_index)
+            self._chunks[index] = record
+            self._tables[index] = ChecksumTable(self._chunk_size)
+        if index not in self._dirty_chunks:
+            await self._run(filedata.mark_dirty, self._keys, self.ino, index, record)
+            self._dirty_chunks.add(index)
+        return record
+
+    async def _write_chunks(self, offset: int, data: bytes) -> None:
+        view = memoryview(data)
+        position = 0
+        for index, chunk_offset, length in self._pieces(offset, len(data)):
+            record = await self._chunk_for_write(index)
+            await trio.to_thread.run_sync(
+                self._blocks.write, record.dir_index, record.chunk_id, chunk_offset,
+                view[position : position + length], self._tables[index])
+            self._unsynced_chunks.add(index)
+            position += length
+
+    async def _zero_tail(self, new_size: int) -> None:
+        """Zero what may linger past the current size in its chunk, up to ``new_size``."""
+        size = self.attr.size
+        index, chunk_offset = divmod(size, self._chunk_size)
+        record = self._chunks.get(index)
+        if record is None or chunk_offset == 0:
+            return
+        length = min(self._chunk_size - chunk_offset, new_size - size)
+        await self._chunk_for_write(index)
+        await trio.to_thread.run_sync(
+            self._blocks.punch, record.dir_index, record.chunk_id, chunk_offset, length, self._tables[index])
+
+    async def truncate(self, new_size: int) -> list[ChunkRecord]:
+        """Set the size; returns the chunks cut off (their files are deleted after the caller's flush)."""
+        async with self._lock:
+            await self._load()
+            dropped: list[ChunkRecord] = []
+            if self._inline is not None and new_size <= self._inline_max:
+                del self._inline[new_size:]
+                self._inline.extend(bytes(new_size - len(self._inline)))
+            else:
+                await self._make_chunked()
+                if new_size > self.attr.size:
+                    await self._zero_tail(new_size)
+                else:
+                    first_dropped = -(-new_size // self._chunk_size)
+                    for index in [i for i in self._chunks if i >= first_dropped]:
+                        dropped.append(self._chunks.pop(index))
+                        self._tables.pop(index)
+                        self._dirty_chunks.discard(index)
+                        self._unsynced_chunks.discard(index)
+            self.attr.size = new_size
+            self._dirty = True
+            return dropped
+
+    # -- flushing -----------------------------------------------------------------------------------
+    async def flush(self, caller: Caller | None = None) -> None:
+        async with self._lock:
+            if not self._dirty:
+                return
+            await self._run(self._commit, caller or self.caller)
+            self._stored_size = self.attr.size
+            self._stored_chunked = self.attr.chunked
+            self._dirty_chunks.clear()
+            self._dirty = False
+
+    def _commit(self, tr: Transaction, caller: Caller) -> None:
+        """The flush transaction: data records, size, times and checksums, all or nothing."""
+        stored = self._ns.getattr(tr, self.ino)
+        stored.size = self.attr.size
+        stored.mtime_ns = self.attr.mtime_ns
+        stored.ctime_ns = max(stored.ctime_ns, self.attr.mtime_ns, now_ns())
+        stored.chunked = self.attr.chunked
+        if self._inline is not None:
+            filedata.write_inline(tr, self._keys, self.ino, bytes(self._inline))
+        else:
+            if not self._stored_chunked:
+                filedata.clear_inline(tr, self._keys, self.ino)
+            filedata.drop_chunks_from(tr, self._keys, self.ino, -(-self.attr.size // self._chunk_size))
+            for index in self._dirty_chunks:
+                record = self._chunks.get(index)
+                if record is not None:
+                    record.checksums = self._tables[index].to_bytes()
+                    filedata.mark_clean(tr, self._keys, self.ino, index, record)
+        self._ns.count_bytes(tr, self.ino, self.attr.size - self._stored_size)
+        self._ns.write_back(tr, stored, caller)
+
+    async def fsync(self) -> None:
+        """Flush, then make the chunk files and the store durable."""
+        await self.flush()
+        async with self._lock:
+            for index in sorted(self._unsynced_chunks):
+                record = self._chunks.get(index)
+                if record is not None:
+                    await trio.to_thread.run_sync(self._blocks.fsync, record.dir_index, record.chunk_id)
+            self._unsynced_chunks.clear()
+        await trio.to_thread.run_sync(self._sync_store)

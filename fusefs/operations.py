@@ -1,0 +1,461 @@
+"""The pyfuse3 adapter: translates kernel requests into namespace transactions and open-file calls.
+
+Thin by design: POSIX semantics live in metadata/, file data in fusefs/openfile.py and blocks/.  This
+module tracks what only the FUSE layer can know: the kernel's lookup counts and the open handles, which
+together decide when an unlinked inode can be reclaimed.
+
+Kernel caching: with a single writer (the embedded store is owned by one daemon) every change passes
+through this daemon, so the kernel's entry and attribute caches stay right and long timeouts are safe.
+On a shared store, other mounts' changes arrive through the change log (fusefs/invalidation.py), which
+invalidates the kernel's caches; ``strict`` turns kernel caching off entirely.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import os
+import stat
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pyfuse3
+import trio
+
+from blocks import BlockStore
+from fusefs.attrs import entry_attributes
+from fusefs.boundary import fuse_handler
+from fusefs.idpool import IdPool
+from fusefs.openfile import OpenFile
+from fusefs.store_runner import StoreRunner
+from metadata import filedata
+from metadata.model import Caller, ChunkRecord, FsConfig, FSError, InodeAttr, SetAttrRequest
+from metadata.namespace import Namespace, Removal
+from metadata.store import Store
+
+log = logging.getLogger(__name__)
+
+#: Kernel cache lifetimes when this daemon is the only writer (embedded store).
+SOLE_WRITER_TIMEOUT_S = 60.0
+#: Kernel cache lifetimes on a shared store, bounding staleness if an invalidation is missed.
+SHARED_TIMEOUT_S = 1.0
+READDIR_PAGE_ENTRIES = 256
+
+
+@dataclass
+class DirHandle:
+    ino: int
+    #: Names handed to the kernel, by cookie; listing resumes after the name a cookie points to.
+    names: list[bytes] = field(default_factory=list)
+
+
+@dataclass
+class FileHandle:
+    open_file: OpenFile
+    flags: int
+
+
+def caller_of(ctx: pyfuse3.RequestContext, *, with_groups: bool = False) -> Caller:
+    groups: tuple[int, ...] = ()
+    if with_groups and ctx.uid != 0:
+        try:
+            groups = tuple(pyfuse3.get_sup_groups(ctx.pid))
+        except (OSError, ValueError):
+            groups = ()  # the process already exited
+    return Caller(uid=ctx.uid, gid=ctx.gid, groups=groups, pid=ctx.pid)
+
+
+class FuseOperations(pyfuse3.Operations):
+    enable_writeback_cache = True
+    supports_dot_lookup = False
+
+    def __init__(
+        self, store: Store, config: FsConfig, blocks: BlockStore, *, read_only: bool = False, strict: bool = False
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.config = config
+        self.blocks = blocks
+        self.read_only = read_only
+        self.strict = strict
+        self.ns = Namespace(config)
+        self.runner = StoreRunner(store)
+        self._run = self.runner.run
+        self._inode_ids = IdPool(self.runner, self.ns, "inode")
+        self._chunk_ids = IdPool(self.runner, self.ns, "chunk")
+        if strict:
+            self.timeout_s = 0.0
+        else:
+            self.timeout_s = SHARED_TIMEOUT_S if store.blocks_event_loop else SOLE_WRITER_TIMEOUT_S
+        self.enable_writeback_cache = not strict and not read_only
+        self._lookups: Counter[int] = Counter()
+        self._open_files: dict[int, OpenFile] = {}
+        self._handles: dict[int, FileHandle | DirHandle] = {}
+        self._next_fh = itertools.count(1)
+
+    def fuse_options(self) -> set[str]:
+        options = {f"fsname=fusefs:{self.config.name}", "subtype=fusefs", "default_permissions"}
+        if self.read_only:
+            options.add("ro")
+        return options
+
+    # -- helpers ------------------------------------------------------------------------------------
+    def _entry(self, attr: InodeAttr, *, counted: bool = True) -> pyfuse3.EntryAttributes:
+        if counted:
+            self._lookups[attr.ino] += 1
+        open_file = self._open_files.get(attr.ino)
+        if open_file is not None:
+            attr = _with_data_fields(attr, open_file.attr)
+        return entry_attributes(attr, self.timeout_s)
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise FSError(errno.EROFS)
+
+    def _new_fh(self, handle: FileHandle | DirHandle) -> int:
+        fh = next(self._next_fh)
+        self._handles[fh] = handle
+        return fh
+
+    def _file(self, fh: int) -> FileHandle:
+        handle = self._handles.get(fh)
+        if not isinstance(handle, FileHandle):
+            raise FSError(errno.EBADF)
+        return handle
+
+    def _dir(self, fh: int) -> DirHandle:
+        handle = self._handles.get(fh)
+        if not isinstance(handle, DirHandle):
+            raise FSError(errno.EBADF)
+        return handle
+
+    async def _open_file(self, ino: int) -> OpenFile:
+        open_file = self._open_files.get(ino)
+        if open_file is None:
+            attr = await self._run(self.ns.getattr, ino)
+            open_file = OpenFile(attr, self.ns, self.blocks, self.runner, self._chunk_ids, self.store.sync,
+                                 kernel_tracks_mtime=self.enable_writeback_cache)
+            self._open_files[ino] = open_file
+        open_file.refs += 1
+        return open_file
+
+    async def _close_file(self, open_file: OpenFile) -> None:
+        open_file.refs -= 1
+        try:
+            await open_file.flush()
+        finally:
+            if open_file.refs == 0:
+                self._open_files.pop(open_file.ino, None)
+                await self._reclaim_if_unused(open_file.ino)
+
+    async def _after_removal(self, removal: Removal | None) -> None:
+        if removal is not None and removal.is_orphan:
+            await self._reclaim_if_unused(removal.attr.ino)
+
+    async def _reclaim_if_unused(self, ino: int) -> None:
+        """Delete an orphan once the kernel has forgotten it and no handle has it open."""
+        if self._lookups.get(ino, 0) or ino in self._open_files or self.read_only:
+            return
+        await self._reclaim(ino)
+
+    async def _reclaim(self, ino: int) -> None:
+        chunks = await self._run(self.ns.reclaim, ino)
+        await self._delete_chunk_files(chunks)
+
+    async def _delete_chunk_files(self, chunks: list[ChunkRecord]) -> None:
+        for record in chunks:
+            await trio.to_thread.run_sync(self.blocks.delete, record.dir_index, record.chunk_id)
+
+    # -- life cycle ---------------------------------------------------------------------------------
+    async def recover(self) -> None:
+        """Repair what a crashed daemon left: orphans nobody has open, chunks caught mid-write."""
+        for ino in await self._run(self.ns.orphans):
+            await self._reclaim(ino)
+        for ino, index, record in await self._run(filedata.dirty_chunks, self.ns.keys):
+            table = await trio.to_thread.run_sync(self.blocks.recompute, record.dir_index, record.chunk_id)
+            record.checksums = table.to_bytes()
+            await self._run(filedata.mark_clean, self.ns.keys, ino, index, record)
+            log.warning("inode %d chunk %d was being written when the daemon stopped: checksums rebuilt",
+                        ino, record.chunk_id)
+
+    async def run_services(self) -> None:
+        from fusefs.services import run_services
+
+        await run_services(self)
+
+    async def shutdown(self) -> None:
+        """Flush open files and reclaim orphans: after unmount the kernel holds no inode any more."""
+        for open_file in list(self._open_files.values()):
+            await open_file.flush()
+        if not self.read_only:
+            for ino in await self._run(self.ns.orphans):
+                await self._reclaim(ino)
+        await trio.to_thread.run_sync(self.store.sync)
+
+    # -- lookups and attributes ---------------------------------------------------------------------
+    @fuse_handler
+    async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        if name == b".":
+            return self._entry(await self._run(self.ns.getattr, parent_inode))
+        if name == b"..":
+            parent = await self._run(self.ns.getattr, parent_inode)
+            return self._entry(await self._run(self.ns.getattr, parent.parent))
+        return self._entry(await self._run(self.ns.lookup, parent_inode, name))
+
+    def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        for ino, count in inode_list:
+            left = self._lookups[ino] - count
+            if left > 0:
+                self._lookups[ino] = left
+            else:
+                del self._lookups[ino]
+
+    @fuse_handler
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext | None = None) -> pyfuse3.EntryAttributes:
+        return self._entry(await self._run(self.ns.getattr, inode), counted=False)
+
+    @fuse_handler
+    async def setattr(
+        self,
+        inode: int,
+        attr: pyfuse3.EntryAttributes,
+        fields: pyfuse3.SetattrFields,
+        fh: int | None,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
+        self._check_writable()
+        caller = caller_of(ctx, with_groups=fields.update_mode)
+        request = SetAttrRequest(
+            mode=attr.st_mode if fields.update_mode else None,
+            uid=attr.st_uid if fields.update_uid else None,
+            gid=attr.st_gid if fields.update_gid else None,
+            atime_ns=attr.st_atime_ns if fields.update_atime else None,
+            mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
+        )
+        open_file = self._open_files.get(inode)
+        if fields.update_size:
+            await self._truncate(inode, attr.st_size, caller)
+            open_file = self._open_files.get(inode)
+        else:
+            if open_file is not None:
+                await open_file.flush(caller)
+        new_attr = await self._run(self.ns.setattr, inode, request, caller)
+        if open_file is not None:
+            open_file.attr = _with_data_fields(new_attr, open_file.attr)
+            if request.mtime_ns is not None:
+                open_file.attr.mtime_ns = request.mtime_ns
+        return self._entry(new_attr, counted=False)
+
+    async def _truncate(self, inode: int, size: int, caller: Caller) -> None:
+        open_file = await self._open_file(inode)
+        try:
+            if not open_file.attr.is_reg:
+                raise FSError(errno.EINVAL)
+            dropped = await open_file.truncate(size)
+            await open_file.flush(caller)
+            await self._delete_chunk_files(dropped)
+        finally:
+            await self._close_file(open_file)
+
+    @fuse_handler
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        return await self._run(self.ns.readlink, inode)
+
+    # -- creating and removing ----------------------------------------------------------------------
+    async def _create(
+        self, parent: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext, rdev: int = 0, target: bytes = b""
+    ) -> InodeAttr:
+        self._check_writable()
+        ino = await self._inode_ids.take()
+        caller = caller_of(ctx, with_groups=True)
+        return await self._run(self.ns.create, parent, name, ino, mode, caller, rdev, target)
+
+    @fuse_handler
+    async def mknod(
+        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        return self._entry(await self._create(parent_inode, name, mode, ctx, rdev))
+
+    @fuse_handler
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._entry(await self._create(parent_inode, name, stat.S_IFDIR | (mode & 0o7777), ctx))
+
+    @fuse_handler
+    async def symlink(
+        self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        return self._entry(await self._create(parent_inode, name, stat.S_IFLNK | 0o777, ctx, target=target))
+
+    @fuse_handler
+    async def create(
+        self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
+    ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        attr = await self._create(parent_inode, name, stat.S_IFREG | (mode & 0o7777), ctx)
+        open_file = await self._open_file(attr.ino)
+        fh = self._new_fh(FileHandle(open_file, flags))
+        return pyfuse3.FileInfo(fh=fh), self._entry(attr)
+
+    @fuse_handler
+    async def link(
+        self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        self._check_writable()
+        open_file = self._open_files.get(inode)
+        if open_file is not None:
+            await open_file.flush()
+        return self._entry(await self._run(self.ns.link, inode, new_parent_inode, new_name, caller_of(ctx)))
+
+    @fuse_handler
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self._check_writable()
+        await self._after_removal(await self._run(self.ns.unlink, parent_inode, name, caller_of(ctx)))
+
+    @fuse_handler
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self._check_writable()
+        await self._after_removal(await self._run(self.ns.rmdir, parent_inode, name, caller_of(ctx)))
+
+    @fuse_handler
+    async def rename(
+        self,
+        parent_inode_old: int,
+        name_old: bytes,
+        parent_inode_new: int,
+        name_new: bytes,
+        flags: int,
+        ctx: pyfuse3.RequestContext,
+    ) -> None:
+        self._check_writable()
+        removal = await self._run(
+            self.ns.rename, parent_inode_old, name_old, parent_inode_new, name_new, caller_of(ctx),
+            noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE), exchange=bool(flags & pyfuse3.RENAME_EXCHANGE))
+        await self._after_removal(removal)
+
+    # -- files --------------------------------------------------------------------------------------
+    @fuse_handler
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC):
+            self._check_writable()
+        open_file = await self._open_file(inode)
+        if flags & os.O_TRUNC and open_file.attr.size:
+            dropped = await open_file.truncate(0)
+            await self._delete_chunk_files(dropped)
+        fh = self._new_fh(FileHandle(open_file, flags))
+        # The page cache stays valid across opens: every change to the data passes through this mount,
+        # which the kernel sees (strict mode re-reads).
+        return pyfuse3.FileInfo(fh=fh, keep_cache=not self.strict)
+
+    @fuse_handler
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        return await self._file(fh).open_file.read(off, size)
+
+    @fuse_handler
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        handle = self._file(fh)
+        if handle.flags & os.O_APPEND and not self.enable_writeback_cache:
+            off = handle.open_file.attr.size
+        return await handle.open_file.write(off, buf)
+
+    @fuse_handler
+    async def flush(self, fh: int) -> None:
+        await self._file(fh).open_file.flush()
+
+    @fuse_handler
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        await self._file(fh).open_file.fsync()
+
+    @fuse_handler
+    async def release(self, fh: int) -> None:
+        handle = self._file(fh)
+        del self._handles[fh]
+        await self._close_file(handle.open_file)
+
+    # -- directories --------------------------------------------------------------------------------
+    @fuse_handler
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        attr = await self._run(self.ns.getattr, inode)
+        if not attr.is_dir:
+            raise FSError(errno.ENOTDIR)
+        return self._new_fh(DirHandle(inode))
+
+    @fuse_handler
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        handle = self._dir(fh)
+        del handle.names[start_id:]  # a rewind or seekdir drops what came after
+        if start_id < 2:
+            this = await self._run(self.ns.getattr, handle.ino)
+            dots = [(b".", this), (b"..", await self._run(self.ns.getattr, this.parent or handle.ino))]
+            for name, attr in dots[start_id:]:
+                if not pyfuse3.readdir_reply(token, name, self._entry(attr, counted=False), len(handle.names) + 1):
+                    return
+                handle.names.append(name)
+        while True:
+            after = handle.names[-1] if len(handle.names) > 2 else None
+            page = await self._run(self.ns.readdir, handle.ino, after, READDIR_PAGE_ENTRIES)
+            for name, attr in page:
+                if not pyfuse3.readdir_reply(token, name, self._entry(attr, counted=False), len(handle.names) + 1):
+                    return
+                self._lookups[attr.ino] += 1  # readdirplus: each entry accepted counts as a lookup
+                handle.names.append(name)
+            if len(page) < READDIR_PAGE_ENTRIES:
+                return
+
+    @fuse_handler
+    async def releasedir(self, fh: int) -> None:
+        self._handles.pop(fh, None)
+
+    @fuse_handler
+    async def fsyncdir(self, fh: int, datasync: bool) -> None:
+        await trio.to_thread.run_sync(self.store.sync)
+
+    # -- extended attributes ------------------------------------------------------------------------
+    @fuse_handler
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        return await self._run(self.ns.getxattr, inode, name)
+
+    @fuse_handler
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
+        return await self._run(self.ns.listxattr, inode)
+
+    @fuse_handler
+    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self._check_writable()
+        await self._run(self.ns.setxattr, inode, name, value, caller_of(ctx))
+
+    @fuse_handler
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self._check_writable()
+        await self._run(self.ns.removexattr, inode, name, caller_of(ctx))
+
+    # -- the filesystem -----------------------------------------------------------------------------
+    @fuse_handler
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        inodes_used, _ = await self._run(self.ns.statfs)
+        total_bytes, free_bytes = await trio.to_thread.run_sync(self.blocks.usage)
+        return statvfs_data(inodes_used, total_bytes, free_bytes)
+
+
+def statvfs_data(inodes_used: int, total_bytes: int, free_bytes: int) -> pyfuse3.StatvfsData:
+    data = pyfuse3.StatvfsData()
+    block = 4096
+    data.f_bsize = block
+    data.f_frsize = block
+    data.f_blocks = total_bytes // block
+    data.f_bfree = free_bytes // block
+    data.f_bavail = free_bytes // block
+    inode_capacity = max(2**32, inodes_used * 2)
+    data.f_files = inode_capacity
+    data.f_ffree = inode_capacity - inodes_used
+    data.f_favail = data.f_ffree
+    data.f_namemax = 255
+    return data
+
+
+def _with_data_fields(stored: InodeAttr, live: InodeAttr) -> InodeAttr:
+    """``stored`` with the size and times of the open file, which may be ahead of the store."""
+    stored.size = live.size
+    stored.chunked = live.chunked
+    stored.mtime_ns = live.mtime_ns
+    return stored
