@@ -60,6 +60,7 @@ class OpenFile:
         self._kernel_tracks_mtime = kernel_tracks_mtime
         self._lock = trio.Lock()
         self._loaded = False
+        self._stale = False
         self._inline: bytearray | None = None
         self._chunks: dict[int, ChunkRecord] = {}
         self._tables: dict[int, ChecksumTable] = {}
@@ -78,6 +79,10 @@ class OpenFile:
     async def _load(self) -> None:
         if self._loaded:
             return
+        if self._stale:
+            self.attr = await self._run(self._ns.getattr, self.ino)
+            self._stored_size, self._stored_chunked = self.attr.size, self.attr.chunked
+            self._stale = False
         if self.attr.chunked:
             records = await self._run(filedata.read_chunks, self._keys, self.ino)
             self._chunks = records
@@ -86,6 +91,15 @@ class OpenFile:
             data = await self._run(filedata.read_inline, self._keys, self.ino, self.attr.size)
             self._inline = bytearray(data)
         self._loaded = True
+
+    def invalidate(self) -> None:
+        """Drop cached data so the next access reloads it from the store (unless writes are pending)."""
+        if not self._dirty and not self._lock.locked():
+            self._loaded = False
+            self._stale = True
+            self._inline = None
+            self._chunks = {}
+            self._tables = {}
 
     # -- reading ------------------------------------------------------------------------------------
     async def read(self, offset: int, size: int) -> bytes:

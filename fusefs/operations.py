@@ -80,7 +80,7 @@ class FuseOperations(pyfuse3.Operations):
         self.blocks = blocks
         self.read_only = read_only
         self.strict = strict
-        self.ns = Namespace(config)
+        self.ns = Namespace(config, session=os.urandom(8))
         self.runner = StoreRunner(store)
         self._run = self.runner.run
         self._inode_ids = IdPool(self.runner, self.ns, "inode")
@@ -167,6 +167,12 @@ class FuseOperations(pyfuse3.Operations):
     async def _delete_chunk_files(self, chunks: list[ChunkRecord]) -> None:
         for record in chunks:
             await trio.to_thread.run_sync(self.blocks.delete, record.dir_index, record.chunk_id)
+
+    def forget_cached_data(self, ino: int) -> None:
+        """Another mount changed ``ino``: reload its data at next use unless we hold unflushed writes."""
+        open_file = self._open_files.get(ino)
+        if open_file is not None:
+            open_file.invalidate()
 
     # -- life cycle ---------------------------------------------------------------------------------
     async def recover(self) -> None:

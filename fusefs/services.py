@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from fusefs.invalidation import follow_changes
 from metadata import changelog
 from metadata.model import now_ns
 
@@ -23,6 +24,8 @@ async def run_services(ops: FuseOperations) -> None:
     async with trio.open_nursery() as nursery:
         if not ops.read_only:
             nursery.start_soon(_trim_change_log, ops)
+        if ops.store.shared:
+            nursery.start_soon(follow_changes, ops)
 
 
 async def _trim_change_log(ops: FuseOperations) -> None:

@@ -2,7 +2,8 @@
 
 Keys are versionstamped, so records sort in commit order on every backend and a follower can resume
 after the last versionstamp it saw.  This is the base for search, provenance and cross-mount cache
-invalidation (a mount watches ``keys.log_head()``... see fusefs/invalidation.py)."""
+invalidation: every record also bumps a head counter (an atomic add, so concurrent writers do not
+conflict) that followers watch instead of polling."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ class LogRecord:
     name: bytes | None = None
     new_parent: int | None = None
     new_name: bytes | None = None
+    #: The mount that made the change (empty for tools).
+    session: bytes = b""
 
     def describe(self) -> str:
         where = ""
@@ -48,10 +51,18 @@ def append(
     name: bytes | None = None,
     new_parent: int | None = None,
     new_name: bytes | None = None,
+    session: bytes = b"",
 ) -> None:
     tr.set_versionstamped_key(
-        keys.log_template(), pack([now_ns(), op, uid, ino, parent, name, new_parent, new_name])
+        keys.log_template(), pack([now_ns(), op, uid, ino, parent, name, new_parent, new_name, session])
     )
+    tr.add(keys.log_head(), 1)
+
+
+def last_versionstamp(tr: Transaction, keys: FsKeys) -> bytes | None:
+    begin, end = keys.log()
+    rows = tr.get_range(begin, end, limit=1, reverse=True, snapshot=True)
+    return keys.log_versionstamp(rows[0][0]) if rows else None
 
 
 def read_log(tr: Transaction, fs_name: str, after: bytes | None, limit: int) -> list[LogRecord]:

@@ -31,6 +31,7 @@ _DIRTY_CHUNK = "w"
 _COUNTER = "n"
 _ID_POOL = "id"
 _LOG = "L"
+_LOG_HEAD = "H"
 
 
 def _ino(ino: int) -> bytes:
@@ -153,6 +154,10 @@ class FsKeys:
     def log_template(self) -> bytes:
         """A versionstamped key template: records sort in commit order."""
         return versionstamped_key(self._key(_LOG))
+
+    def log_head(self) -> bytes:
+        """A counter every change-log append increments: watched by followers."""
+        return self._key(_LOG_HEAD)
 
     def log(self) -> tuple[bytes, bytes]:
         return _range_of(self._key(_LOG))

@@ -71,9 +71,15 @@ def check_name(name: bytes) -> None:
 class Namespace:
     """The namespace operations of one filesystem."""
 
-    def __init__(self, config: FsConfig) -> None:
+    def __init__(self, config: FsConfig, session: bytes = b"") -> None:
         self.config = config
         self.keys = FsKeys(config.name)
+        #: Tags this mount's change-log records, so its cache invalidation skips its own changes.
+        self.session = session
+
+    def _log(self, tr: Transaction, op: str, uid: int, ino: int, parent: int | None = None,
+             name: bytes | None = None, new_parent: int | None = None, new_name: bytes | None = None) -> None:
+        changelog.append(tr, self.keys, op, uid, ino, parent, name, new_parent, new_name, self.session)
 
     # -- records ------------------------------------------------------------------------------------
     def _load(self, tr: Transaction, ino: int, *, snapshot: bool = False) -> InodeAttr:
@@ -223,7 +229,7 @@ class Namespace:
         directory.touch(mtime=True, when_ns=now)
         self._save(tr, directory)
         self._count_inodes(tr, ino, 1)
-        changelog.append(tr, self.keys, _create_op(mode), caller.uid, ino, parent, name)
+        self._log(tr, _create_op(mode), caller.uid, ino, parent, name)
         return attr
 
     def link(self, tr: Transaction, ino: int, new_parent: int, new_name: bytes, caller: Caller) -> InodeAttr:
@@ -249,7 +255,7 @@ class Namespace:
         directory.touch(mtime=True, when_ns=now)
         self._save(tr, directory)
         tr.clear(self.keys.orphan(ino))
-        changelog.append(tr, self.keys, "link", caller.uid, ino, new_parent, new_name)
+        self._log(tr, "link", caller.uid, ino, new_parent, new_name)
         return attr
 
     # -- removing -----------------------------------------------------------------------------------
@@ -288,7 +294,7 @@ class Namespace:
         tr.clear(self.keys.entry(parent, name))
         parent_attr.touch(mtime=True, when_ns=now)
         self._save(tr, parent_attr)
-        changelog.append(tr, self.keys, "rmdir" if directory else "unlink", caller.uid, ino, parent, name)
+        self._log(tr, "rmdir" if directory else "unlink", caller.uid, ino, parent, name)
         return self._detach(tr, attr, now)
 
     def orphans(self, tr: Transaction) -> list[int]:
@@ -367,7 +373,7 @@ class Namespace:
             if dst.is_dir and new_parent != old_parent:
                 self._check_not_ancestor(tr, dst.ino, old_parent)
             self._exchange(tr, src, dst, src_dir, dst_dir, old_name, new_name, now)
-            changelog.append(tr, self.keys, "exchange", caller.uid, src_ino, old_parent, old_name,
+            self._log(tr, "exchange", caller.uid, src_ino, old_parent, old_name,
                              new_parent, new_name)
             return None
         removal = None
@@ -390,7 +396,7 @@ class Namespace:
         src.touch(when_ns=now)
         self._save(tr, src)
         self._touch_parents(tr, src_dir, dst_dir, now)
-        changelog.append(tr, self.keys, "rename", caller.uid, src_ino, old_parent, old_name,
+        self._log(tr, "rename", caller.uid, src_ino, old_parent, old_name,
                          new_parent, new_name)
         return removal
 
@@ -460,7 +466,7 @@ class Namespace:
             attr.mtime_ns = request.mtime_ns
         attr.ctime_ns = request.ctime_ns if request.ctime_ns is not None else now_ns()
         self._save(tr, attr)
-        changelog.append(tr, self.keys, "setattr", caller.uid, ino)
+        self._log(tr, "setattr", caller.uid, ino)
         return attr
 
     # -- extended attributes ------------------------------------------------------------------------
@@ -476,18 +482,18 @@ class Namespace:
         attr = self._load(tr, ino)
         xattrs.set(tr, self.keys, attr, name, value)
         self._save(tr, attr)
-        changelog.append(tr, self.keys, "setxattr", caller.uid, ino, name=name)
+        self._log(tr, "setxattr", caller.uid, ino, name=name)
 
     def removexattr(self, tr: Transaction, ino: int, name: bytes, caller: Caller) -> None:
         attr = self._load(tr, ino)
         xattrs.remove(tr, self.keys, attr, name)
         self._save(tr, attr)
-        changelog.append(tr, self.keys, "removexattr", caller.uid, ino, name=name)
+        self._log(tr, "removexattr", caller.uid, ino, name=name)
 
     def write_back(self, tr: Transaction, attr: InodeAttr, caller: Caller) -> None:
         """Store attributes changed by the data path (size, times, storage kind) with a log record."""
         self._save(tr, attr)
-        changelog.append(tr, self.keys, "write", caller.uid, attr.ino)
+        self._log(tr, "write", caller.uid, attr.ino)
 
 
 def _create_op(mode: int) -> str:

@@ -310,6 +310,7 @@ class SqliteStore(Store):
     """A FoundationDB-semantics store in one SQLite file (see the module docstring)."""
 
     blocks_event_loop = False
+    shared = False  # one process owns a writable store (see the owner lock)
 
     def __init__(
         self,

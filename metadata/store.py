@@ -201,6 +201,9 @@ class Store(abc.ABC):
     #: True when a transaction may block for long enough that it must not run on the event loop
     #: (network round trips); False when running it inline is cheaper than a thread hop.
     blocks_event_loop: bool = True
+    #: True when other processes or hosts may change the store while we run (their changes reach a mount
+    #: through the change log); False when this process owns the store.
+    shared: bool = True
 
     @abc.abstractmethod
     def begin(self) -> Transaction:
