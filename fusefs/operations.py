@@ -13,6 +13,7 @@ invalidates the kernel's caches; ``strict`` turns kernel caching off entirely.
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 import logging
 import os
@@ -334,9 +335,9 @@ class FuseOperations(pyfuse3.Operations):
         ctx: pyfuse3.RequestContext,
     ) -> None:
         self._check_writable()
-        removal = await self._run(
-            self.ns.rename, parent_inode_old, name_old, parent_inode_new, name_new, caller_of(ctx),
-            noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE), exchange=bool(flags & pyfuse3.RENAME_EXCHANGE))
+        rename = functools.partial(self.ns.rename, noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE),
+                                   exchange=bool(flags & pyfuse3.RENAME_EXCHANGE))
+        removal = await self._run(rename, parent_inode_old, name_old, parent_inode_new, name_new, caller_of(ctx))
         await self._after_removal(removal)
 
     # -- files --------------------------------------------------------------------------------------

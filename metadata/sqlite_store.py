@@ -25,7 +25,7 @@ import random
 import sqlite3
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from metadata.store import (
     MAX_TRANSACTION_BYTES,
@@ -267,9 +267,12 @@ class SqliteTransaction(Transaction):
 
     def _finish(self) -> None:
         self._done = True
+        self._release_reader(self._store._end_read)
+
+    def _release_reader(self, end_read: Callable[[SqliteTransaction, sqlite3.Connection], None]) -> None:
         if self._reader is not None:
-            self._store._end_read(self, self._reader)
-            self._reader = None
+            reader, self._reader = self._reader, None
+            end_read(self, reader)
 
 
 def _read_extent(begin: bytes, end: bytes, last_key: bytes | None, reverse: bool) -> KeyRange:
@@ -374,11 +377,14 @@ class SqliteStore(Store):
             return conn, self._version
 
     def _end_read(self, tr: SqliteTransaction, conn: sqlite3.Connection) -> None:
-        conn.execute("COMMIT")
         with self._commit_lock:
-            del self._active_reads[id(tr)]
-            self._idle_readers.append(conn)
-            self._trim_history()
+            self._end_read_locked(tr, conn)
+
+    def _end_read_locked(self, tr: SqliteTransaction, conn: sqlite3.Connection) -> None:
+        conn.execute("COMMIT")
+        del self._active_reads[id(tr)]
+        self._idle_readers.append(conn)
+        self._trim_history()
 
     def _trim_history(self) -> None:
         if not self._active_reads:
@@ -406,6 +412,9 @@ class SqliteStore(Store):
                 for version, writes in self._history:
                     if version > tr.read_version and _overlaps(tr._reads, writes):
                         raise TransactionConflict("a concurrent transaction wrote what this one read")
+            # End the read snapshot before writing: a snapshot held across the commit would keep SQLite
+            # from ever resetting the WAL, which then grows without bound and makes checkpoints slow.
+            tr._release_reader(self._end_read_locked)
             version = self._version + 1
             write_ranges = self._apply(tr, version)
             self._version = version
