@@ -1,0 +1,445 @@
+"""The ``fusefs`` command: one function per subcommand, every failure one line on stderr.
+
+Exit status: 0 success, 1 failure, 2 usage error (bad arguments, options or store URL), 130 interrupted.
+``--debug`` on any subcommand prints the traceback before the one-line error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, NoReturn
+
+from fusefs import daemon
+from metadata.model import DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_INLINE_MAX_BYTES, Caller, FsConfig
+from metadata.store import Store
+from metadata.urls import (
+    SQLITE_PREFIX,
+    StoreUrlError,
+    check_store_url,
+    data_dir,
+    default_store_url,
+    open_store,
+)
+
+if TYPE_CHECKING:
+    from blocks.store import BlockStore
+
+DEFAULT_NAME = "default"
+#: Used in file names (log file, default block directory), hence no slashes or leading dots.
+_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_SIZE_PATTERN = re.compile(r"(\d+)\s*([KMG]?)(i?B)?", re.IGNORECASE)
+MOUNT_OPTIONS = {
+    "ro": "read-only mount",
+    "rw": "read-write mount (the default)",
+    "allow_other": "let other users use the mount (as non-root: needs user_allow_other in /etc/fuse.conf)",
+    "strict": "invalidate kernel caches as soon as another mount's change is seen, not after a timeout",
+}
+LOG_PAGE_RECORDS = 1000
+LOG_FOLLOW_POLL_S = 0.5
+UMOUNT_WAIT_S = 30.0
+#: Chunks carry one checksum per 4 KiB block (blocks/checksums.py), so chunk sizes are multiples of it.
+CHUNK_SIZE_UNIT_BYTES = 4096
+
+
+class UsageError(Exception):
+    """Bad arguments: exit status 2."""
+
+
+class CliError(Exception):
+    """An expected failure with a message for the user: exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, like every other error of this command (argparse prints the usage too).
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# -- argument types ---------------------------------------------------------------------------------------
+def filesystem_name(text: str) -> str:
+    if not _NAME_PATTERN.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"invalid filesystem name {text!r}: use up to 64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return text
+
+
+def byte_size(text: str) -> int:
+    """``65536``, ``64K``, ``64KiB``, ``4M``, ``1G`` (binary multiples)."""
+    match = _SIZE_PATTERN.fullmatch(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: use bytes, or a number with K, M or G")
+    number, unit = int(match.group(1)), match.group(2).upper()
+    return number * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[unit]
+
+
+def parse_mount_options(values: Sequence[str]) -> set[str]:
+    options = {option.strip() for value in values for option in value.split(",") if option.strip()}
+    unknown = sorted(options - MOUNT_OPTIONS.keys())
+    if unknown:
+        raise UsageError(f"unsupported mount option {unknown[0]!r}: supported are {', '.join(MOUNT_OPTIONS)}")
+    if {"ro", "rw"} <= options:
+        raise UsageError("mount options 'ro' and 'rw' contradict each other")
+    return options
+
+
+# -- shared steps -----------------------------------------------------------------------------------------
+def default_block_dir(name: str, *, create: bool = True) -> str:
+    return os.path.join(data_dir(create=create), "blocks", name)
+
+
+@contextmanager
+def opened_store(url: str | None, **options: bool) -> Iterator[Store]:
+    store = open_store(url or default_store_url(), **options)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _check_block_dirs(directories: list[str], chunk_size: int, *, must_be_empty: list[str]) -> list[str]:
+    """The block directories, absolute and laid out; ``BlockDirUnusable`` (or ValueError for a bad chunk
+    size) if any cannot hold chunks.  Those in ``must_be_empty`` must hold no chunk yet: chunk files of
+    another filesystem in a new directory would be taken for ours, and deleted by our gc."""
+    from blocks.store import BlockStore
+
+    for directory in must_be_empty:
+        probe = BlockStore([directory], chunk_size)
+        try:
+            if any(True for _ in probe.iter_chunk_ids()):
+                raise CliError(
+                    f"block directory {probe.directories[0]} already holds chunk files (of another "
+                    "filesystem?): use an empty directory"
+                )
+        finally:
+            probe.close()
+    blocks = BlockStore(directories, chunk_size)  # also refuses the same directory twice
+    blocks.close()
+    return blocks.directories
+
+
+def make_filesystem(
+    store: Store, name: str, block_dirs: list[str], inline_max: int, chunk_size: int
+) -> FsConfig:
+    from metadata.namespace import UnknownFilesystem, format_filesystem, load_config
+
+    try:
+        load_config(store, name)
+    except UnknownFilesystem:
+        pass
+    else:
+        # Checked before the block directories are laid out, so a repeated mkfs changes nothing.
+        raise CliError(f"a filesystem named '{name}' already exists in {store.url}")
+    if chunk_size <= 0 or chunk_size % CHUNK_SIZE_UNIT_BYTES:
+        raise UsageError(f"--chunk-size must be a positive multiple of 4 KiB, not {chunk_size}")
+    if not 0 <= inline_max <= chunk_size:
+        raise UsageError(f"--inline-max must be between 0 and the chunk size ({chunk_size}), not {inline_max}")
+    if not block_dirs:
+        block_dirs = [default_block_dir(name)]
+        os.makedirs(block_dirs[0], exist_ok=True)
+    directories = _check_block_dirs(block_dirs, chunk_size, must_be_empty=block_dirs)
+    config = FsConfig(name=name, block_dirs=directories, inline_max_bytes=inline_max, chunk_size_bytes=chunk_size)
+    # The root directory belongs to whoever made the filesystem, so a user's own mount is writable.
+    format_filesystem(store, config, Caller(uid=os.getuid(), gid=os.getgid()))
+    return config
+
+
+def describe_config(config: FsConfig) -> str:
+    return (
+        f"blocks {', '.join(config.block_dirs)}; inline max {config.inline_max_bytes} bytes; "
+        f"chunk {config.chunk_size_bytes} bytes"
+    )
+
+
+# -- subcommands ------------------------------------------------------------------------------------------
+def cmd_mkfs(args: argparse.Namespace) -> int:
+    with opened_store(args.store) as store:
+        config = make_filesystem(store, args.name, args.blocks, args.inline_max, args.chunk_size)
+        print(f"created filesystem '{config.name}' in {store.url} ({describe_config(config)})")
+    return 0
+
+
+def _ensure_default_filesystem() -> None:
+    """``fusefs mount`` without a store: the default filesystem in the default store, made on first use."""
+    from metadata.namespace import UnknownFilesystem, load_config
+
+    with opened_store(None) as store:
+        try:
+            load_config(store, DEFAULT_NAME)
+        except UnknownFilesystem:
+            config = make_filesystem(store, DEFAULT_NAME, [], DEFAULT_INLINE_MAX_BYTES, DEFAULT_CHUNK_SIZE_BYTES)
+            print(f"created filesystem '{DEFAULT_NAME}' in {store.url} ({describe_config(config)})")
+
+
+def cmd_mount(args: argparse.Namespace) -> int:
+    options = parse_mount_options(args.o)
+    mountpoint = daemon.check_mountpoint(args.mountpoint)
+    if args.store is not None:
+        check_store_url(args.store)  # here, as a usage error, rather than from the daemon
+    if args.store is None and args.name == DEFAULT_NAME:
+        _ensure_default_filesystem()
+    log_file = args.log_file
+    if log_file is None and not args.foreground:
+        log_file = os.path.join(data_dir(), f"{args.name}.log")
+    request = daemon.MountRequest(
+        store_url=args.store or default_store_url(),
+        name=args.name,
+        mountpoint=mountpoint,
+        read_only="ro" in options,
+        allow_other="allow_other" in options,
+        strict="strict" in options,
+        log_file=os.path.abspath(log_file) if log_file else None,
+        debug=args.debug,
+    )
+    if args.foreground:
+        return daemon.mount_foreground(request)
+    return daemon.mount_background(request)
+
+
+def cmd_umount(args: argparse.Namespace) -> int:
+    mountpoint = daemon.resolve_mountpoint(args.mountpoint)
+    entry = daemon.mount_at(mountpoint)
+    if entry is None:
+        raise CliError(f"{args.mountpoint} is not mounted")
+    if not daemon.is_fusefs(entry):
+        raise CliError(f"{args.mountpoint} is not a fusefs mount (it is {entry.fstype} {entry.source})")
+    owners = [record.pid for record in daemon.running_daemons() if record.mountpoint == mountpoint]
+    command = ["fusermount3", "-u", *(["-z"] if args.lazy else []), mountpoint]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise CliError("fusermount3 not found: install the fuse3 package") from None
+    if result.returncode != 0:
+        said = result.stderr.strip().splitlines()
+        raise CliError(said[-1] if said else f"fusermount3 -u {mountpoint} failed (status {result.returncode})")
+    # Wait for the daemon to flush and release the store, so that a command run right after this one
+    # (a new mount, gc) finds the store free.  Not after a lazy unmount: the daemon then serves the
+    # processes still using the detached mount for as long as they do.
+    for pid in [] if args.lazy else owners:
+        if not daemon.wait_for_exit(pid, UMOUNT_WAIT_S):
+            print(f"fusefs: warning: daemon {pid} still running {UMOUNT_WAIT_S:g} s after unmount", file=sys.stderr)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    mounts = [entry for entry in daemon.mount_table() if daemon.is_fusefs(entry)]
+    owners = {record.mountpoint: record for record in daemon.running_daemons()}
+    if not mounts:
+        print("no fusefs filesystem is mounted")
+    for entry in mounts:
+        name = entry.source.removeprefix("fusefs:")
+        record = owners.get(entry.mountpoint)
+        if record is None:  # mounted by another user, or by a daemon that left no record
+            print(f"{entry.mountpoint}: '{name}' (store unknown)")
+        else:
+            print(f"{entry.mountpoint}: '{name}' in {record.store_url} (pid {record.pid}, log {record.log_file})")
+    url = args.store or default_store_url(create=False)
+    if args.store is None and not os.path.exists(url.removeprefix(SQLITE_PREFIX)):
+        print(f"store {url}: does not exist yet ('fusefs mount' or 'fusefs mkfs' creates it)")
+        return 0
+    from metadata.namespace import list_filesystems
+
+    mounted_at = {record.name: record.mountpoint for record in owners.values() if record.store_url == url}
+    with opened_store(url, read_only=True, exclusive=False) as store:
+        filesystems = list_filesystems(store)
+        print(f"store {store.url}: {len(filesystems)} filesystem(s)")
+        for config in filesystems:
+            where = f", mounted at {mounted_at[config.name]}" if config.name in mounted_at else ""
+            print(f"  {config.name}: {describe_config(config)}{where}")
+    return 0
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    from metadata.changelog import read_log
+    from metadata.namespace import load_config
+
+    if args.limit < 0:
+        raise UsageError(f"--limit must be 0 (no limit) or more, not {args.limit}")
+
+    # Read-only and not exclusive: the log is read while a daemon owns the store.
+    with opened_store(args.store, read_only=True, exclusive=False) as store:
+        load_config(store, args.name)
+        after: bytes | None = None
+        printed = 0
+        while not args.limit or printed < args.limit:
+            page = LOG_PAGE_RECORDS if not args.limit else min(LOG_PAGE_RECORDS, args.limit - printed)
+            records = store.transact(lambda tr, after=after, page=page: read_log(tr, args.name, after, page))
+            for record in records:
+                print(record.describe())
+            printed += len(records)
+            if records:
+                after = records[-1].versionstamp
+            if len(records) < page:  # caught up with the log
+                if not args.follow:
+                    break
+                sys.stdout.flush()
+                time.sleep(LOG_FOLLOW_POLL_S)
+    return 0
+
+
+def _open_filesystem_blocks(store: Store, name: str) -> tuple[FsConfig, BlockStore]:
+    from blocks.store import BlockStore
+    from metadata.namespace import load_config
+
+    config = load_config(store, name)
+    return config, BlockStore(config.block_dirs, config.chunk_size_bytes)
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    # Exclusive: collecting while a daemon writes could take its newest chunks for garbage.
+    with opened_store(args.store) as store:
+        config, blocks = _open_filesystem_blocks(store, args.name)
+        try:
+            from fusefs.gc import collect_garbage
+
+            print(collect_garbage(store, config, blocks))
+        finally:
+            blocks.close()
+    return 0
+
+
+def cmd_blocks_add(args: argparse.Namespace) -> int:
+    from metadata.namespace import load_config, save_config
+
+    # Exclusive: a mounted daemon would not see the new directory, and could overwrite the settings.
+    with opened_store(args.store) as store:
+        config = load_config(store, args.name)
+        new_dir = os.path.abspath(args.directory)
+        config.block_dirs = _check_block_dirs(
+            [*config.block_dirs, new_dir], config.chunk_size_bytes, must_be_empty=[new_dir]
+        )
+        save_config(store, config)
+        print(f"added block directory {new_dir} to '{config.name}' ({len(config.block_dirs)} directories)")
+    return 0
+
+
+# -- the parser -------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    store_url = default_store_url(create=False)
+    blocks_default = default_block_dir("NAME", create=False)
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="print tracebacks (and, for mount, debug logs)")
+
+    def store_option(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--store", metavar="URL",
+            help=f"metadata store: sqlite:///ABSOLUTE/PATH or fdb://[/CLUSTER_FILE] (default: {store_url})",
+        )
+
+    def name_option(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--name", type=filesystem_name, default=DEFAULT_NAME,
+                            help=f"filesystem name in the store (default: {DEFAULT_NAME})")
+
+    parser = _Parser(
+        prog="fusefs",
+        description="A POSIX filesystem in FUSE with transactional metadata (FoundationDB or embedded SQLite).",
+        epilog=f"Data directory: {data_dir(create=False)} ($XDG_DATA_HOME/fusefs).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, run: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[common], help=help_text, description=help_text)
+        sub.set_defaults(run=run)
+        return sub
+
+    mkfs = command("mkfs", cmd_mkfs, "create a filesystem in a store")
+    store_option(mkfs)
+    mkfs.add_argument("--blocks", metavar="DIR", action="append", default=[],
+                      help=f"block directory for large files' chunks; repeat for several disks "
+                           f"(default: {blocks_default}, created)")
+    mkfs.add_argument("--inline-max", metavar="BYTES", type=byte_size, default=DEFAULT_INLINE_MAX_BYTES,
+                      help="files up to this size live inline in the metadata store "
+                           f"(default: {DEFAULT_INLINE_MAX_BYTES // 1024} KiB; K, M, G suffixes accepted)")
+    mkfs.add_argument("--chunk-size", metavar="BYTES", type=byte_size, default=DEFAULT_CHUNK_SIZE_BYTES,
+                      help=f"chunk size of large files, a multiple of 4 KiB "
+                           f"(default: {DEFAULT_CHUNK_SIZE_BYTES // (1024 * 1024)} MiB)")
+    mkfs.add_argument("name", metavar="NAME", nargs="?", type=filesystem_name, default=DEFAULT_NAME,
+                      help=f"filesystem name (default: {DEFAULT_NAME})")
+
+    mount = command("mount", cmd_mount, "mount a filesystem (as a background daemon unless --foreground)")
+    mount.epilog = (
+        f"Without --store, the '{DEFAULT_NAME}' filesystem of the default store is created on first mount. "
+        "Options for -o (comma-separated): "
+        + "; ".join(f"{option}: {meaning}" for option, meaning in MOUNT_OPTIONS.items())
+    )
+    store_option(mount)
+    name_option(mount)
+    mount.add_argument("-o", metavar="OPTS", action="append", default=[],
+                       help=f"mount options: {','.join(MOUNT_OPTIONS)} (see below)")
+    mount.add_argument("--foreground", "-f", action="store_true",
+                       help="serve in this process, logging to stderr; SIGINT/SIGTERM unmount")
+    mount.add_argument("--log-file", metavar="PATH",
+                       help=f"daemon log (default: {data_dir(create=False)}/NAME.log in the background, "
+                            "stderr in the foreground)")
+    mount.add_argument("mountpoint", metavar="MOUNTPOINT", help="an existing directory (it may be non-empty)")
+
+    umount = command("umount", cmd_umount, "unmount a fusefs mount and wait for its daemon to finish")
+    umount.add_argument("--lazy", "-z", action="store_true", help="detach now even if busy (fusermount3 -z)")
+    umount.add_argument("mountpoint", metavar="MOUNTPOINT")
+
+    status = command("status", cmd_status, "list mounted fusefs filesystems and the filesystems in a store")
+    store_option(status)
+
+    log_command = command("log", cmd_log, "print the change log: one line per metadata change, oldest first")
+    store_option(log_command)
+    name_option(log_command)
+    log_command.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
+    log_command.add_argument("--limit", "-n", metavar="N", type=int, default=0,
+                             help="stop after N records (default: no limit)")
+
+    gc = command("gc", cmd_gc, "delete chunk files that no file refers to (the filesystem must be unmounted)")
+    store_option(gc)
+    name_option(gc)
+
+    blocks = commands.add_parser("blocks", help="manage block directories", description="Manage block directories.")
+    blocks_commands = blocks.add_subparsers(dest="blocks_command", required=True, metavar="SUBCOMMAND")
+    add = blocks_commands.add_parser(
+        "add", parents=[common], help="add a block directory to a filesystem (unmounted)",
+        description="Add an empty block directory to an existing filesystem; it takes effect at the next mount.",
+    )
+    add.set_defaults(run=cmd_blocks_add)
+    store_option(add)
+    name_option(add)
+    add.add_argument("directory", metavar="DIR")
+    return parser
+
+
+# -- entry point ------------------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(argv)
+        return int(args.run(args))
+    except SystemExit as exit_request:  # --help
+        return exit_request.code if isinstance(exit_request.code, int) else 0
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `fusefs log | head`: the reader left; exit quietly, without Python's flush complaint at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as error:  # the boundary: every failure becomes one line (a traceback with --debug)
+        if debug:
+            traceback.print_exc()
+        status = 2 if isinstance(error, UsageError | StoreUrlError) else 1
+        print(f"fusefs: error: {_message(error, debug)}", file=sys.stderr)
+        return status
+
+
+def _message(error: Exception, debug: bool) -> str:
+    if isinstance(error, UsageError | CliError):
+        return str(error)
+    message = daemon.one_line(error)
+    if not daemon.is_expected(error) and not debug:
+        message += " (an internal error: run with --debug for the traceback)"
+    return message
