@@ -7,6 +7,7 @@ Exit status: 0 success, 1 failure, 2 usage error (bad arguments, options or stor
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import subprocess
@@ -15,10 +16,19 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
+from blocks.store import BlockStore
 from fusefs import daemon
+from metadata.changelog import read_log
 from metadata.model import DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_INLINE_MAX_BYTES, Caller, FsConfig
+from metadata.namespace import (
+    UnknownFilesystem,
+    format_filesystem,
+    list_filesystems,
+    load_config,
+    save_config,
+)
 from metadata.store import Store
 from metadata.urls import (
     SQLITE_PREFIX,
@@ -28,9 +38,6 @@ from metadata.urls import (
     default_store_url,
     open_store,
 )
-
-if TYPE_CHECKING:
-    from blocks.store import BlockStore
 
 DEFAULT_NAME = "default"
 #: Used in file names (log file, default block directory), hence no slashes or leading dots.
@@ -110,8 +117,6 @@ def _check_block_dirs(directories: list[str], chunk_size: int, *, must_be_empty:
     """The block directories, absolute and laid out; ``BlockDirUnusable`` (or ValueError for a bad chunk
     size) if any cannot hold chunks.  Those in ``must_be_empty`` must hold no chunk yet: chunk files of
     another filesystem in a new directory would be taken for ours, and deleted by our gc."""
-    from blocks.store import BlockStore
-
     for directory in must_be_empty:
         probe = BlockStore([directory], chunk_size)
         try:
@@ -130,8 +135,6 @@ def _check_block_dirs(directories: list[str], chunk_size: int, *, must_be_empty:
 def make_filesystem(
     store: Store, name: str, block_dirs: list[str], inline_max: int, chunk_size: int
 ) -> FsConfig:
-    from metadata.namespace import UnknownFilesystem, format_filesystem, load_config
-
     try:
         load_config(store, name)
     except UnknownFilesystem:
@@ -139,15 +142,13 @@ def make_filesystem(
     else:
         # Checked before the block directories are laid out, so a repeated mkfs changes nothing.
         raise CliError(f"a filesystem named '{name}' already exists in {store.url}")
-    if chunk_size <= 0 or chunk_size % CHUNK_SIZE_UNIT_BYTES:
-        raise UsageError(f"--chunk-size must be a positive multiple of 4 KiB, not {chunk_size}")
-    if not 0 <= inline_max <= chunk_size:
-        raise UsageError(f"--inline-max must be between 0 and the chunk size ({chunk_size}), not {inline_max}")
     if not block_dirs:
         block_dirs = [default_block_dir(name)]
         os.makedirs(block_dirs[0], exist_ok=True)
     directories = _check_block_dirs(block_dirs, chunk_size, must_be_empty=block_dirs)
-    config = FsConfig(name=name, block_dirs=directories, inline_max_bytes=inline_max, chunk_size_bytes=chunk_size)
+    config = FsConfig(
+        name=name, block_dirs=directories, inline_max_bytes=inline_max, chunk_size_bytes=chunk_size
+    )
     # The root directory belongs to whoever made the filesystem, so a user's own mount is writable.
     format_filesystem(store, config, Caller(uid=os.getuid(), gid=os.getgid()))
     return config
@@ -161,7 +162,17 @@ def describe_config(config: FsConfig) -> str:
 
 
 # -- subcommands ------------------------------------------------------------------------------------------
+def _check_sizes(inline_max: int, chunk_size: int) -> None:
+    if chunk_size <= 0 or chunk_size % CHUNK_SIZE_UNIT_BYTES:
+        raise UsageError(f"--chunk-size must be a positive multiple of 4 KiB, not {chunk_size}")
+    if not 0 <= inline_max <= chunk_size:
+        raise UsageError(
+            f"--inline-max must be between 0 and the chunk size ({chunk_size}), not {inline_max}"
+        )
+
+
 def cmd_mkfs(args: argparse.Namespace) -> int:
+    _check_sizes(args.inline_max, args.chunk_size)  # before the store file is created
     with opened_store(args.store) as store:
         config = make_filesystem(store, args.name, args.blocks, args.inline_max, args.chunk_size)
         print(f"created filesystem '{config.name}' in {store.url} ({describe_config(config)})")
@@ -170,13 +181,13 @@ def cmd_mkfs(args: argparse.Namespace) -> int:
 
 def _ensure_default_filesystem() -> None:
     """``fusefs mount`` without a store: the default filesystem in the default store, made on first use."""
-    from metadata.namespace import UnknownFilesystem, load_config
-
     with opened_store(None) as store:
         try:
             load_config(store, DEFAULT_NAME)
         except UnknownFilesystem:
-            config = make_filesystem(store, DEFAULT_NAME, [], DEFAULT_INLINE_MAX_BYTES, DEFAULT_CHUNK_SIZE_BYTES)
+            config = make_filesystem(
+                store, DEFAULT_NAME, [], DEFAULT_INLINE_MAX_BYTES, DEFAULT_CHUNK_SIZE_BYTES
+            )
             print(f"created filesystem '{DEFAULT_NAME}' in {store.url} ({describe_config(config)})")
 
 
@@ -220,13 +231,18 @@ def cmd_umount(args: argparse.Namespace) -> int:
         raise CliError("fusermount3 not found: install the fuse3 package") from None
     if result.returncode != 0:
         said = result.stderr.strip().splitlines()
-        raise CliError(said[-1] if said else f"fusermount3 -u {mountpoint} failed (status {result.returncode})")
+        raise CliError(
+            said[-1] if said else f"fusermount3 -u {mountpoint} failed (status {result.returncode})"
+        )
     # Wait for the daemon to flush and release the store, so that a command run right after this one
     # (a new mount, gc) finds the store free.  Not after a lazy unmount: the daemon then serves the
     # processes still using the detached mount for as long as they do.
     for pid in [] if args.lazy else owners:
         if not daemon.wait_for_exit(pid, UMOUNT_WAIT_S):
-            print(f"fusefs: warning: daemon {pid} still running {UMOUNT_WAIT_S:g} s after unmount", file=sys.stderr)
+            print(
+                f"fusefs: warning: daemon {pid} still running {UMOUNT_WAIT_S:g} s after unmount",
+                file=sys.stderr,
+            )
     return 0
 
 
@@ -238,16 +254,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     for entry in mounts:
         name = entry.source.removeprefix("fusefs:")
         record = owners.get(entry.mountpoint)
-        if record is None:  # mounted by another user, or by a daemon that left no record
-            print(f"{entry.mountpoint}: '{name}' (store unknown)")
+        if record is None:  # the daemon's record is in another user's (or another) data directory
+            print(f"{entry.mountpoint}: '{name}' (store unknown: not mounted from {data_dir(create=False)})")
         else:
-            print(f"{entry.mountpoint}: '{name}' in {record.store_url} (pid {record.pid}, log {record.log_file})")
+            where = f"in {record.store_url} (pid {record.pid}, log {record.log_file})"
+            print(f"{entry.mountpoint}: '{name}' {where}")
     url = args.store or default_store_url(create=False)
     if args.store is None and not os.path.exists(url.removeprefix(SQLITE_PREFIX)):
         print(f"store {url}: does not exist yet ('fusefs mount' or 'fusefs mkfs' creates it)")
         return 0
-    from metadata.namespace import list_filesystems
-
     mounted_at = {record.name: record.mountpoint for record in owners.values() if record.store_url == url}
     with opened_store(url, read_only=True, exclusive=False) as store:
         filesystems = list_filesystems(store)
@@ -259,9 +274,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    from metadata.changelog import read_log
-    from metadata.namespace import load_config
-
     if args.limit < 0:
         raise UsageError(f"--limit must be 0 (no limit) or more, not {args.limit}")
 
@@ -272,7 +284,7 @@ def cmd_log(args: argparse.Namespace) -> int:
         printed = 0
         while not args.limit or printed < args.limit:
             page = LOG_PAGE_RECORDS if not args.limit else min(LOG_PAGE_RECORDS, args.limit - printed)
-            records = store.transact(lambda tr, after=after, page=page: read_log(tr, args.name, after, page))
+            records = store.transact(functools.partial(read_log, fs_name=args.name, after=after, limit=page))
             for record in records:
                 print(record.describe())
             printed += len(records)
@@ -287,15 +299,13 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def _open_filesystem_blocks(store: Store, name: str) -> tuple[FsConfig, BlockStore]:
-    from blocks.store import BlockStore
-    from metadata.namespace import load_config
-
     config = load_config(store, name)
     return config, BlockStore(config.block_dirs, config.chunk_size_bytes)
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    # Exclusive: collecting while a daemon writes could take its newest chunks for garbage.
+    # Exclusive: on the embedded store this is refused while a daemon owns it (that daemon collects
+    # garbage itself, every GC_INTERVAL_S).
     with opened_store(args.store) as store:
         config, blocks = _open_filesystem_blocks(store, args.name)
         try:
@@ -308,8 +318,6 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 def cmd_blocks_add(args: argparse.Namespace) -> int:
-    from metadata.namespace import load_config, save_config
-
     # Exclusive: a mounted daemon would not see the new directory, and could overwrite the settings.
     with opened_store(args.store) as store:
         config = load_config(store, args.name)
@@ -331,39 +339,68 @@ def build_parser() -> argparse.ArgumentParser:
 
     def store_option(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
-            "--store", metavar="URL",
+            "--store",
+            metavar="URL",
             help=f"metadata store: sqlite:///ABSOLUTE/PATH or fdb://[/CLUSTER_FILE] (default: {store_url})",
         )
 
     def name_option(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--name", type=filesystem_name, default=DEFAULT_NAME,
-                            help=f"filesystem name in the store (default: {DEFAULT_NAME})")
+        parser.add_argument(
+            "--name",
+            type=filesystem_name,
+            default=DEFAULT_NAME,
+            help=f"filesystem name in the store (default: {DEFAULT_NAME})",
+        )
 
     parser = _Parser(
         prog="fusefs",
-        description="A POSIX filesystem in FUSE with transactional metadata (FoundationDB or embedded SQLite).",
+        description="A POSIX filesystem in FUSE with transactional metadata "
+        "(FoundationDB or embedded SQLite).",
         epilog=f"Data directory: {data_dir(create=False)} ($XDG_DATA_HOME/fusefs).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, run: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, run: Callable[[argparse.Namespace], int], help_text: str
+    ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, parents=[common], help=help_text, description=help_text)
         sub.set_defaults(run=run)
         return sub
 
     mkfs = command("mkfs", cmd_mkfs, "create a filesystem in a store")
     store_option(mkfs)
-    mkfs.add_argument("--blocks", metavar="DIR", action="append", default=[],
-                      help=f"block directory for large files' chunks; repeat for several disks "
-                           f"(default: {blocks_default}, created)")
-    mkfs.add_argument("--inline-max", metavar="BYTES", type=byte_size, default=DEFAULT_INLINE_MAX_BYTES,
-                      help="files up to this size live inline in the metadata store "
-                           f"(default: {DEFAULT_INLINE_MAX_BYTES // 1024} KiB; K, M, G suffixes accepted)")
-    mkfs.add_argument("--chunk-size", metavar="BYTES", type=byte_size, default=DEFAULT_CHUNK_SIZE_BYTES,
-                      help=f"chunk size of large files, a multiple of 4 KiB "
-                           f"(default: {DEFAULT_CHUNK_SIZE_BYTES // (1024 * 1024)} MiB)")
-    mkfs.add_argument("name", metavar="NAME", nargs="?", type=filesystem_name, default=DEFAULT_NAME,
-                      help=f"filesystem name (default: {DEFAULT_NAME})")
+    mkfs.add_argument(
+        "--blocks",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help=f"block directory for large files' chunks; repeat for several disks "
+        f"(default: {blocks_default}, created)",
+    )
+    mkfs.add_argument(
+        "--inline-max",
+        metavar="BYTES",
+        type=byte_size,
+        default=DEFAULT_INLINE_MAX_BYTES,
+        help="files up to this size live inline in the metadata store "
+        f"(default: {DEFAULT_INLINE_MAX_BYTES // 1024} KiB; K, M, G suffixes accepted)",
+    )
+    mkfs.add_argument(
+        "--chunk-size",
+        metavar="BYTES",
+        type=byte_size,
+        default=DEFAULT_CHUNK_SIZE_BYTES,
+        help=f"chunk size of large files, a multiple of 4 KiB "
+        f"(default: {DEFAULT_CHUNK_SIZE_BYTES // (1024 * 1024)} MiB)",
+    )
+    mkfs.add_argument(
+        "name",
+        metavar="NAME",
+        nargs="?",
+        type=filesystem_name,
+        default=DEFAULT_NAME,
+        help=f"filesystem name (default: {DEFAULT_NAME})",
+    )
 
     mount = command("mount", cmd_mount, "mount a filesystem (as a background daemon unless --foreground)")
     mount.epilog = (
@@ -373,13 +410,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     store_option(mount)
     name_option(mount)
-    mount.add_argument("-o", metavar="OPTS", action="append", default=[],
-                       help=f"mount options: {','.join(MOUNT_OPTIONS)} (see below)")
-    mount.add_argument("--foreground", "-f", action="store_true",
-                       help="serve in this process, logging to stderr; SIGINT/SIGTERM unmount")
-    mount.add_argument("--log-file", metavar="PATH",
-                       help=f"daemon log (default: {data_dir(create=False)}/NAME.log in the background, "
-                            "stderr in the foreground)")
+    mount.add_argument(
+        "-o",
+        metavar="OPTS",
+        action="append",
+        default=[],
+        help=f"mount options: {','.join(MOUNT_OPTIONS)} (see below)",
+    )
+    mount.add_argument(
+        "--foreground",
+        "-f",
+        action="store_true",
+        help="serve in this process, logging to stderr; SIGINT/SIGTERM unmount",
+    )
+    mount.add_argument(
+        "--log-file",
+        metavar="PATH",
+        help=f"daemon log (default: {data_dir(create=False)}/NAME.log in the background, "
+        "stderr in the foreground)",
+    )
     mount.add_argument("mountpoint", metavar="MOUNTPOINT", help="an existing directory (it may be non-empty)")
 
     umount = command("umount", cmd_umount, "unmount a fusefs mount and wait for its daemon to finish")
@@ -393,18 +442,24 @@ def build_parser() -> argparse.ArgumentParser:
     store_option(log_command)
     name_option(log_command)
     log_command.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
-    log_command.add_argument("--limit", "-n", metavar="N", type=int, default=0,
-                             help="stop after N records (default: no limit)")
+    log_command.add_argument(
+        "--limit", "-n", metavar="N", type=int, default=0, help="stop after N records (default: no limit)"
+    )
 
     gc = command("gc", cmd_gc, "delete chunk files that no file refers to (the filesystem must be unmounted)")
     store_option(gc)
     name_option(gc)
 
-    blocks = commands.add_parser("blocks", help="manage block directories", description="Manage block directories.")
+    blocks = commands.add_parser(
+        "blocks", help="manage block directories", description="Manage block directories."
+    )
     blocks_commands = blocks.add_subparsers(dest="blocks_command", required=True, metavar="SUBCOMMAND")
     add = blocks_commands.add_parser(
-        "add", parents=[common], help="add a block directory to a filesystem (unmounted)",
-        description="Add an empty block directory to an existing filesystem; it takes effect at the next mount.",
+        "add",
+        parents=[common],
+        help="add a block directory to a filesystem (unmounted)",
+        description="Add an empty block directory to an existing filesystem; "
+        "it takes effect at the next mount.",
     )
     add.set_defaults(run=cmd_blocks_add)
     store_option(add)

@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import pyfuse3
 import trio
@@ -117,7 +117,9 @@ def mount_table() -> list[MountEntry]:
             fields = line.split()
             separator = fields.index(b"-")
             entries.append(
-                MountEntry(_unescape(fields[4]), _unescape(fields[separator + 1]), _unescape(fields[separator + 2]))
+                MountEntry(
+                    _unescape(fields[4]), _unescape(fields[separator + 1]), _unescape(fields[separator + 2])
+                )
             )
     return entries
 
@@ -166,7 +168,9 @@ def check_fuse_available(allow_other: bool) -> None:
     if not os.path.exists(FUSE_DEVICE):
         raise MountError(f"{FUSE_DEVICE} does not exist: load the fuse kernel module (modprobe fuse)")
     if allow_other and os.geteuid() != 0 and not _user_allow_other():
-        raise MountError("-o allow_other needs 'user_allow_other' in /etc/fuse.conf when not mounting as root")
+        raise MountError(
+            "-o allow_other needs 'user_allow_other' in /etc/fuse.conf when not mounting as root"
+        )
 
 
 def _user_allow_other() -> bool:
@@ -342,8 +346,13 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
         blocks = BlockStore(config.block_dirs, config.chunk_size_bytes)
         ops = FuseOperations(store, config, blocks, read_only=request.read_only, strict=request.strict)
         options = _fuse_options(ops, request)
-        log.info("mounting %r from %s at %s with options %s", request.name, store.url, request.mountpoint,
-                 ",".join(sorted(options)))
+        log.info(
+            "mounting %r from %s at %s with options %s",
+            request.name,
+            store.url,
+            request.mountpoint,
+            ",".join(sorted(options)),
+        )
         with _captured_stderr() as libfuse_said:
             try:
                 pyfuse3.init(ops, request.mountpoint, options)
@@ -365,9 +374,10 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
 
 
 # -- foreground and background ----------------------------------------------------------------------------
-def _configure_logging(debug: bool, stream: object = None) -> None:
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format=LOG_FORMAT, stream=stream,
-                        force=True)
+def _configure_logging(debug: bool, stream: TextIO) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO, format=LOG_FORMAT, stream=stream, force=True
+    )
     faulthandler.enable()  # a crash in C code (libfuse, libfdb_c) leaves a stack in the log
 
 
@@ -452,7 +462,9 @@ def _wait_until_ready(status_fd: int, request: MountRequest) -> int:
             if pid:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
-            raise MountError(f"the daemon did not mount within {START_TIMEOUT_S:g} s (see {request.log_file})")
+            raise MountError(
+                f"the daemon did not mount within {START_TIMEOUT_S:g} s (see {request.log_file})"
+            )
         readable, _, _ = select.select([status_fd], [], [], min(remaining, 0.2))
         if not readable:
             continue

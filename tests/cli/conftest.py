@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from fusefs_cli_helpers import mounted_type
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,15 +48,29 @@ class Cli:
         return [sys.executable, "-m", "fusefs", *args]
 
     def __call__(self, *args: str, timeout: float = 90) -> Result:
-        done = subprocess.run(self.command(*args), cwd=self.home, env=self.env, capture_output=True,
-                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            self.command(*args),
+            cwd=self.home,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         # Remember background daemons so that teardown can stop them whatever the test did.
         self.daemons += [int(pid) for pid in re.findall(r"\(pid (\d+),", done.stdout)]
         return Result(done.returncode, done.stdout, done.stderr)
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(self.command(*args), cwd=self.home, env=self.env, text=True,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return subprocess.Popen(
+            self.command(*args),
+            cwd=self.home,
+            env=self.env,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
 
     @property
     def default_url(self) -> str:

@@ -34,7 +34,9 @@ def test_nothing_is_created_when_the_mountpoint_is_wrong(cli, tmp_path):
     assert not (cli.data_dir / "meta.db").exists()
 
 
-@pytest.mark.parametrize("command", [["mkfs"], ["mount", "MNT"], ["log"], ["gc"], ["status"], ["blocks", "add", "DIR"]])
+@pytest.mark.parametrize(
+    "command", [["mkfs"], ["mount", "MNT"], ["log"], ["gc"], ["status"], ["blocks", "add", "DIR"]]
+)
 @pytest.mark.parametrize(
     "url, message",
     [
@@ -78,7 +80,10 @@ def test_store_in_use_by_another_process(cli, tmp_path, mountpoint):
 
 def test_unusable_block_directory_at_mkfs(cli, tmp_path):
     (tmp_path / "file").write_text("x")
-    for directory, reason in [(tmp_path / "missing", "it does not exist"), (tmp_path / "file", "it is not a directory")]:
+    for directory, reason in [
+        (tmp_path / "missing", "it does not exist"),
+        (tmp_path / "file", "it is not a directory"),
+    ]:
         result = cli("mkfs", "--store", f"sqlite://{tmp_path}/meta.db", "--blocks", str(directory))
         assert result.returncode == 1
         assert result.one_line_error() == f"block directory '{directory}' is unusable: {reason}"

@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
-
 from fusefs_cli_helpers import mounted_type
 
 FSTYPE = "fuse.fusefs"
@@ -175,3 +175,74 @@ def test_gc_and_blocks_add_on_an_unmounted_filesystem(cli, tmp_path):
     gc = cli("gc", "--store", url, "--name", "fs")
     assert gc.returncode == 0, gc.stderr
     assert len(gc.stdout.splitlines()) == 1
+
+
+def _daemon_pid(mount_output: str) -> int:
+    return int(mount_output.split("(pid ", 1)[1].split(",", 1)[0])
+
+
+def _wait_gone(pid, timeout=30.0):
+    from fusefs.daemon import wait_for_exit
+
+    assert wait_for_exit(pid, timeout), f"daemon {pid} still running"
+
+
+def test_background_daemon_unmounts_cleanly_on_sigterm(cli, tmp_path, fuse_mountpoint):
+    url = _mkfs(cli, tmp_path)
+    result = cli("mount", "--store", url, "--name", "fs", str(fuse_mountpoint))
+    assert result.returncode == 0, result.stderr
+    (fuse_mountpoint / "before-term").write_text("x")
+    pid = _daemon_pid(result.stdout)
+    os.kill(pid, signal.SIGTERM)
+    _wait_gone(pid)
+    assert mounted_type(fuse_mountpoint) is None
+    log = (cli.data_dir / "fs.log").read_text()
+    assert "SIGTERM received" in log and "unmounted" in log and "Traceback" not in log
+    assert str(fuse_mountpoint) not in cli("status", "--store", url).stdout
+
+
+def test_committed_changes_survive_kill_9_and_a_dead_mount_can_be_unmounted(cli, tmp_path, fuse_mountpoint):
+    url = _mkfs(cli, tmp_path)
+    result = cli("mount", "--store", url, "--name", "fs", str(fuse_mountpoint))
+    assert result.returncode == 0, result.stderr
+    (fuse_mountpoint / "dir").mkdir()
+    (fuse_mountpoint / "dir" / "closed.txt").write_text("committed at close")
+    pid = _daemon_pid(result.stdout)
+    os.kill(pid, signal.SIGKILL)
+    _wait_gone(pid)
+    # The dead mount is still in the mount table: mounting on it is refused, unmounting works.
+    assert mounted_type(fuse_mountpoint) == FSTYPE
+    refused = cli("mount", "--store", url, "--name", "fs", str(fuse_mountpoint))
+    assert refused.returncode == 1
+    assert "is already a mount point" in refused.one_line_error()
+    assert cli("umount", str(fuse_mountpoint)).returncode == 0
+    assert mounted_type(fuse_mountpoint) is None
+    # The killed daemon's store lock died with it.
+    assert cli("mount", "--store", url, "--name", "fs", str(fuse_mountpoint)).returncode == 0
+    assert (fuse_mountpoint / "dir" / "closed.txt").read_text() == "committed at close"
+    assert cli("umount", str(fuse_mountpoint)).returncode == 0
+
+
+def test_log_follow_prints_changes_of_a_running_mount(cli, tmp_path, fuse_mountpoint):
+    url = _mkfs(cli, tmp_path)
+    assert cli("mount", "--store", url, "--name", "fs", str(fuse_mountpoint)).returncode == 0
+    follower = cli.popen("log", "--store", url, "--name", "fs", "--follow")
+    try:
+        (fuse_mountpoint / "first").write_text("1")
+        (fuse_mountpoint / "first").rename(fuse_mountpoint / "second")
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(follower.stdout), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 20
+        while not any("second" in line for line in lines):
+            assert time.monotonic() < deadline, f"--follow printed only:\n{lines}"
+            time.sleep(0.1)
+        assert any(" create " in line and "/first" in line for line in lines)
+        assert any(" rename " in line and "/first -> " in line and "/second" in line for line in lines)
+        assert follower.poll() is None  # still following
+    finally:
+        follower.terminate()
+        follower.wait(timeout=10)
+    limited = cli("log", "--store", url, "--name", "fs", "--limit", "1")
+    assert len(limited.stdout.splitlines()) == 1
+    assert cli("umount", str(fuse_mountpoint)).returncode == 0
