@@ -10,7 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from metadata.keys import FsKeys
-from metadata.model import now_ns, pack, unpack
+from metadata.model import now_ns, pack, unpack_list
+
+_OPTIONAL_INT = (int, type(None))
+_OPTIONAL_BYTES = (bytes, type(None))
+_RECORD_TYPES = (int, str, int, int, _OPTIONAL_INT, _OPTIONAL_BYTES, _OPTIONAL_INT, _OPTIONAL_BYTES, bytes)
 from metadata.store import Transaction
 
 
@@ -73,7 +77,7 @@ def read_log(tr: Transaction, fs_name: str, after: bytes | None, limit: int) -> 
         begin = keys.log_after(after)
     records = []
     for key, value in tr.iter_range(begin, end, limit=limit, snapshot=True):
-        fields = unpack(value, "change-log record")
+        fields = unpack_list(value, "change-log record", _RECORD_TYPES)
         records.append(LogRecord(keys.log_versionstamp(key), *fields))
     return records
 
@@ -84,7 +88,7 @@ def trim_log(tr: Transaction, keys: FsKeys, older_than_ns: int, batch: int = 100
     last_old: bytes | None = None
     count = 0
     for key, value in tr.iter_range(begin, end, limit=batch, snapshot=True):
-        if unpack(value, "change-log record")[0] >= older_than_ns:
+        if unpack_list(value, "change-log record", _RECORD_TYPES)[0] >= older_than_ns:
             break
         last_old = key
         count += 1

@@ -31,6 +31,7 @@ _DIRTY_CHUNK = "w"
 _COUNTER = "n"
 _ID_POOL = "id"
 _LOG = "L"
+_OPERATION = "op"
 _LOG_HEAD = "H"
 
 
@@ -122,6 +123,9 @@ class FsKeys:
         """Marks a chunk being written: its checksums may not match its file until the writer is done."""
         return self._key(_DIRTY_CHUNK, ino, index)
 
+    def dirty_chunks_of(self, ino: int) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_DIRTY_CHUNK, ino))
+
     def dirty_chunks(self) -> tuple[bytes, bytes]:
         return _range_of(self._key(_DIRTY_CHUNK))
 
@@ -149,6 +153,15 @@ class FsKeys:
 
     def id_pool(self, kind: str) -> bytes:
         return self._key(_ID_POOL, kind)
+
+    # idempotency records
+    def operation(self, minute: int, operation_id: bytes) -> bytes:
+        """The result of a committed operation, kept for a few minutes so that a retry after
+        commit_unknown_result returns it instead of applying the operation twice."""
+        return self._key(_OPERATION, minute, operation_id)
+
+    def operations_before(self, minute: int) -> tuple[bytes, bytes]:
+        return self._key(_OPERATION), self._key(_OPERATION, minute)
 
     # change log
     def log_template(self) -> bytes:

@@ -42,6 +42,18 @@ def unpack(raw: bytes, what: str = "value") -> Any:
         raise CorruptValue(f"corrupt {what}: {error}") from error
 
 
+def unpack_list(raw: bytes, what: str, types: tuple[type | tuple[type, ...], ...]) -> list[Any]:
+    """Decode a msgpack list and check its shape: a value that decodes but is not what the record
+    should hold is as corrupt as one that does not decode."""
+    values = unpack(raw, what)
+    if not isinstance(values, list) or len(values) != len(types):
+        raise CorruptValue(f"corrupt {what}: expected {len(types)} fields, got {values!r:.80}")
+    for value, expected in zip(values, types):
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise CorruptValue(f"corrupt {what}: unexpected field {value!r:.80}")
+    return values
+
+
 def now_ns() -> int:
     return time.time_ns()
 
@@ -104,11 +116,7 @@ class InodeAttr:
 
     @classmethod
     def decode(cls, ino: int, raw: bytes) -> InodeAttr:
-        values = unpack(raw, f"attributes of inode {ino}")
-        try:
-            return cls(InodeId(ino), *values)
-        except TypeError as error:
-            raise CorruptValue(f"corrupt attributes of inode {ino}: {error}") from error
+        return cls(InodeId(ino), *unpack_list(raw, f"attributes of inode {ino}", _ATTR_TYPES))
 
     def touch(self, *, mtime: bool = False, ctime: bool = True, when_ns: int | None = None) -> None:
         when = now_ns() if when_ns is None else when_ns
@@ -116,6 +124,9 @@ class InodeAttr:
             self.mtime_ns = when
         if ctime:
             self.ctime_ns = when
+
+
+_ATTR_TYPES = (int, int, int, int, int, int, int, int, int, bytes, bool, int)
 
 
 @dataclass
@@ -136,8 +147,13 @@ class FsConfig:
     @classmethod
     def decode(cls, raw: bytes) -> FsConfig:
         values = unpack(raw, "filesystem settings")
+        if not isinstance(values, dict):
+            raise CorruptValue(f"corrupt filesystem settings: {values!r:.80}")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        try:
+            return cls(**{k: v for k, v in values.items() if k in known})
+        except TypeError as error:
+            raise CorruptValue(f"corrupt filesystem settings: {error}") from error
 
 
 @dataclass
@@ -170,5 +186,4 @@ class ChunkRecord:
 
     @classmethod
     def decode(cls, raw: bytes) -> ChunkRecord:
-        values = unpack(raw, "chunk record")
-        return cls(*values)
+        return cls(*unpack_list(raw, "chunk record", (int, int, bytes, bool)))

@@ -14,8 +14,11 @@ set-id bits on chown) are applied here.
 from __future__ import annotations
 
 import errno
+import functools
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 from metadata import changelog, filedata, xattrs
 from metadata.keys import FsKeys, all_filesystems_range, filesystem_of
@@ -33,10 +36,13 @@ from metadata.model import (
     now_ns,
     pack,
     unpack,
+    unpack_list,
 )
 from metadata.store import Store, StoreError, Transaction, decode_int64
 
+R = TypeVar("R")
 LINK_MAX = 65000
+_NS_PER_MINUTE = 60_000_000_000
 _COUNTER_SHARDS = 16
 _FIRST_FREE_INODE = 2
 
@@ -66,6 +72,48 @@ def check_name(name: bytes) -> None:
         raise FSError(errno.ENAMETOOLONG)
     if not name or b"/" in name or b"\0" in name:
         raise FSError(errno.EINVAL)
+
+
+def _idempotent(method: Callable[..., R]) -> Callable[..., R]:
+    """Make a mutation safe to retry after ``CommitUnknownResult``: its result is stored under the
+    transaction's operation id, and a retry that finds it returns it instead of mutating again."""
+
+    @functools.wraps(method)
+    def wrapper(self: Namespace, tr: Transaction, *args: Any, **kwargs: Any) -> R:
+        if not tr.operation_id:
+            return method(self, tr, *args, **kwargs)
+        minute = now_ns() // _NS_PER_MINUTE
+        if tr.maybe_committed:
+            for when in (minute, minute - 1):
+                raw = tr.get(self.keys.operation(when, tr.operation_id))
+                if raw is not None:
+                    return cast(R, _decode_result(raw))
+        result = method(self, tr, *args, **kwargs)
+        tr.set(self.keys.operation(minute, tr.operation_id), _encode_result(result))
+        return result
+
+    return wrapper
+
+
+def _encode_result(result: object) -> bytes:
+    if isinstance(result, InodeAttr):
+        return pack(["attr", result.ino, result.encode()])
+    if isinstance(result, Removal):
+        return pack(["removal", result.attr.ino, result.attr.encode()])
+    return pack(None)
+
+
+def _decode_result(raw: bytes) -> InodeAttr | Removal | None:
+    value = unpack(raw, "operation record")
+    if value is None:
+        return None
+    kind, ino, attr = value
+    decoded = InodeAttr.decode(ino, attr)
+    return decoded if kind == "attr" else Removal(decoded)
+
+
+def trim_operations(tr: Transaction, keys: FsKeys, keep_minutes: int = 10) -> None:
+    tr.clear_range(*keys.operations_before(now_ns() // _NS_PER_MINUTE - keep_minutes))
 
 
 class Namespace:
@@ -101,7 +149,7 @@ class Namespace:
 
     def _entry(self, tr: Transaction, parent: int, name: bytes, *, snapshot: bool = False) -> int | None:
         raw = tr.get(self.keys.entry(parent, name), snapshot=snapshot)
-        return None if raw is None else int(unpack(raw, "directory entry")[0])
+        return None if raw is None else _entry_ino(raw, parent, name)
 
     def _set_entry(self, tr: Transaction, parent: int, name: bytes, attr: InodeAttr) -> None:
         tr.set(self.keys.entry(parent, name), pack([attr.ino, stat.S_IFMT(attr.mode)]))
@@ -174,7 +222,7 @@ class Namespace:
             begin = self.keys.entry(ino, after) + b"\0"
         result = []
         for key, value in tr.iter_range(begin, end, limit=limit, snapshot=True):
-            child = int(unpack(value, "directory entry")[0])
+            child = _entry_ino(value, ino, self.keys.entry_name(key))
             raw = tr.get(self.keys.attr(child), snapshot=True)
             if raw is not None:
                 result.append((self.keys.entry_name(key), InodeAttr.decode(child, raw)))
@@ -232,6 +280,7 @@ class Namespace:
         self._log(tr, _create_op(mode), caller.uid, ino, parent, name)
         return attr
 
+    @_idempotent
     def link(self, tr: Transaction, ino: int, new_parent: int, new_name: bytes, caller: Caller) -> InodeAttr:
         check_name(new_name)
         attr = self._load(tr, ino)
@@ -269,9 +318,11 @@ class Namespace:
             tr.set(self.keys.orphan(attr.ino), pack(now))
         return Removal(attr)
 
+    @_idempotent
     def unlink(self, tr: Transaction, parent: int, name: bytes, caller: Caller) -> Removal:
         return self._remove(tr, parent, name, caller, directory=False)
 
+    @_idempotent
     def rmdir(self, tr: Transaction, parent: int, name: bytes, caller: Caller) -> Removal:
         return self._remove(tr, parent, name, caller, directory=True)
 
@@ -313,6 +364,7 @@ class Namespace:
         chunks = filedata.drop_chunks_from(tr, self.keys, ino, 0)
         filedata.clear_inline(tr, self.keys, ino)
         tr.clear_range(*self.keys.xattrs(ino))
+        tr.clear_range(*self.keys.dirty_chunks_of(ino))
         tr.clear(self.keys.attr(ino))
         tr.clear(self.keys.orphan(ino))
         self._count_inodes(tr, ino, -1)
@@ -334,6 +386,7 @@ class Namespace:
                 return
             ino = self._load(tr, ino).parent
 
+    @_idempotent
     def rename(
         self,
         tr: Transaction,
@@ -432,6 +485,7 @@ class Namespace:
             self._save(tr, dst_dir)
 
     # -- attributes ---------------------------------------------------------------------------------
+    @_idempotent
     def setattr(self, tr: Transaction, ino: int, request: SetAttrRequest, caller: Caller) -> InodeAttr:
         """Apply a setattr; a size change here only records the size (file data is the caller's)."""
         attr = self._load(tr, ino)
@@ -478,22 +532,30 @@ class Namespace:
         self._load(tr, ino, snapshot=True)
         return xattrs.names(tr, self.keys, ino)
 
+    @_idempotent
     def setxattr(self, tr: Transaction, ino: int, name: bytes, value: bytes, caller: Caller) -> None:
         attr = self._load(tr, ino)
         xattrs.set(tr, self.keys, attr, name, value)
         self._save(tr, attr)
         self._log(tr, "setxattr", caller.uid, ino, name=name)
 
+    @_idempotent
     def removexattr(self, tr: Transaction, ino: int, name: bytes, caller: Caller) -> None:
         attr = self._load(tr, ino)
         xattrs.remove(tr, self.keys, attr, name)
         self._save(tr, attr)
         self._log(tr, "removexattr", caller.uid, ino, name=name)
 
+    @_idempotent
     def write_back(self, tr: Transaction, attr: InodeAttr, caller: Caller) -> None:
         """Store attributes changed by the data path (size, times, storage kind) with a log record."""
         self._save(tr, attr)
         self._log(tr, "write", caller.uid, attr.ino)
+
+
+def _entry_ino(raw: bytes, parent: int, name: bytes) -> int:
+    ino, _ = unpack_list(raw, f"entry {name!r} of directory {parent}", (int, int))
+    return int(ino)
 
 
 def _create_op(mode: int) -> str:

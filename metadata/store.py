@@ -125,7 +125,7 @@ class Transaction(abc.ABC):
 
     #: A random id that stays the same across every retry of one ``transact`` call; operations that are
     #: not idempotent record it so that a retry after ``CommitUnknownResult`` recognises its own work.
-    operation_id: bytes
+    operation_id: bytes = b""
     #: True when the previous attempt ended in ``CommitUnknownResult`` (it may have been applied).
     maybe_committed: bool = False
 

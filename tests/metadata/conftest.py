@@ -119,8 +119,11 @@ class Fs:
             names.extend(name for name, _ in batch)
 
     def dump(self) -> list[tuple[bytes, bytes]]:
-        """Every key and value of this filesystem."""
-        return self.run(lambda tr: tr.get_range(*self.keys.whole_filesystem(), snapshot=True))
+        """Every key and value of this filesystem but the idempotency records, which every attempted
+        mutation leaves (they describe the request, not the filesystem)."""
+        begin, end = self.keys.operations_before(2**62)
+        rows = self.run(lambda tr: tr.get_range(*self.keys.whole_filesystem(), snapshot=True))
+        return [(k, v) for k, v in rows if not begin <= k < end]
 
     def raw_range(self, begin_end: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
         return self.run(lambda tr: tr.get_range(*begin_end))

@@ -188,8 +188,6 @@ def test_last_unlink_makes_an_orphan_and_reclaim_clears_everything(fs):
     assert fs.attr(keep).nlink == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: reclaim leaves the inode's dirty-chunk markers "
-                   "(keys.dirty_chunk) behind")
 def test_reclaim_clears_dirty_chunk_markers(fs):
     ino = fs.make(ROOT_INODE, b"f").ino
     chunk_id = fs.reserve_ids("chunk", 1)

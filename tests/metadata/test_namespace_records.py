@@ -167,8 +167,6 @@ def test_a_corrupt_attribute_value_raises_corrupt_value_naming_the_inode(fs, gar
     assert fs.lookup(ROOT_INODE, b"x").is_reg  # the rest of the filesystem still works
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: InodeAttr.decode accepts well-formed msgpack with wrong field "
-                   "types; operations then return it or fail with TypeError instead of CorruptValue")
 def test_attribute_value_with_wrong_field_types_raises_corrupt_value(fs):
     made = fs.tree("d/", "d/f")
     corrupt_attr(fs, made["d/f"], pack(["x"] * 12))
@@ -205,8 +203,6 @@ def _corrupt_log_record(fs):
     return lambda: fs.log()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: records other than attributes are decoded without a shape "
-                   "check: a well-formed but wrong-shaped value raises TypeError/AttributeError, not CorruptValue")
 @pytest.mark.parametrize("corrupt",
                          [_corrupt_entry, _corrupt_chunk_record, _corrupt_config, _corrupt_log_record],
                          ids=["directory-entry", "chunk-record", "config", "log-record"])

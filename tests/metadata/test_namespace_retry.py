@@ -110,35 +110,17 @@ CASES = [case_create, case_mkdir, case_link, case_rename, case_rename_over_a_fil
          case_rename_over_a_file_reports_the_removal, case_exchange, case_unlink, case_rmdir, case_setattr,
          case_setxattr, case_removexattr, case_write_back]
 
-NOT_RETRY_SAFE = {
-    case_rename_over_a_file_reports_the_removal: "after CommitUnknownResult a replacing rename returns None "
-    "instead of the Removal of the replaced target, so the caller never learns the target became an orphan",
-    case_exchange: "RENAME_EXCHANGE retried after CommitUnknownResult swaps the entries back",
-    case_unlink: "unlink retried after CommitUnknownResult fails with ENOENT although it succeeded",
-    case_rmdir: "rmdir retried after CommitUnknownResult fails with ENOENT although it succeeded",
-    case_removexattr: "removexattr retried after CommitUnknownResult fails with ENODATA although it "
-    "succeeded",
-}
-LOGS_TWICE = {
-    case: "a mutation retried after CommitUnknownResult appends a second change-log record"
-    for case in (case_setattr, case_setxattr, case_write_back)
-}
+def cases():
+    return [pytest.param(case, id=case.__name__.removeprefix("case_")) for case in CASES]
 
 
-def cases(known_bugs):
-    def marks(case):
-        return [pytest.mark.xfail(strict=True, reason=f"BUG: {known_bugs[case]}")] if case in known_bugs else []
-
-    return [pytest.param(case, id=case.__name__.removeprefix("case_"), marks=marks(case)) for case in CASES]
-
-
-@pytest.mark.parametrize("case", cases(NOT_RETRY_SAFE))
+@pytest.mark.parametrize("case", cases())
 def test_mutation_is_retry_safe_after_commit_unknown_result(fs, case):
     case(fs)
     fs.check_tree()
 
 
-@pytest.mark.parametrize("case", cases({**NOT_RETRY_SAFE, **LOGS_TWICE}))
+@pytest.mark.parametrize("case", cases())
 def test_mutation_retried_after_commit_unknown_result_logs_one_record(fs, case):
     case(fs)
     assert fs.records_added == 1
