@@ -45,6 +45,7 @@ from metadata.store import (
 )
 
 _RANGE_BATCH_ROWS = 1000
+_VERSION_PERSIST_EVERY = 256
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -360,8 +361,11 @@ class SqliteStore(Store):
         return conn
 
     def _load_version(self) -> int:
+        """The commit version to continue from.  It is persisted only every ``_VERSION_PERSIST_EVERY``
+        commits (and at close), so after a crash skip ahead by that much: versionstamps must never
+        repeat or go backwards."""
         row = self._writer.execute("SELECT value FROM store_meta WHERE name = 'version'").fetchone()
-        return 0 if row is None else int(row[0])
+        return 0 if row is None else int(row[0]) + _VERSION_PERSIST_EVERY
 
     # -- transactions -------------------------------------------------------------------------------
     def begin(self) -> SqliteTransaction:
@@ -425,40 +429,42 @@ class SqliteStore(Store):
                 self._register_watch(watch)
 
     def _apply(self, tr: SqliteTransaction, version: int) -> list[KeyRange]:
+        """Write a transaction's mutations in one SQLite transaction (few statements: each costs µs)."""
         conn = self._writer
         writes: list[KeyRange] = []
+        deletes = [(key,) for key, value in tr._writes.items() if value is None]
+        upserts = [(key, value) for key, value in tr._writes.items() if value is not None]
+        stamp = struct.pack(">QH", version, 0)
+        for template, value in tr._stamped:
+            (offset,) = struct.unpack("<I", template[-4:])
+            upserts.append((template[:offset] + stamp + template[offset + 10 : -4], value))
         conn.execute("BEGIN IMMEDIATE")
         try:
             for begin, end in tr._cleared:
                 conn.execute("DELETE FROM kv WHERE k >= ? AND k < ?", (begin, end))
                 writes.append((begin, end))
-            for key, value in tr._writes.items():
-                if value is None:
-                    conn.execute("DELETE FROM kv WHERE k = ?", (key,))
-                else:
-                    conn.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))
-                writes.append((key, _key_after(key)))
             for key, ops in tr._atomics.items():
                 row = conn.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
-                new_value = _apply_atomics(None if row is None else bytes(row[0]), ops)
-                conn.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, new_value))
-                writes.append((key, _key_after(key)))
-            stamp = struct.pack(">QH", version, 0)
-            for template, value in tr._stamped:
-                (offset,) = struct.unpack("<I", template[-4:])
-                key = template[:offset] + stamp + template[offset + 10 : -4]
-                conn.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))
-                writes.append((key, _key_after(key)))
-            conn.execute(
-                "INSERT OR REPLACE INTO store_meta (name, value) VALUES ('version', ?)", (version,)
-            )
+                upserts.append((key, _apply_atomics(None if row is None else bytes(row[0]), ops)))
+            if deletes:
+                conn.executemany("DELETE FROM kv WHERE k = ?", deletes)
+            conn.executemany("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", upserts)
+            if version % _VERSION_PERSIST_EVERY == 0:
+                self._persist_version(version)
             conn.execute("COMMIT")
         except sqlite3.Error as error:
             conn.execute("ROLLBACK")
             if isinstance(error, sqlite3.DatabaseError) and "malformed" in str(error):
                 raise CorruptValue(f"{self.path}: {error}") from error
             raise StoreError(f"{self.path}: commit failed: {error}") from error
+        writes.extend((key, _key_after(key)) for (key,) in deletes)
+        writes.extend((key, _key_after(key)) for key, _ in upserts)
         return writes
+
+    def _persist_version(self, version: int) -> None:
+        self._writer.execute(
+            "INSERT OR REPLACE INTO store_meta (name, value) VALUES ('version', ?)", (version,)
+        )
 
     # -- watches ------------------------------------------------------------------------------------
     def _register_watch(self, watch: _SqliteWatch) -> None:
