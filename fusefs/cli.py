@@ -255,7 +255,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         name = entry.source.removeprefix("fusefs:")
         record = owners.get(entry.mountpoint)
         if record is None:  # the daemon's record is in another user's (or another) data directory
-            print(f"{entry.mountpoint}: '{name}' (store unknown: not mounted from {data_dir(create=False)})")
+            print(f"{entry.mountpoint}: '{name}' (store unknown: mounted by another user or data directory)")
         else:
             where = f"in {record.store_url} (pid {record.pid}, log {record.log_file})"
             print(f"{entry.mountpoint}: '{name}' {where}")

@@ -38,6 +38,8 @@ import pyfuse3
 import trio
 
 from blocks.errors import BlockError
+from blocks.store import BlockStore
+from metadata.namespace import load_config
 from metadata.store import Store, StoreError
 from metadata.urls import data_dir, open_store
 
@@ -329,11 +331,9 @@ def _chaos_rate() -> float:
 
 def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
     """Open the filesystem, mount it, serve until unmounted or signalled, and tear down in order."""
-    # Imported here: these modules are written alongside this one, and `fusefs --help` must work
-    # without loading the whole filesystem.
-    from blocks.store import BlockStore
+    # Imported here, not at the top: only a mount needs the whole filesystem, and every other
+    # subcommand (and --help) starts faster without it.
     from fusefs.operations import FuseOperations
-    from metadata.namespace import load_config
 
     check_fuse_available(request.allow_other)
     # Until trio's signal receiver takes over, SIGTERM gets SIGINT's treatment, so that the cleanup in
