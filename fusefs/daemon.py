@@ -440,7 +440,7 @@ def _daemon_child(request: MountRequest, log_fd: int, status_fd: int) -> None:
             serve_mount(request, on_ready=ready)
             code = 0
         except BaseException as error:
-            if is_expected(error):
+            if is_expected(error) and not request.debug:
                 log.error("mount failed: %s", one_line(error))
             else:
                 log.exception("mount failed")
