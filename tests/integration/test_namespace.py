@@ -626,3 +626,59 @@ def test_namespace_survives_remount(mnt: Path, mount_fs) -> None:
     assert os.stat(mnt / "tree" / "a" / "hardlink.bin").st_ino == ino
     assert os.getxattr(mnt / "tree", "user.dir") == b"on a dir"
     assert os.getxattr(mnt / "tree" / "a" / "f3.bin", "user.origin") == b"sample"
+
+
+def test_times_of_new_and_untouched_inodes(mnt: Path) -> None:
+    t0 = time.time_ns()
+    write_file(mnt / "f", b"")
+    os.mkdir(mnt / "d")
+    os.symlink("f", mnt / "l")
+    for name in ("f", "d", "l"):
+        st = os.lstat(mnt / name)
+        assert abs(st.st_mtime_ns - t0) < 5e9 and abs(st.st_atime_ns - t0) < 5e9, name
+        assert st.st_ctime_ns == st.st_mtime_ns, name
+    os.utime(mnt / "f", ns=(10**18, 10**18))
+    parent, child = os.stat(mnt), os.stat(mnt / "f")
+    tick()
+    # opening an existing file with O_CREAT changes neither it nor its directory
+    os.close(os.open(mnt / "f", os.O_CREAT | os.O_WRONLY))
+    assert os.stat(mnt / "f").st_mtime_ns == 10**18 and os.stat(mnt / "f").st_ctime_ns == child.st_ctime_ns
+    assert os.stat(mnt).st_mtime_ns == parent.st_mtime_ns
+    # failed operations change nothing
+    expect_errno(errno.EEXIST, os.mkdir, mnt / "d")
+    expect_errno(errno.ENOENT, os.unlink, mnt / "missing")
+    assert os.stat(mnt).st_mtime_ns == parent.st_mtime_ns
+    assert os.stat(mnt / "f").st_ctime_ns == child.st_ctime_ns
+    # rename keeps the file's own mtime
+    os.rename(mnt / "f", mnt / "g")
+    assert os.stat(mnt / "g").st_mtime_ns == 10**18
+
+
+def test_path_limits_and_components(mnt: Path) -> None:
+    deep = mnt
+    for i in range(60):
+        deep = deep / f"level{i:02d}-{'x' * 50}"
+    os.makedirs(deep)
+    write_file(deep / "leaf", b"deep")
+    assert (deep / "leaf").read_bytes() == b"deep" and len(str(deep)) > 3000
+    expect_errno(errno.ENAMETOOLONG, os.stat, str(mnt) + "/" + "/".join(["a" * 200] * 21))
+    write_file(mnt / "file", b"")
+    expect_errno(errno.ENOTDIR, os.stat, mnt / "file" / "x" / "y")
+    expect_errno(errno.ENOTDIR, os.stat, str(mnt / "file") + "/")
+    expect_errno(errno.ENOENT, os.stat, mnt / "missing" / "x")
+    assert os.stat(str(mnt / deep.relative_to(mnt).parts[0]) + "/").st_ino == os.stat(
+        mnt / deep.relative_to(mnt).parts[0]).st_ino
+
+
+def test_sizes_blocks_and_inode_numbers(mnt: Path) -> None:
+    write_file(mnt / "f", os.urandom(10000))
+    st = os.stat(mnt / "f")
+    assert st.st_size == 10000 and st.st_blksize > 0
+    assert st.st_blocks * 512 >= 10000, f"st_blocks {st.st_blocks} does not cover 10000 bytes"
+    write_file(mnt / "empty", b"")
+    assert os.stat(mnt / "empty").st_blocks == 0
+    assert os.stat(mnt / "f").st_ino != os.stat(mnt / "empty").st_ino != os.stat(mnt).st_ino
+    # symlink and directory sizes are reported
+    os.symlink("a" * 77, mnt / "l")
+    assert os.lstat(mnt / "l").st_size == 77
+    assert os.stat(mnt).st_size >= 0

@@ -219,7 +219,8 @@ def test_trusted_xattrs_invisible_to_users(mnt_shared: Path, unpriv_user) -> Non
         "import os, errno\n"
         f"p = {str(f)!r}\n"
         "print(sorted(os.listxattr(p)))\n"
-        "try:\n    os.getxattr(p, 'trusted.secret')\nexcept OSError as e:\n    print(errno.errorcode[e.errno])\n"
+        "try:\n    os.getxattr(p, 'trusted.secret')\n"
+        "except OSError as e:\n    print(errno.errorcode[e.errno])\n"
         "print(os.getxattr(p, 'user.public'))\n"
     )
     assert out.splitlines() == ["['user.public']", "ENODATA", "b'p'"]
@@ -277,3 +278,80 @@ def test_root_privileges(mnt_shared: Path) -> None:
     expect_errno(errno.EACCES, subprocess.run, [str(script)])  # root needs an x bit to execute
     os.chmod(script, 0o755)
     assert subprocess.run([str(script)], capture_output=True, text=True).stdout == "ran\n"
+
+
+def test_owner_chgrp_clears_setid_and_failures_leave_ctime(mnt_shared: Path, unpriv_user) -> None:
+    u = unpriv_user
+    w = _mkdir(mnt_shared / "w", 0o755, u.uid, u.gid)
+    f = _mkfile(w / "suid", 0o6755, u.uid, u.gid)
+    rootfile = _mkfile(mnt_shared / "rootfile", 0o644)
+    ctime = os.stat(rootfile).st_ctime_ns
+    res = u.try_ops({
+        "chgrp own setid file": f"os.chown({str(f)!r}, -1, {u.group})",
+        "chmod root's": f"os.chmod({str(rootfile)!r}, 0o600)",
+        "utime root's": f"os.utime({str(rootfile)!r}, ns=(5, 5))",
+        "xattr root's": f"os.setxattr({str(rootfile)!r}, 'user.k', b'v')",
+    })
+    assert res == {"chgrp own setid file": "OK", "chmod root's": "EPERM", "utime root's": "EPERM",
+                   "xattr root's": "EACCES"}
+    st = os.stat(f)
+    assert st.st_gid == u.group and stat.S_IMODE(st.st_mode) == 0o755
+    assert os.stat(rootfile).st_ctime_ns == ctime
+
+
+def test_directory_moves_need_write_on_the_directory(mnt_shared: Path, unpriv_user) -> None:
+    u = unpriv_user
+    a = _mkdir(mnt_shared / "a", 0o777)
+    b = _mkdir(mnt_shared / "b", 0o777)
+    _mkdir(a / "rootdir", 0o755)  # moving it to another parent rewrites its '..'
+    _mkdir(a / "rootdir2", 0o755)
+    _mkfile(a / "rootfile", 0o644)
+    noexec = _mkdir(mnt_shared / "noexec", 0o776)  # writable, not searchable
+    res = u.try_ops({
+        "move root's dir to other parent": f"os.rename({str(a / 'rootdir')!r}, {str(b / 'moved')!r})",
+        "rename root's dir in place": f"os.rename({str(a / 'rootdir2')!r}, {str(a / 'renamed')!r})",
+        "move root's file": f"os.rename({str(a / 'rootfile')!r}, {str(b / 'file')!r})",
+        "create in unsearchable": f"open({str(noexec / 'f')!r}, 'w').close()",
+        "list unsearchable": f"os.listdir({str(noexec)!r})",
+    })
+    assert res == {
+        "move root's dir to other parent": "EACCES",
+        "rename root's dir in place": "OK",
+        "move root's file": "OK",
+        "create in unsearchable": "EACCES",
+        "list unsearchable": "OK",
+    }
+    assert sorted(os.listdir(a)) == ["renamed", "rootdir"] and os.listdir(b) == ["file"]
+
+
+def test_access_checks(mnt_shared: Path, unpriv_user) -> None:
+    m = mnt_shared
+    _mkfile(m / "r", 0o644)
+    _mkfile(m / "x", 0o711)
+    _mkfile(m / "none", 0o000)
+    _mkfile(m / "group", 0o070, 0, unpriv_user.group)
+    out = unpriv_user.py(
+        "import os, json\n"
+        f"m = {str(m)!r}\n"
+        "res = {n: [os.access(os.path.join(m, n), k) for k in (os.R_OK, os.W_OK, os.X_OK)]\n"
+        "       for n in ('r', 'x', 'none', 'group')}\n"
+        "print(json.dumps(res, sort_keys=True))\n"
+    )
+    import json
+
+    assert json.loads(out) == {"r": [True, False, False], "x": [False, False, True],
+                               "none": [False, False, False], "group": [True, True, True]}
+    # root: read and write always, execute only with some x bit
+    assert os.access(m / "none", os.R_OK | os.W_OK) and not os.access(m / "none", os.X_OK)
+    assert os.access(m / "x", os.X_OK) and not os.access(m / "r", os.X_OK)
+
+
+def test_other_users_shut_out_without_allow_other(mnt: Path, unpriv_user, fs_target: str) -> None:
+    if fs_target == "local":
+        pytest.skip("a property of FUSE mounts")
+    os.chmod(mnt, 0o777)
+    write_file(mnt / "f", b"")
+    os.chmod(mnt / "f", 0o666)
+    res = unpriv_user.try_ops({"stat root": f"os.stat({str(mnt)!r})",
+                               "open file": f"open({str(mnt / 'f')!r}).read()"})
+    assert res == {"stat root": "EACCES", "open file": "EACCES"}

@@ -228,13 +228,14 @@ def _hello_wheel(where: Path) -> Path:
     files = {
         "hello_fusefs/__init__.py": b"def main():\n    print('hello from the mount')\n",
         f"{dist}/METADATA": b"Metadata-Version: 2.1\nName: hello-fusefs\nVersion: 1.0\n",
-        f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: fusefs-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{dist}/WHEEL": (b"Wheel-Version: 1.0\nGenerator: fusefs-tests\nRoot-Is-Purelib: true\n"
+                          b"Tag: py3-none-any\n"),
         f"{dist}/entry_points.txt": b"[console_scripts]\nhello-fusefs = hello_fusefs:main\n",
     }
-    record = [
-        f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}"
-        for name, data in files.items()
-    ]
+    def digest(data: bytes) -> str:
+        return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+    record = [f"{name},sha256={digest(data)},{len(data)}" for name, data in files.items()]
     files[f"{dist}/RECORD"] = ("\n".join(record + [f"{dist}/RECORD,,"]) + "\n").encode()
     whl = where / "hello_fusefs-1.0-py3-none-any.whl"
     with zipfile.ZipFile(whl, "w") as z:
