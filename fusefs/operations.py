@@ -92,6 +92,8 @@ class FuseOperations(pyfuse3.Operations):
             self.timeout_s = SHARED_TIMEOUT_S if store.blocks_event_loop else SOLE_WRITER_TIMEOUT_S
         self.enable_writeback_cache = not strict and not read_only
         self._lookups: Counter[int] = Counter()
+        #: Inodes without a name that the kernel or a handle still holds; reclaimed when both let go.
+        self._orphans: set[int] = set()
         self._open_files: dict[int, OpenFile] = {}
         self._handles: dict[int, FileHandle | DirHandle] = {}
         self._next_fh = itertools.count(1)
@@ -153,6 +155,7 @@ class FuseOperations(pyfuse3.Operations):
 
     async def _after_removal(self, removal: Removal | None) -> None:
         if removal is not None and removal.is_orphan:
+            self._orphans.add(removal.attr.ino)
             await self._reclaim_if_unused(removal.attr.ino)
 
     async def _reclaim_if_unused(self, ino: int) -> None:
@@ -162,6 +165,7 @@ class FuseOperations(pyfuse3.Operations):
         await self._reclaim(ino)
 
     async def _reclaim(self, ino: int) -> None:
+        self._orphans.discard(ino)
         chunks = await self._run(self.ns.reclaim, ino)
         await self._delete_chunk_files(chunks)
 
@@ -211,13 +215,20 @@ class FuseOperations(pyfuse3.Operations):
             return self._entry(await self._run(self.ns.getattr, parent.parent))
         return self._entry(await self._run(self.ns.lookup, parent_inode, name))
 
-    def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        # Must not raise (pyfuse3: it answers no request): failures are logged, and an orphan that
+        # could not be reclaimed now is reclaimed at unmount or at the next mount.
         for ino, count in inode_list:
             left = self._lookups[ino] - count
             if left > 0:
                 self._lookups[ino] = left
-            else:
-                del self._lookups[ino]
+                continue
+            self._lookups.pop(ino, None)
+            if ino in self._orphans:
+                try:
+                    await self._reclaim_if_unused(ino)
+                except Exception:
+                    log.exception("reclaiming inode %d failed", ino)
 
     @fuse_handler
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext | None = None) -> pyfuse3.EntryAttributes:
@@ -424,7 +435,11 @@ class FuseOperations(pyfuse3.Operations):
 
     @fuse_handler
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
-        return await self._run(self.ns.listxattr, inode)
+        names = await self._run(self.ns.listxattr, inode)
+        if ctx.uid != 0:
+            # xattr(7): trusted.* is visible only to CAP_SYS_ADMIN; the kernel filters get/set, not lists.
+            names = [name for name in names if not name.startswith(b"trusted.")]
+        return names
 
     @fuse_handler
     async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:
