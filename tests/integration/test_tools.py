@@ -8,6 +8,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,7 @@ def test_cp_a_diff_mv_rm(mnt: Path, sample: Path, tmp_path: Path) -> None:
     assert os.listdir(mnt) == []
 
 
-def test_rm_rf_big_tree_frees_inodes(mnt: Path) -> None:
+def test_rm_rf_big_tree_frees_inodes(mnt: Path, mount_fs) -> None:
     used = lambda: os.statvfs(mnt).f_files - os.statvfs(mnt).f_ffree  # noqa: E731
     before = used()
     for i in range(20):
@@ -66,8 +67,8 @@ def test_rm_rf_big_tree_frees_inodes(mnt: Path) -> None:
     assert int(sh("find", mnt / "tree", "-type", "f").count("\n")) == 500
     sh("rm", "-rf", mnt / "tree")
     assert os.listdir(mnt) == []
-    import time
-
+    if mount_fs.target == "local":  # the local disk's inode count moves with everything else on it
+        return
     deadline = time.monotonic() + 5
     while used() != before:
         assert time.monotonic() < deadline, f"{used()} inodes in use after rm -rf, {before} before"
