@@ -153,7 +153,12 @@ class FuseOperations(pyfuse3.Operations):
                 self._open_files.pop(open_file.ino, None)
                 await self._reclaim_if_unused(open_file.ino)
 
+    def _still_open(self, ino: int) -> bool:
+        return ino in self._open_files
+
     async def _after_removal(self, removal: Removal | None) -> None:
+        if removal is not None and removal.freed_chunks:
+            await self._delete_chunk_files(removal.freed_chunks)
         if removal is not None and removal.is_orphan:
             self._orphans.add(removal.attr.ino)
             await self._reclaim_if_unused(removal.attr.ino)
@@ -213,7 +218,18 @@ class FuseOperations(pyfuse3.Operations):
         if name == b"..":
             parent = await self._run(self.ns.getattr, parent_inode)
             return self._entry(await self._run(self.ns.getattr, parent.parent))
-        return self._entry(await self._run(self.ns.lookup, parent_inode, name))
+        try:
+            return self._entry(await self._run(self.ns.lookup, parent_inode, name))
+        except FSError as error:
+            if error.errno != errno.ENOENT or not self.timeout_s:
+                raise
+            # A negative entry (inode 0) the kernel may cache: repeated lookups of missing names (PATH
+            # searches, imports, build tools) then stay in the kernel.  A create through this mount
+            # replaces it; other mounts' creates invalidate it through the change log.
+            negative = pyfuse3.EntryAttributes()
+            negative.st_ino = 0
+            negative.entry_timeout = self.timeout_s
+            return negative
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         # Must not raise (pyfuse3: it answers no request): failures are logged, and an orphan that
@@ -328,7 +344,8 @@ class FuseOperations(pyfuse3.Operations):
     @fuse_handler
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         self._check_writable()
-        await self._after_removal(await self._run(self.ns.unlink, parent_inode, name, caller_of(ctx)))
+        removal = await self._run(self.ns.unlink, parent_inode, name, caller_of(ctx), self._still_open)
+        await self._after_removal(removal)
 
     @fuse_handler
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
@@ -347,7 +364,7 @@ class FuseOperations(pyfuse3.Operations):
     ) -> None:
         self._check_writable()
         rename = functools.partial(self.ns.rename, noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE),
-                                   exchange=bool(flags & pyfuse3.RENAME_EXCHANGE))
+                                   exchange=bool(flags & pyfuse3.RENAME_EXCHANGE), still_open=self._still_open)
         removal = await self._run(rename, parent_inode_old, name_old, parent_inode_new, name_new, caller_of(ctx))
         await self._after_removal(removal)
 

@@ -60,11 +60,17 @@ class Removal:
     """What an unlink, rmdir or replacing rename did to the inode it detached."""
 
     attr: InodeAttr
+    #: Set when the inode was deleted in the same transaction: the chunks whose files to delete.
+    freed_chunks: list[ChunkRecord] | None = None
 
     @property
     def is_orphan(self) -> bool:
-        """The inode has no name left: reclaim it once nothing has it open."""
-        return self.attr.nlink == 0
+        """The inode has no name left but still exists: reclaim it once nothing has it open."""
+        return self.attr.nlink == 0 and self.freed_chunks is None
+
+
+def _always_open(ino: int) -> bool:
+    return True
 
 
 def check_name(name: bytes) -> None:
@@ -308,25 +314,40 @@ class Namespace:
         return attr
 
     # -- removing -----------------------------------------------------------------------------------
-    def _detach(self, tr: Transaction, attr: InodeAttr, now: int) -> Removal:
-        """Drop one name of ``attr``; a directory loses both its links.  An inode left without names
-        becomes an orphan, reclaimed by ``reclaim`` once no one has it open."""
+    def _detach(self, tr: Transaction, attr: InodeAttr, now: int, still_open: Callable[[int], bool]) -> Removal:
+        """Drop one name of ``attr``; a directory loses both its links.  A file left without names and
+        not open is deleted at once; otherwise the inode becomes an orphan, reclaimed by ``reclaim``
+        once no one has it open (a directory may still be a process's working directory)."""
         attr.nlink = 0 if attr.is_dir else attr.nlink - 1
         attr.touch(when_ns=now)
+        if attr.nlink == 0 and not attr.is_dir and not still_open(attr.ino):
+            return Removal(attr, self._delete_inode(tr, attr))
         self._save(tr, attr)
         if attr.nlink == 0:
             tr.set(self.keys.orphan(attr.ino), pack(now))
         return Removal(attr)
 
     @_idempotent
-    def unlink(self, tr: Transaction, parent: int, name: bytes, caller: Caller) -> Removal:
-        return self._remove(tr, parent, name, caller, directory=False)
+    def unlink(
+        self, tr: Transaction, parent: int, name: bytes, caller: Caller, still_open: Callable[[int], bool] = _always_open
+    ) -> Removal:
+        """``still_open(ino)`` tells whether the caller holds the inode open (then it stays an orphan)."""
+        return self._remove(tr, parent, name, caller, directory=False, still_open=still_open)
 
     @_idempotent
     def rmdir(self, tr: Transaction, parent: int, name: bytes, caller: Caller) -> Removal:
         return self._remove(tr, parent, name, caller, directory=True)
 
-    def _remove(self, tr: Transaction, parent: int, name: bytes, caller: Caller, *, directory: bool) -> Removal:
+    def _remove(
+        self,
+        tr: Transaction,
+        parent: int,
+        name: bytes,
+        caller: Caller,
+        *,
+        directory: bool,
+        still_open: Callable[[int], bool] = _always_open,
+    ) -> Removal:
         check_name(name)
         parent_attr = self._directory(tr, parent)
         ino = self._entry(tr, parent, name)
@@ -346,7 +367,7 @@ class Namespace:
         parent_attr.touch(mtime=True, when_ns=now)
         self._save(tr, parent_attr)
         self._log(tr, "rmdir" if directory else "unlink", caller.uid, ino, parent, name)
-        return self._detach(tr, attr, now)
+        return self._detach(tr, attr, now, still_open)
 
     def orphans(self, tr: Transaction) -> list[int]:
         begin, end = self.keys.orphans()
@@ -360,7 +381,10 @@ class Namespace:
         if raw is None or InodeAttr.decode(ino, raw).nlink > 0:
             tr.clear(self.keys.orphan(ino))
             return []
-        attr = InodeAttr.decode(ino, raw)
+        return self._delete_inode(tr, InodeAttr.decode(ino, raw))
+
+    def _delete_inode(self, tr: Transaction, attr: InodeAttr) -> list[ChunkRecord]:
+        ino = attr.ino
         chunks = filedata.drop_chunks_from(tr, self.keys, ino, 0)
         filedata.clear_inline(tr, self.keys, ino)
         tr.clear_range(*self.keys.xattrs(ino))
@@ -398,6 +422,7 @@ class Namespace:
         *,
         noreplace: bool = False,
         exchange: bool = False,
+        still_open: Callable[[int], bool] = _always_open,
     ) -> Removal | None:
         """Move an entry; returns what happened to a replaced target (None if nothing was replaced)."""
         check_name(old_name)
@@ -439,7 +464,7 @@ class Namespace:
                 if not self._is_empty_dir(tr, dst.ino):
                     raise FSError(errno.ENOTEMPTY)
                 dst_dir.nlink -= 1
-            removal = self._detach(tr, dst, now)
+            removal = self._detach(tr, dst, now, still_open)
         tr.clear(self.keys.entry(old_parent, old_name))
         self._set_entry(tr, new_parent, new_name, src)
         if src.is_dir and new_parent != old_parent:
