@@ -85,6 +85,10 @@ class OpenFile:
             self._stale = False
         if self.attr.chunked:
             records = await self._run(filedata.read_chunks, self._keys, self.ino)
+            covered = -(-self.attr.size // self._chunk_size)
+            if any(index >= covered and not record.dirty for index, record in records.items()):
+                await self._drop_stale_chunks()
+                records = {index: record for index, record in records.items() if index < covered}
             self._chunks = records
             self._tables = {i: ChecksumTable(self._chunk_size, r.checksums) for i, r in records.items()}
         else:
@@ -167,10 +171,36 @@ class OpenFile:
         """Move an inline file's data into chunks (the store learns at the next flush)."""
         if self._inline is None:
             return
+        if not self._stored_chunked:
+            await self._drop_stale_chunks()
         data, self._inline = bytes(self._inline), None
         self.attr.chunked = True
         if data:
             await self._write_chunks(0, data)
+
+    async def _drop_stale_chunks(self) -> None:
+        """Remove chunk records (and their files) that the stored size does not cover.
+
+        A daemon killed after writing chunks past a file's recorded size (or while moving an inline file
+        to chunks) leaves their records behind, clean once recovery has rebuilt their checksums.  Kept,
+        they would reappear as data when the file grows over them (instead of zeros), and a new record at
+        the same index would orphan their files for good (their owner keys stay, so gc keeps them).
+        Records still marked dirty may belong to a writer on another mount: then nothing is dropped."""
+        stale = await self._run(self._stale_chunks_txn)
+        for record in stale:
+            await trio.to_thread.run_sync(self._blocks.delete, record.dir_index, record.chunk_id)
+        if stale:
+            log.info("inode %d: dropped %d chunk(s) past its recorded size, left by an interrupted write",
+                     self.ino, len(stale))
+
+    def _stale_chunks_txn(self, tr: Transaction) -> list[ChunkRecord]:
+        stored = self._ns.getattr(tr, self.ino)
+        covered = -(-stored.size // self._chunk_size) if stored.chunked else 0
+        records = filedata.read_chunks(tr, self._keys, self.ino)
+        beyond = [record for index, record in records.items() if index >= covered]
+        if not beyond or any(record.dirty for record in beyond):
+            return []
+        return filedata.drop_chunks_from(tr, self._keys, self.ino, covered)  # reads them again, serializably
 
     async def _chunk_for_write(self, index: int) -> ChunkRecord:
         record = self._chunks.get(index)
