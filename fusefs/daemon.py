@@ -339,7 +339,10 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
     # Until trio's signal receiver takes over, SIGTERM gets SIGINT's treatment, so that the cleanup in
     # the `finally` blocks below (unmount, close the store) runs for both.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    store: Store = open_store(request.store_url, chaos_conflict_rate=_chaos_rate())
+    # A read-only mount takes no ownership of the store: on the embedded store it can run beside the
+    # daemon that owns it, following its change log like a mount on a shared store.
+    store: Store = open_store(request.store_url, read_only=request.read_only, exclusive=not request.read_only,
+                              chaos_conflict_rate=_chaos_rate())
     blocks = None
     try:
         config = load_config(store, request.name)

@@ -48,18 +48,21 @@ async def follow_changes(ops: FuseOperations) -> None:
 
 async def _invalidate(ops: FuseOperations, record: LogRecord) -> None:
     ops.forget_cached_data(record.ino)
-    await trio.to_thread.run_sync(_invalidate_inode, record.ino)
-    for parent, name in ((record.parent, record.name), (record.new_parent, record.new_name)):
-        if parent is not None and name is not None and record.op not in ("setxattr", "removexattr"):
-            try:
-                await pyfuse3.invalidate_entry_async(parent, name)
-            except OSError:
-                pass  # the kernel has no such entry cached
+    entries = []
+    if record.op not in ("setxattr", "removexattr"):
+        entries = [(parent, name) for parent, name in ((record.parent, record.name),
+                                                        (record.new_parent, record.new_name))
+                   if parent is not None and name is not None]
+    # In a worker thread: the kernel may write back dirty pages or ask about the entry before the
+    # notification returns, and answering needs the event loop.
+    await trio.to_thread.run_sync(_invalidate_kernel_caches, record.ino, entries)
 
 
-def _invalidate_inode(ino: int) -> None:
-    # In a worker thread: the kernel may write back dirty pages of the inode, which needs the event loop.
-    try:
-        pyfuse3.invalidate_inode(ino, attr_only=False)
-    except OSError:
-        pass  # not cached by the kernel
+def _invalidate_kernel_caches(ino: int, entries: list[tuple[int, bytes]]) -> None:
+    for notify, args in [(pyfuse3.invalidate_inode, (ino, False))] + [
+        (pyfuse3.invalidate_entry, entry) for entry in entries
+    ]:
+        try:
+            notify(*args)
+        except OSError:
+            pass  # the kernel has nothing of it cached

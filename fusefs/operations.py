@@ -89,7 +89,7 @@ class FuseOperations(pyfuse3.Operations):
         if strict:
             self.timeout_s = 0.0
         else:
-            self.timeout_s = SHARED_TIMEOUT_S if store.blocks_event_loop else SOLE_WRITER_TIMEOUT_S
+            self.timeout_s = SHARED_TIMEOUT_S if store.shared else SOLE_WRITER_TIMEOUT_S
         self.enable_writeback_cache = not strict and not read_only
         self._lookups: Counter[int] = Counter()
         #: Inodes without a name that the kernel or a handle still holds; reclaimed when both let go.

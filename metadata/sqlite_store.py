@@ -328,6 +328,8 @@ class SqliteStore(Store):
         self.path = os.path.abspath(path)
         self.url = f"sqlite://{self.path}"
         self.read_only = read_only
+        # A read-only handle may sit beside the process that owns the store and writes to it.
+        self.shared = read_only
         self._chaos_rate = chaos_conflict_rate
         self._chaos = random.Random(chaos_seed)
         self._lock_fd: int | None = None
