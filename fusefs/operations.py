@@ -269,6 +269,10 @@ class FuseOperations(pyfuse3.Operations):
             mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
         )
         open_file = self._open_files.get(inode)
+        only_times = not (fields.update_size or fields.update_mode or fields.update_uid or fields.update_gid)
+        if only_times and open_file is not None and open_file.has_unflushed_writes:
+            open_file.set_times(request.atime_ns, request.mtime_ns)
+            return self._entry(await self._run(self.ns.getattr, inode), counted=False)
         if fields.update_size:
             await self._truncate(inode, attr.st_size, caller)
             open_file = self._open_files.get(inode)
@@ -496,5 +500,6 @@ def _with_data_fields(stored: InodeAttr, live: InodeAttr) -> InodeAttr:
     """``stored`` with the size and times of the open file, which may be ahead of the store."""
     stored.size = live.size
     stored.chunked = live.chunked
+    stored.atime_ns = live.atime_ns
     stored.mtime_ns = live.mtime_ns
     return stored

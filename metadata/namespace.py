@@ -203,6 +203,10 @@ class Namespace:
     def getattr(self, tr: Transaction, ino: int) -> InodeAttr:
         return self._load(tr, ino, snapshot=True)
 
+    def attr_for_update(self, tr: Transaction, ino: int) -> InodeAttr:
+        """Attributes read serializably, for a transaction that will write them back."""
+        return self._load(tr, ino)
+
     def lookup(self, tr: Transaction, parent: int, name: bytes) -> InodeAttr:
         check_name(name)
         ino = self._entry(tr, parent, name, snapshot=True)
