@@ -99,6 +99,10 @@ class ChecksumTable:
         """True if blocks first..stop-1 were never written (or hold only zeros)."""
         return all(crc == ZERO_BLOCK_CRC for crc in self._crcs[first:stop])
 
+    def allocated_bytes(self) -> int:
+        """Bytes of blocks holding data: what the chunk occupies, holes (and zero blocks) excluded."""
+        return (len(self._crcs) - self._crcs.count(ZERO_BLOCK_CRC)) * CHECKSUM_BLOCK_BYTES
+
     def copy(self) -> ChecksumTable:
         return ChecksumTable(self.chunk_size, self.to_bytes())
 

@@ -23,7 +23,9 @@ def entry_attributes(attr: InodeAttr, timeout_s: float) -> pyfuse3.EntryAttribut
     entry.st_rdev = attr.rdev
     entry.st_size = attr.size
     entry.st_blksize = PREFERRED_IO_BYTES
-    entry.st_blocks = -(-attr.size // BLOCK_BYTES)
+    # A chunked file may be sparse: count what its chunks hold, not its size (du reports this).
+    occupied = attr.allocated if attr.chunked else attr.size
+    entry.st_blocks = -(-occupied // BLOCK_BYTES)
     entry.st_atime_ns = attr.atime_ns
     entry.st_mtime_ns = attr.mtime_ns
     entry.st_ctime_ns = attr.ctime_ns

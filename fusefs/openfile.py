@@ -293,6 +293,9 @@ class OpenFile:
         stored.mtime_ns = self.attr.mtime_ns
         stored.ctime_ns = max(stored.ctime_ns, self.attr.mtime_ns, now_ns())
         stored.chunked = self.attr.chunked
+        if self.attr.chunked:
+            self.attr.allocated = sum(table.allocated_bytes() for table in self._tables.values())
+            stored.allocated = self.attr.allocated
         if self._inline is not None:
             filedata.write_inline(tr, self._keys, self.ino, bytes(self._inline))
         else:

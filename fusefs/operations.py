@@ -500,6 +500,7 @@ def _with_data_fields(stored: InodeAttr, live: InodeAttr) -> InodeAttr:
     """``stored`` with the size and times of the open file, which may be ahead of the store."""
     stored.size = live.size
     stored.chunked = live.chunked
+    stored.allocated = live.allocated
     stored.atime_ns = live.atime_ns
     stored.mtime_ns = live.mtime_ns
     return stored

@@ -98,6 +98,8 @@ class InodeAttr:
     chunked: bool = False
     #: A directory's parent (for the rename loop check); 0 for other types.
     parent: int = 0
+    #: Bytes of a chunked file's blocks that hold data (holes excluded), for st_blocks.
+    allocated: int = 0
 
     @property
     def is_dir(self) -> bool:
@@ -126,7 +128,7 @@ class InodeAttr:
             self.ctime_ns = when
 
 
-_ATTR_TYPES = (int, int, int, int, int, int, int, int, int, bytes, bool, int)
+_ATTR_TYPES = (int, int, int, int, int, int, int, int, int, bytes, bool, int, int)
 
 
 @dataclass
