@@ -135,11 +135,7 @@ def _check_block_dirs(directories: list[str], chunk_size: int, *, must_be_empty:
 def make_filesystem(
     store: Store, name: str, block_dirs: list[str], inline_max: int, chunk_size: int
 ) -> FsConfig:
-    try:
-        load_config(store, name)
-    except UnknownFilesystem:
-        pass
-    else:
+    if _has_filesystem(store, name):
         # Checked before the block directories are laid out, so a repeated mkfs changes nothing.
         raise CliError(f"a filesystem named '{name}' already exists in {store.url}")
     if not block_dirs:
@@ -179,12 +175,24 @@ def cmd_mkfs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _has_filesystem(store: Store, name: str) -> bool:
+    try:
+        load_config(store, name)
+    except UnknownFilesystem:
+        return False
+    return True
+
+
 def _ensure_default_filesystem() -> None:
     """``fusefs mount`` without a store: the default filesystem in the default store, made on first use."""
-    with opened_store(None) as store:
-        try:
-            load_config(store, DEFAULT_NAME)
-        except UnknownFilesystem:
+    url = default_store_url()
+    if os.path.exists(url.removeprefix(SQLITE_PREFIX)):
+        # Looked up without taking ownership, so that a read-only mount beside the owning daemon works.
+        with opened_store(url, read_only=True, exclusive=False) as store:
+            if _has_filesystem(store, DEFAULT_NAME):
+                return
+    with opened_store(url) as store:
+        if not _has_filesystem(store, DEFAULT_NAME):
             config = make_filesystem(
                 store, DEFAULT_NAME, [], DEFAULT_INLINE_MAX_BYTES, DEFAULT_CHUNK_SIZE_BYTES
             )

@@ -341,8 +341,12 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     # A read-only mount takes no ownership of the store: on the embedded store it can run beside the
     # daemon that owns it, following its change log like a mount on a shared store.
-    store: Store = open_store(request.store_url, read_only=request.read_only, exclusive=not request.read_only,
-                              chaos_conflict_rate=_chaos_rate())
+    store: Store = open_store(
+        request.store_url,
+        read_only=request.read_only,
+        exclusive=not request.read_only,
+        chaos_conflict_rate=_chaos_rate(),
+    )
     blocks = None
     try:
         config = load_config(store, request.name)

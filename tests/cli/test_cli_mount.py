@@ -246,3 +246,24 @@ def test_log_follow_prints_changes_of_a_running_mount(cli, tmp_path, fuse_mountp
     limited = cli("log", "--store", url, "--name", "fs", "--limit", "1")
     assert len(limited.stdout.splitlines()) == 1
     assert cli("umount", str(fuse_mountpoint)).returncode == 0
+
+
+def test_read_only_mount_beside_the_owner_of_the_default_store(cli, tmp_path, fuse_mountpoint):
+    owner = cli("mount", str(fuse_mountpoint))  # creates the default store and filesystem
+    assert owner.returncode == 0, owner.stderr
+    reader_mountpoint = tmp_path / "reader"
+    reader_mountpoint.mkdir()
+    try:
+        reader = cli("mount", "-o", "ro", str(reader_mountpoint))
+        assert reader.returncode == 0, reader.stderr
+        assert mounted_type(reader_mountpoint) == FSTYPE
+        (fuse_mountpoint / "from-owner").write_text("seen")
+        deadline = time.monotonic() + 10
+        while not (reader_mountpoint / "from-owner").exists():
+            assert time.monotonic() < deadline, "the read-only mount never saw the owner's file"
+            time.sleep(0.1)
+        assert (reader_mountpoint / "from-owner").read_text() == "seen"
+        assert cli("umount", str(reader_mountpoint)).returncode == 0
+    finally:
+        subprocess.run(["fusermount3", "-u", "-z", str(reader_mountpoint)], capture_output=True)
+    assert cli("umount", str(fuse_mountpoint)).returncode == 0
