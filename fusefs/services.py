@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
+import threading
 from typing import TYPE_CHECKING
 
 import trio
 
+from fusefs.gc import collect_garbage
 from fusefs.invalidation import follow_changes
 from metadata import changelog
 from metadata.model import now_ns
@@ -17,6 +21,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOG_TRIM_INTERVAL_S = 600.0
+#: Unreferenced chunk files are collected once at mount (after recovery) and then this often; the
+#: environment variable overrides it (tests collect continuously under writes).
+GC_INTERVAL_S = 600.0
+GC_INTERVAL_ENV = "FUSEFS_GC_INTERVAL_S"
 
 
 async def run_services(ops: FuseOperations) -> None:
@@ -24,6 +32,7 @@ async def run_services(ops: FuseOperations) -> None:
     async with trio.open_nursery() as nursery:
         if not ops.read_only:
             nursery.start_soon(_trim_change_log, ops)
+            nursery.start_soon(_collect_garbage, ops)
         if ops.store.shared:
             nursery.start_soon(follow_changes, ops)
 
@@ -34,3 +43,42 @@ async def _trim_change_log(ops: FuseOperations) -> None:
         while await ops.runner.run(changelog.trim_log, ops.ns.keys, cutoff):
             await trio.sleep(0)
         await trio.sleep(LOG_TRIM_INTERVAL_S)
+
+
+def gc_interval_s() -> float:
+    text = os.environ.get(GC_INTERVAL_ENV, "").strip()
+    try:
+        interval = float(text) if text else GC_INTERVAL_S
+    except ValueError:
+        interval = -1.0
+    if not interval > 0:
+        log.warning("%s=%r is not a positive number of seconds: collecting every %g s",
+                    GC_INTERVAL_ENV, text, GC_INTERVAL_S)
+        return GC_INTERVAL_S
+    return interval
+
+
+async def _collect_garbage(ops: FuseOperations) -> None:
+    """Delete chunk files no record owns (fusefs/gc.py explains why this is safe while writing)."""
+    interval = gc_interval_s()
+    while True:
+        stop = threading.Event()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_set_when_cancelled, stop)
+                # Not abandoned on cancel: unmount waits for the current batch (``stop`` ends the run
+                # there), so the store is never closed under a running collection.
+                await trio.to_thread.run_sync(
+                    functools.partial(collect_garbage, ops.store, ops.config, ops.blocks, stop=stop))
+                nursery.cancel_scope.cancel()
+        except Exception as error:  # a failed pass is retried at the next interval
+            causes = error.exceptions if isinstance(error, ExceptionGroup) else (error,)
+            log.error("garbage collection failed: %s", "; ".join(str(cause) for cause in causes))
+        await trio.sleep(interval)
+
+
+async def _set_when_cancelled(event: threading.Event) -> None:
+    try:
+        await trio.sleep_forever()
+    finally:
+        event.set()

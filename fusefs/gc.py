@@ -1,0 +1,128 @@
+"""Garbage collection of chunk files: delete every chunk file that no chunk record owns.
+
+A chunk file becomes garbage when its file is deleted or truncated and the daemon dies before it removes
+the chunk file, or when a write is interrupted after its chunk was allocated.  Every chunk record has a
+reverse key chunk id → inode (``metadata.filedata.chunk_is_live``); a chunk file without one is garbage.
+
+Safe while a daemon writes to the filesystem: a chunk's record (and its owner key) commits *before* its
+file is first created (fusefs/openfile.py), so a chunk file seen in a listing either had its owner
+committed before the listing, or no owner will ever be written for it.  The liveness check of a batch
+reads the store in a transaction that starts after the batch was listed, so it sees every owner that
+existed when the files were seen.  Chunk ids are never reused, so a dead chunk never comes back to life.
+
+Work is done in batches (one snapshot read transaction per ``BATCH_IDS`` ids), keeping transactions
+far below FoundationDB's 5 s and size limits whatever the number of chunk files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from blocks import BlockStore
+from metadata.filedata import chunk_is_live
+from metadata.keys import FsKeys
+from metadata.model import FsConfig
+from metadata.store import Store, Transaction
+
+log = logging.getLogger(__name__)
+
+#: Chunk ids checked per read transaction.
+BATCH_IDS = 500
+
+
+@dataclass
+class GcReport:
+    """What one collection found and did."""
+
+    scanned: int = 0  #: chunk files seen in the block directories
+    live: int = 0  #: of which owned by a chunk record
+    deleted: int = 0  #: garbage chunk files removed
+    freed_bytes: int = 0  #: disk space those files took (allocated blocks, not apparent size)
+    failed: int = 0  #: garbage chunk files that could not be removed (see the log)
+    errors: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        text = (
+            f"gc: {self.scanned} chunk files scanned, {self.live} live, {self.deleted} unreferenced "
+            f"deleted ({_human(self.freed_bytes)} freed)"
+        )
+        if self.failed:
+            text += f", {self.failed} could not be deleted"
+        return text
+
+
+def collect_garbage(
+    store: Store,
+    config: FsConfig,
+    blocks: BlockStore,
+    *,
+    batch_ids: int = BATCH_IDS,
+    stop: threading.Event | None = None,
+) -> GcReport:
+    """Delete the chunk files of ``blocks`` that no chunk record of filesystem ``config`` owns.
+
+    ``stop``, when set (by another thread), ends the collection after the current batch."""
+    keys = FsKeys(config.name)
+    report = GcReport()
+    for batch in _batches(blocks.iter_chunk_ids(), batch_ids):
+        if stop is not None and stop.is_set():
+            break
+        report.scanned += len(batch)
+        # The transaction starts (takes its read version) after the batch was listed: see the docstring.
+        dead = store.transact(lambda tr, batch=batch: _dead_chunks(tr, keys, batch))
+        report.live += len(batch) - len(dead)
+        for dir_index, chunk_id in dead:
+            _delete(blocks, dir_index, chunk_id, report)
+    if report.deleted or report.failed:
+        log.info("%s", report)
+    return report
+
+
+def _batches(ids: Iterator[tuple[int, int]], size: int) -> Iterator[list[tuple[int, int]]]:
+    batch: list[tuple[int, int]] = []
+    for item in ids:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _dead_chunks(tr: Transaction, keys: FsKeys, batch: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    return [(dir_index, chunk_id) for dir_index, chunk_id in batch if not chunk_is_live(tr, keys, chunk_id)]
+
+
+def _delete(blocks: BlockStore, dir_index: int, chunk_id: int, report: GcReport) -> None:
+    path = blocks.path(dir_index, chunk_id)
+    try:
+        allocated = os.stat(path).st_blocks * 512
+    except FileNotFoundError:
+        return  # deleted meanwhile (by the daemon, after the record went)
+    except OSError:
+        allocated = 0
+    try:
+        blocks.delete(dir_index, chunk_id)
+    except OSError as error:
+        report.failed += 1
+        report.errors.append(f"{path}: {error.strerror or error}")
+        log.warning("gc: cannot delete unreferenced chunk file %s: %s", path, error)
+        return
+    report.deleted += 1
+    report.freed_bytes += allocated
+    log.debug("gc: deleted unreferenced chunk %d (%s)", chunk_id, path)
+
+
+def _human(count: int) -> str:
+    if count < 1024:
+        return f"{count} bytes"
+    size = float(count)
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024:
+            break
+    return f"{size:.1f} {unit}"
