@@ -17,6 +17,12 @@ packages=(
     bindfs sqlite3 rsync git attr acl tar findutils util-linux passwd
 )
 
+# CPython's own test suites (test_os, test_shutil, ...) run on a mount by the integration tests; Debian
+# ships them apart from the interpreter.
+if command -v /usr/bin/python3 >/dev/null; then
+    packages+=("$(/usr/bin/python3 -c 'import sys; print("libpython%d.%d-testsuite" % sys.version_info[:2])')")
+fi
+
 say() { echo "setup: $*" >&2; }
 
 install_packages() {
