@@ -31,8 +31,9 @@ SMALL = {"inline_max": 8192, "chunk_size": 65536}
 
 
 class DataMounts:
-    """``data_mounts.mount(inline_max=..., chunk_size=..., blocks_tmpfs="8m", options=("strict",),
-    env={...})`` → mountpoint (``env``: extra environment of its daemon and commands), plus:
+    """``data_mounts.mount(inline_max=..., chunk_size=..., blocks_tmpfs="8m", block_dirs=2,
+    options=("strict",), env={...})`` → mountpoint (``block_dirs``: how many block directories, each a
+    tmpfs of ``blocks_tmpfs`` if given; ``env``: extra environment of its daemon and commands), plus:
     ``kill(mp)`` (SIGKILL the daemon, lazy-unmount the dead mount), ``start(mp)`` (mount again after a
     kill), ``remount(mp)``, ``unmount(mp)``, ``cli(mp, "gc")``, ``chunk_files(mp)``, ``log(mp)``."""
 
@@ -50,7 +51,7 @@ class DataMounts:
 
     # -- mounting ---------------------------------------------------------------------------------
     def mount(self, *, inline_max: int | None = None, chunk_size: int | None = None,
-              blocks_tmpfs: str | None = None, options: tuple[str, ...] = (),
+              blocks_tmpfs: str | None = None, block_dirs: int = 1, options: tuple[str, ...] = (),
               env: dict[str, str] | None = None) -> Path:
         if self.factory.target != "fusefs":
             pytest.skip("file-data tests look at chunk files and kill the daemon: fusefs only")
@@ -64,11 +65,15 @@ class DataMounts:
         def run_cli(m, args: list[str]) -> None:
             if args and args[0] == "mkfs":
                 self._extra_env[m.path] = dict(env or {})
+                more = [m.workdir / f"blocks{n}" for n in range(2, block_dirs + 1)]
+                for blocks in more:
+                    blocks.mkdir()
+                    extra.extend(["--blocks", str(blocks)])
                 if blocks_tmpfs is not None:
-                    blocks = m.workdir / "blocks"
-                    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={blocks_tmpfs},mode=0755", "tmpfs",
-                                    str(blocks)], check=True, capture_output=True)
-                    self._tmpfs.append(blocks)
+                    for blocks in [m.workdir / "blocks", *more]:
+                        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={blocks_tmpfs},mode=0755", "tmpfs",
+                                        str(blocks)], check=True, capture_output=True)
+                        self._tmpfs.append(blocks)
                 args = [args[0], *extra, *args[1:]]
             shared_run_cli(m, args)
 
@@ -111,6 +116,11 @@ class DataMounts:
     def blocks_dir(self, mp: Path) -> Path:
         return self._m(mp).workdir / "blocks"
 
+    def blocks_dirs(self, mp: Path) -> list[Path]:
+        """Every block directory of the mount: ``blocks``, then ``blocks2``... (see ``block_dirs``)."""
+        workdir = self._m(mp).workdir
+        return [workdir / "blocks", *sorted(workdir.glob("blocks[0-9]*"), key=lambda p: int(p.name[6:]))]
+
     def store_path(self, mp: Path) -> Path:
         url = self._m(mp).store
         if not url.startswith("sqlite://"):
@@ -118,9 +128,9 @@ class DataMounts:
         return Path(url.removeprefix("sqlite://"))
 
     def chunk_files(self, mp: Path) -> dict[int, Path]:
-        """Chunk id → path of every chunk file in the block directory."""
+        """Chunk id → path of every chunk file in the block directories."""
         found = {}
-        for path in self.blocks_dir(mp).glob(f"*/*{CHUNK_SUFFIX}"):
+        for path in (p for d in self.blocks_dirs(mp) for p in d.glob(f"*/*{CHUNK_SUFFIX}")):
             chunk_id = parse_chunk_name(path.name)
             if chunk_id is not None:
                 found[chunk_id] = path

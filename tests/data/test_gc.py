@@ -14,13 +14,13 @@ from .test_fsx import Fsx
 MiB = 1 << 20
 
 
-def _plant_garbage(data_mounts, mp: Path, ids: list[int]) -> list[Path]:
+def _plant_garbage(data_mounts, mp: Path, ids: list[int], directory: Path | None = None) -> list[Path]:
     """Chunk files with ids no record has (as an interrupted write or a lost delete leaves them)."""
     from blocks.layout import chunk_path
 
     paths = []
     for chunk_id in ids:
-        path = Path(chunk_path(str(data_mounts.blocks_dir(mp)), chunk_id))
+        path = Path(chunk_path(str(directory or data_mounts.blocks_dir(mp)), chunk_id))
         path.write_bytes(os.urandom(5000))
         paths.append(path)
     return paths
@@ -128,3 +128,18 @@ def test_background_collector_is_safe_under_writes(data_mounts) -> None:
     referenced = data_mounts.referenced_chunks(mp)
     on_disk = set(data_mounts.chunk_files(mp))
     assert on_disk <= set(referenced), f"garbage left: {sorted(on_disk - set(referenced))[:10]}"
+
+
+def test_gc_covers_every_block_directory(data_mounts) -> None:
+    mp = data_mounts.mount(**SMALL, block_dirs=2)
+    (mp / "a").write_bytes(data := os.urandom(2 * MiB))
+    data_mounts.unmount(mp)
+    live = set(data_mounts.chunk_files(mp))
+    planted = [path for n, d in enumerate(data_mounts.blocks_dirs(mp))
+               for path in _plant_garbage(data_mounts, mp, [10**15 + n], d)]
+    out = data_mounts.cli(mp, "gc").stdout
+    assert "2 unreferenced deleted" in out, out
+    assert not any(path.exists() for path in planted)
+    assert set(data_mounts.chunk_files(mp)) == live
+    data_mounts.start(mp)
+    assert (mp / "a").read_bytes() == data

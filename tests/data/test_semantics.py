@@ -336,3 +336,24 @@ def test_statvfs_free_space_returns_after_unlink_while_mounted(data_mounts) -> N
     os.unlink(mp / "big")
     drop_caches()
     assert wait_for(lambda: _free(mp) >= before - 256 * 1024, timeout=10), (before, _free(mp))
+
+
+def test_chunks_spread_over_block_directories_and_statvfs_adds_them_up(data_mounts) -> None:
+    mp = data_mounts.mount(**SMALL, blocks_tmpfs="32m", block_dirs=2)
+    dirs = data_mounts.blocks_dirs(mp)
+    assert len(dirs) == 2
+    vfs = os.statvfs(mp)
+    assert vfs.f_blocks * vfs.f_frsize == 64 * MiB
+    assert abs(_free(mp) - _free(dirs[0]) - _free(dirs[1])) <= 128 * 1024
+    before = _free(mp)
+    data = os.urandom(16 * MiB)
+    (mp / "big").write_bytes(data)
+    os.sync()
+    per_dir = [len(list(d.glob("*/*.chunk"))) for d in dirs]
+    assert sum(per_dir) == 256 and min(per_dir) >= 64, f"chunks per directory: {per_dir}"
+    assert 15 * MiB <= before - _free(mp) <= 18 * MiB
+    assert _read_uncached(mp / "big") == data
+    os.unlink(mp / "big")
+    drop_caches()
+    assert wait_for(lambda: _free(mp) >= before - 256 * 1024, timeout=10), (before, _free(mp))
+    assert not data_mounts.chunk_files(mp)
