@@ -301,6 +301,9 @@ async def _serve(ops: FuseOperations, on_ready: Callable[[], None]) -> None:
             # Signals are caught before the mount is announced: a SIGTERM right after `fusefs mount`
             # returns must still unmount cleanly rather than kill the daemon.
             await nursery.start(_terminate_on_signals)
+            # Repair before answering any request: a file read before its chunks' checksums are
+            # rebuilt would fail with EIO (requests the kernel sends meanwhile wait in /dev/fuse).
+            await ops.recover()
             nursery.start_soon(ops.run_services)
             on_ready()
             log.info("serving")

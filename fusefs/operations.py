@@ -186,7 +186,12 @@ class FuseOperations(pyfuse3.Operations):
 
     # -- life cycle ---------------------------------------------------------------------------------
     async def recover(self) -> None:
-        """Repair what a crashed daemon left: orphans nobody has open, chunks caught mid-write."""
+        """Repair what a crashed daemon left: orphans nobody has open, chunks caught mid-write.
+
+        Only for a mount that owns the filesystem: a read-only mount must not write, and on a shared
+        store another live mount's work in progress looks the same (a known limit, see the README)."""
+        if self.read_only or self.store.shared:
+            return
         for ino in await self._run(self.ns.orphans):
             await self._reclaim(ino)
         for ino, index, record in await self._run(filedata.dirty_chunks, self.ns.keys):

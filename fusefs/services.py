@@ -28,7 +28,6 @@ GC_INTERVAL_ENV = "FUSEFS_GC_INTERVAL_S"
 
 
 async def run_services(ops: FuseOperations) -> None:
-    await ops.recover()
     async with trio.open_nursery() as nursery:
         if not ops.read_only:
             nursery.start_soon(_trim_change_log, ops)

@@ -223,12 +223,6 @@ def test_kill9_after_writing_past_the_end(data_mounts) -> None:
     assert data == base + bytes(6 * 65536 - len(base)) + b"end", "stale data in the hole"
 
 
-RECOVERY_RACE = ("BUG: the daemon answers requests before recovery has rebuilt the checksums of chunks caught "
-                 "mid-write (fusefs/daemon.py starts ops.run_services, which runs ops.recover(), alongside "
-                 "pyfuse3.main): a file opened meanwhile loads the stale checksums and reads as EIO until closed")
-
-
-@pytest.mark.xfail(strict=True, reason=RECOVERY_RACE)
 def test_file_read_right_after_mount_is_never_eio(data_mounts) -> None:
     mp = data_mounts.mount(**SMALL, options=("strict",))
     size = 400 * 65536
