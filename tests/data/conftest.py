@@ -39,7 +39,6 @@ class DataMounts:
 
     def __init__(self, factory) -> None:  # factory: tests/conftest.py MountFactory
         self.factory = factory
-        self._shared = sys.modules[type(factory).__module__]  # tests/conftest.py, for its helpers
         self._tmpfs: list[Path] = []
         self._extra_env: dict[Path, dict[str, str]] = {}
         shared_env = factory._env
@@ -95,9 +94,9 @@ class DataMounts:
         m.proc = None
         subprocess.run(["fusermount3", "-uz", str(mp)], capture_output=True)
         deadline = time.monotonic() + 10
-        while self._shared.mount_entry(mp) is not None and time.monotonic() < deadline:
+        while self.factory.entry(mp) is not None and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert self._shared.mount_entry(mp) is None, f"{mp} still mounted after fusermount3 -uz"
+        assert self.factory.entry(mp) is None, f"{mp} still mounted after fusermount3 -uz"
 
     def start(self, mp: Path) -> Path:
         """Mount again (after ``kill`` or ``unmount``); recovery runs at mount."""
