@@ -12,6 +12,7 @@ invalidates the kernel's caches; ``strict`` turns kernel caching off entirely.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import itertools
@@ -134,10 +135,11 @@ class FuseOperations(pyfuse3.Operations):
             raise FSError(errno.EBADF)
         return handle
 
-    async def _open_file(self, ino: int) -> OpenFile:
+    async def _open_file(self, ino: int, known: InodeAttr | None = None) -> OpenFile:
+        """The open file of ``ino`` with one more reference; ``known`` saves reading its attributes."""
         open_file = self._open_files.get(ino)
         if open_file is None:
-            attr = await self._run(self.ns.getattr, ino)
+            attr = known if known is not None else await self._run(self.ns.getattr, ino)
             open_file = OpenFile(attr, self.ns, self.blocks, self.runner, self._chunk_ids, self.store.sync,
                                  kernel_tracks_mtime=self.enable_writeback_cache)
             self._open_files[ino] = open_file
@@ -336,7 +338,7 @@ class FuseOperations(pyfuse3.Operations):
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         attr = await self._create(parent_inode, name, stat.S_IFREG | (mode & 0o7777), ctx)
-        open_file = await self._open_file(attr.ino)
+        open_file = await self._open_file(attr.ino, dataclasses.replace(attr))
         fh = self._new_fh(FileHandle(open_file, flags))
         return pyfuse3.FileInfo(fh=fh), self._entry(attr)
 

@@ -114,7 +114,7 @@ class InodeAttr:
         return stat.S_ISLNK(self.mode)
 
     def encode(self) -> bytes:
-        return pack([getattr(self, f.name) for f in fields(self)][1:])
+        return pack([getattr(self, name) for name in _ATTR_FIELDS])
 
     @classmethod
     def decode(cls, ino: int, raw: bytes) -> InodeAttr:
@@ -129,6 +129,8 @@ class InodeAttr:
 
 
 _ATTR_TYPES = (int, int, int, int, int, int, int, int, int, bytes, bool, int, int)
+#: The stored fields of InodeAttr, in order (``ino`` is the key, not stored).
+_ATTR_FIELDS = tuple(f.name for f in fields(InodeAttr))[1:]
 
 
 @dataclass
