@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import threading
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import trio
@@ -13,6 +14,7 @@ import trio
 from fusefs.gc import collect_garbage
 from fusefs.invalidation import follow_changes
 from metadata import changelog
+from metadata.namespace import trim_operations
 from metadata.model import now_ns
 
 if TYPE_CHECKING:
@@ -27,20 +29,38 @@ GC_INTERVAL_S = 600.0
 GC_INTERVAL_ENV = "FUSEFS_GC_INTERVAL_S"
 
 
+#: A service that fails is restarted after this pause (it must never take the mount down with it).
+SERVICE_RESTART_S = 5.0
+
+
 async def run_services(ops: FuseOperations) -> None:
     async with trio.open_nursery() as nursery:
         if not ops.read_only:
-            nursery.start_soon(_trim_change_log, ops)
-            nursery.start_soon(_collect_garbage, ops)
+            nursery.start_soon(_keep_running, _trim_records, ops)
+            nursery.start_soon(_keep_running, _collect_garbage, ops)
         if ops.store.shared:
-            nursery.start_soon(follow_changes, ops)
+            nursery.start_soon(_keep_running, follow_changes, ops)
 
 
-async def _trim_change_log(ops: FuseOperations) -> None:
+async def _keep_running(service: Callable[[FuseOperations], Awaitable[None]], ops: FuseOperations) -> None:
+    """Run ``service`` forever: an exception is logged and the service restarted, because a failing
+    background task (a corrupt log record, a store hiccup) must not unmount the filesystem."""
+    while True:
+        try:
+            await service(ops)
+        except Exception as error:
+            log.error("background service %s failed (%s: %s); restarting in %g s", service.__name__,
+                      type(error).__name__, error, SERVICE_RESTART_S)
+        await trio.sleep(SERVICE_RESTART_S)
+
+
+async def _trim_records(ops: FuseOperations) -> None:
+    """Trim change-log records past the retention and idempotency records past their use."""
     while True:
         cutoff = now_ns() - ops.config.log_retention_s * 1_000_000_000
         while await ops.runner.run(changelog.trim_log, ops.ns.keys, cutoff):
             await trio.sleep(0)
+        await ops.runner.run(trim_operations, ops.ns.keys)
         await trio.sleep(LOG_TRIM_INTERVAL_S)
 
 

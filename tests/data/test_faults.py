@@ -8,6 +8,7 @@ import errno
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,27 @@ def test_unusable_block_directory_fails_the_mount_with_one_line(data_mounts, dam
     assert lines[0].startswith("fusefs: error: block directory") and str(blocks) in lines[0], lines[0]
     assert "Traceback" not in res.stderr
     assert data_mounts.factory.mounts[mp].proc is None and os.path.ismount(mp) is False
+
+
+def test_a_failing_background_service_does_not_unmount(data_mounts) -> None:
+    """A corrupt change-log record makes the log-trimming service fail at mount: it is logged and
+    retried, and the filesystem stays mounted and usable."""
+    import sqlite3
+
+    from metadata.keys import FsKeys
+
+    mp = data_mounts.mount()
+    (mp / "f").write_bytes(b"kept")
+    data_mounts.unmount(mp)
+    begin, end = FsKeys(data_mounts._m(mp).name).log()
+    with sqlite3.connect(data_mounts.store_path(mp)) as db:
+        (key,) = db.execute("SELECT k FROM kv WHERE k >= ? AND k < ? LIMIT 1", (begin, end)).fetchone()
+        db.execute("UPDATE kv SET v = ? WHERE k = ?", (b"\xc1 not msgpack", key))
+    data_mounts.start(mp)
+    deadline = time.monotonic() + 20
+    while "background service _trim_records failed" not in data_mounts.log(mp):
+        assert time.monotonic() < deadline, "the trimming service never reached the corrupt record"
+        time.sleep(0.1)
+    assert (mp / "f").read_bytes() == b"kept"
+    (mp / "g").write_bytes(b"new")
+    assert sorted(os.listdir(mp)) == ["f", "g"]
