@@ -39,6 +39,21 @@ def _ino(ino: int) -> bytes:
     return struct.pack("<Q", ino)
 
 
+def _element(part: str | bytes | int) -> bytes:
+    """One tuple element, encoded exactly as ``fdb.tuple.pack`` does, for the types keys use.
+
+    Hand-written because keys are built on every request and ``fdb.tuple.pack`` costs microseconds
+    per call, the largest share of a metadata transaction's CPU time."""
+    if isinstance(part, bytes):
+        return b"\x01" + part.replace(b"\x00", b"\x00\xff") + b"\x00"
+    if isinstance(part, str):
+        return b"\x02" + part.encode().replace(b"\x00", b"\x00\xff") + b"\x00"
+    if 0 <= part < 2**63:
+        length = (part.bit_length() + 7) // 8
+        return bytes((0x14 + length,)) + part.to_bytes(length, "big")
+    return fdb.tuple.pack((part,))
+
+
 def _range_of(prefix: bytes) -> tuple[bytes, bytes]:
     return prefix, prefix + b"\xff"
 
@@ -59,8 +74,8 @@ class FsKeys:
         self.name = name
         self.prefix = fdb.tuple.pack((_FS_ROOT, name))
 
-    def _key(self, *parts: object) -> bytes:
-        return self.prefix + fdb.tuple.pack(parts)
+    def _key(self, *parts: str | bytes | int) -> bytes:
+        return self.prefix + b"".join(map(_element, parts))
 
     def whole_filesystem(self) -> tuple[bytes, bytes]:
         return _range_of(self.prefix)
