@@ -187,6 +187,16 @@ class FdbTransaction(Transaction):
             raise _store_error(error, self._fdb) from None
         return value
 
+    def get_many(self, keys: list[bytes], *, snapshot: bool = False) -> list[bytes | None]:
+        for key in keys:
+            check_key(key)
+        try:
+            source = self._source(snapshot)
+            futures = [source.get(key) for key in keys]  # all requests in flight before the first wait
+            return [future.value for future in futures]
+        except self._fdb.FDBError as error:
+            raise _store_error(error, self._fdb) from None
+
     def _range(self, begin: bytes, end: bytes, limit: int, reverse: bool, snapshot: bool, mode: Any) -> Any:
         check_key(begin)
         check_key(end)

@@ -230,13 +230,12 @@ class Namespace:
         begin, end = self.keys.entries(ino)
         if after is not None:
             begin = self.keys.entry(ino, after) + b"\0"
-        result = []
-        for key, value in tr.iter_range(begin, end, limit=limit, snapshot=True):
-            child = _entry_ino(value, ino, self.keys.entry_name(key))
-            raw = tr.get(self.keys.attr(child), snapshot=True)
-            if raw is not None:
-                result.append((self.keys.entry_name(key), InodeAttr.decode(child, raw)))
-        return result
+        entries = [(self.keys.entry_name(key), value)
+                   for key, value in tr.iter_range(begin, end, limit=limit, snapshot=True)]
+        children = [_entry_ino(value, ino, name) for name, value in entries]
+        attrs = tr.get_many([self.keys.attr(child) for child in children], snapshot=True)
+        return [(name, InodeAttr.decode(child, raw))
+                for (name, _), child, raw in zip(entries, children, attrs) if raw is not None]
 
     def statfs(self, tr: Transaction) -> tuple[int, int]:
         """(inodes in use, bytes of file data)."""

@@ -132,6 +132,11 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     def get(self, key: bytes, *, snapshot: bool = False) -> bytes | None: ...
 
+    def get_many(self, keys: list[bytes], *, snapshot: bool = False) -> list[bytes | None]:
+        """Values of several keys.  Backends with network round trips issue the reads at once, so a
+        listing costs one round trip rather than one per entry."""
+        return [self.get(key, snapshot=snapshot) for key in keys]
+
     @abc.abstractmethod
     def iter_range(
         self,

@@ -185,3 +185,19 @@ def test_snapshot_reads_see_own_writes(store: Store, prefix: bytes) -> None:
         assert tr.get_range(prefix, prefix + b"\xff", snapshot=True) == [(key(prefix, "s"), b"mine")]
 
     store.transact(fn)
+
+
+def test_get_many_returns_values_in_key_order_given(store: Store, prefix: bytes) -> None:
+    keys = [key(prefix, "many", i) for i in range(50)]
+    put(store, [(k, b"v%d" % i) for i, k in enumerate(keys) if i % 3])
+    wanted = list(reversed(keys)) + [key(prefix, "absent")]
+
+    def read_many(tr):  # type: ignore[no-untyped-def]
+        tr.set(keys[0], b"own write")  # read-your-writes holds for batched reads too
+        return tr.get_many(wanted, snapshot=True), tr.get_many(wanted)
+
+    snapshot_values, values = store.transact(read_many)
+    expected = [b"own write" if k == keys[0] else (b"v%d" % keys.index(k) if keys.index(k) % 3 else None)
+                for k in reversed(keys)] + [None]
+    assert snapshot_values == expected
+    assert values == expected

@@ -21,6 +21,9 @@ class CountingTransaction:
     def get(self, key, *, snapshot=False):
         return self._tr.get(key, snapshot=snapshot)
 
+    def get_many(self, keys, *, snapshot=False):
+        return self._tr.get_many(keys, snapshot=snapshot)
+
     def iter_range(self, begin, end, **options):
         for row in self._tr.iter_range(begin, end, **options):
             self.rows += 1
