@@ -298,11 +298,16 @@ class FuseOperations(pyfuse3.Operations):
         try:
             if not open_file.attr.is_reg:
                 raise FSError(errno.EINVAL)
-            dropped = await open_file.truncate(size)
-            await open_file.flush(caller)
-            await self._delete_chunk_files(dropped)
+            await self._resize(open_file, size, caller)
         finally:
             await self._close_file(open_file)
+
+    async def _resize(self, open_file: OpenFile, size: int, caller: Caller) -> None:
+        """Truncate and commit at once; chunk files cut off are deleted only after the commit, so a
+        crash in between leaves garbage for gc, never a record pointing at a missing file."""
+        dropped = await open_file.truncate(size)
+        await open_file.flush(caller)
+        await self._delete_chunk_files(dropped)
 
     @fuse_handler
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
@@ -386,8 +391,7 @@ class FuseOperations(pyfuse3.Operations):
             self._check_writable()
         open_file = await self._open_file(inode)
         if flags & os.O_TRUNC and open_file.attr.size:
-            dropped = await open_file.truncate(0)
-            await self._delete_chunk_files(dropped)
+            await self._resize(open_file, 0, caller_of(ctx))
         fh = self._new_fh(FileHandle(open_file, flags))
         # The page cache stays valid across opens: every change to the data passes through this mount,
         # which the kernel sees (strict mode re-reads).
