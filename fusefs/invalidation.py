@@ -50,9 +50,11 @@ async def _invalidate(ops: FuseOperations, record: LogRecord) -> None:
     ops.forget_cached_data(record.ino)
     entries = []
     if record.op not in ("setxattr", "removexattr"):
-        entries = [(parent, name) for parent, name in ((record.parent, record.name),
-                                                        (record.new_parent, record.new_name))
-                   if parent is not None and name is not None]
+        entries = [
+            (parent, name)
+            for parent, name in ((record.parent, record.name), (record.new_parent, record.new_name))
+            if parent is not None and name is not None
+        ]
     # In a worker thread: the kernel may write back dirty pages or ask about the entry before the
     # notification returns, and answering needs the event loop.
     await trio.to_thread.run_sync(_invalidate_kernel_caches, record.ino, entries)

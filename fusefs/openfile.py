@@ -124,9 +124,16 @@ class OpenFile:
                 parts.append(bytes(length))  # a hole
                 continue
             try:
-                parts.append(await trio.to_thread.run_sync(
-                    self._blocks.read, record.dir_index, record.chunk_id, chunk_offset, length,
-                    self._tables[index]))
+                parts.append(
+                    await trio.to_thread.run_sync(
+                        self._blocks.read,
+                        record.dir_index,
+                        record.chunk_id,
+                        chunk_offset,
+                        length,
+                        self._tables[index],
+                    )
+                )
             except ChecksumMismatch as error:
                 log.error("inode %d, chunk %d (index %d): %s", self.ino, record.chunk_id, index, error)
                 raise
@@ -190,8 +197,11 @@ class OpenFile:
         for record in stale:
             await trio.to_thread.run_sync(self._blocks.delete, record.dir_index, record.chunk_id)
         if stale:
-            log.info("inode %d: dropped %d chunk(s) past its recorded size, left by an interrupted write",
-                     self.ino, len(stale))
+            log.info(
+                "inode %d: dropped %d chunk(s) past its recorded size, left by an interrupted write",
+                self.ino,
+                len(stale),
+            )
 
     def _stale_chunks_txn(self, tr: Transaction) -> list[ChunkRecord]:
         stored = self._ns.getattr(tr, self.ino)
@@ -221,8 +231,13 @@ class OpenFile:
         for index, chunk_offset, length in self._pieces(offset, len(data)):
             record = await self._chunk_for_write(index)
             await trio.to_thread.run_sync(
-                self._blocks.write, record.dir_index, record.chunk_id, chunk_offset,
-                view[position : position + length], self._tables[index])
+                self._blocks.write,
+                record.dir_index,
+                record.chunk_id,
+                chunk_offset,
+                view[position : position + length],
+                self._tables[index],
+            )
             self._unsynced_chunks.add(index)
             position += length
 
@@ -236,7 +251,8 @@ class OpenFile:
         length = min(self._chunk_size - chunk_offset, new_size - size)
         await self._chunk_for_write(index)
         await trio.to_thread.run_sync(
-            self._blocks.punch, record.dir_index, record.chunk_id, chunk_offset, length, self._tables[index])
+            self._blocks.punch, record.dir_index, record.chunk_id, chunk_offset, length, self._tables[index]
+        )
 
     async def truncate(self, new_size: int) -> list[ChunkRecord]:
         """Set the size; returns the chunks cut off (their files are deleted after the caller's flush)."""

@@ -74,7 +74,13 @@ class FuseOperations(pyfuse3.Operations):
     supports_dot_lookup = False
 
     def __init__(
-        self, store: Store, config: FsConfig, blocks: BlockStore, *, read_only: bool = False, strict: bool = False
+        self,
+        store: Store,
+        config: FsConfig,
+        blocks: BlockStore,
+        *,
+        read_only: bool = False,
+        strict: bool = False,
     ) -> None:
         super().__init__()
         self.store = store
@@ -140,8 +146,15 @@ class FuseOperations(pyfuse3.Operations):
         open_file = self._open_files.get(ino)
         if open_file is None:
             attr = known if known is not None else await self._run(self.ns.getattr, ino)
-            open_file = OpenFile(attr, self.ns, self.blocks, self.runner, self._chunk_ids, self.store.sync,
-                                 kernel_tracks_mtime=self.enable_writeback_cache)
+            open_file = OpenFile(
+                attr,
+                self.ns,
+                self.blocks,
+                self.runner,
+                self._chunk_ids,
+                self.store.sync,
+                kernel_tracks_mtime=self.enable_writeback_cache,
+            )
             self._open_files[ino] = open_file
         open_file.refs += 1
         return open_file
@@ -200,8 +213,11 @@ class FuseOperations(pyfuse3.Operations):
             table = await trio.to_thread.run_sync(self.blocks.recompute, record.dir_index, record.chunk_id)
             record.checksums = table.to_bytes()
             await self._run(filedata.mark_clean, self.ns.keys, ino, index, record)
-            log.warning("inode %d chunk %d was being written when the daemon stopped: checksums rebuilt",
-                        ino, record.chunk_id)
+            log.warning(
+                "inode %d chunk %d was being written when the daemon stopped: checksums rebuilt",
+                ino,
+                record.chunk_id,
+            )
 
     async def run_services(self) -> None:
         from fusefs.services import run_services
@@ -219,7 +235,9 @@ class FuseOperations(pyfuse3.Operations):
 
     # -- lookups and attributes ---------------------------------------------------------------------
     @fuse_handler
-    async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+    async def lookup(
+        self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
         if name == b".":
             return self._entry(await self._run(self.ns.getattr, parent_inode))
         if name == b"..":
@@ -315,7 +333,13 @@ class FuseOperations(pyfuse3.Operations):
 
     # -- creating and removing ----------------------------------------------------------------------
     async def _create(
-        self, parent: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext, rdev: int = 0, target: bytes = b""
+        self,
+        parent: int,
+        name: bytes,
+        mode: int,
+        ctx: pyfuse3.RequestContext,
+        rdev: int = 0,
+        target: bytes = b"",
     ) -> InodeAttr:
         self._check_writable()
         ino = await self._inode_ids.take()
@@ -329,7 +353,9 @@ class FuseOperations(pyfuse3.Operations):
         return self._entry(await self._create(parent_inode, name, mode, ctx, rdev))
 
     @fuse_handler
-    async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+    async def mkdir(
+        self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
         return self._entry(await self._create(parent_inode, name, stat.S_IFDIR | (mode & 0o7777), ctx))
 
     @fuse_handler
@@ -379,9 +405,15 @@ class FuseOperations(pyfuse3.Operations):
         ctx: pyfuse3.RequestContext,
     ) -> None:
         self._check_writable()
-        rename = functools.partial(self.ns.rename, noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE),
-                                   exchange=bool(flags & pyfuse3.RENAME_EXCHANGE), still_open=self._still_open)
-        removal = await self._run(rename, parent_inode_old, name_old, parent_inode_new, name_new, caller_of(ctx))
+        rename = functools.partial(
+            self.ns.rename,
+            noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE),
+            exchange=bool(flags & pyfuse3.RENAME_EXCHANGE),
+            still_open=self._still_open,
+        )
+        removal = await self._run(
+            rename, parent_inode_old, name_old, parent_inode_new, name_new, caller_of(ctx)
+        )
         await self._after_removal(removal)
 
     # -- files --------------------------------------------------------------------------------------
@@ -438,14 +470,18 @@ class FuseOperations(pyfuse3.Operations):
             this = await self._run(self.ns.getattr, handle.ino)
             dots = [(b".", this), (b"..", await self._run(self.ns.getattr, this.parent or handle.ino))]
             for name, attr in dots[start_id:]:
-                if not pyfuse3.readdir_reply(token, name, self._entry(attr, counted=False), len(handle.names) + 1):
+                if not pyfuse3.readdir_reply(
+                    token, name, self._entry(attr, counted=False), len(handle.names) + 1
+                ):
                     return
                 handle.names.append(name)
         while True:
             after = handle.names[-1] if len(handle.names) > 2 else None
             page = await self._run(self.ns.readdir, handle.ino, after, READDIR_PAGE_ENTRIES)
             for name, attr in page:
-                if not pyfuse3.readdir_reply(token, name, self._entry(attr, counted=False), len(handle.names) + 1):
+                if not pyfuse3.readdir_reply(
+                    token, name, self._entry(attr, counted=False), len(handle.names) + 1
+                ):
                     return
                 self._lookups[attr.ino] += 1  # readdirplus: each entry accepted counts as a lookup
                 handle.names.append(name)

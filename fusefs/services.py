@@ -14,8 +14,8 @@ import trio
 from fusefs.gc import collect_garbage
 from fusefs.invalidation import follow_changes
 from metadata import changelog
-from metadata.namespace import trim_operations
 from metadata.model import now_ns
+from metadata.namespace import trim_operations
 
 if TYPE_CHECKING:
     from fusefs.operations import FuseOperations
@@ -49,8 +49,13 @@ async def _keep_running(service: Callable[[FuseOperations], Awaitable[None]], op
         try:
             await service(ops)
         except Exception as error:
-            log.error("background service %s failed (%s: %s); restarting in %g s", service.__name__,
-                      type(error).__name__, error, SERVICE_RESTART_S)
+            log.error(
+                "background service %s failed (%s: %s); restarting in %g s",
+                service.__name__,
+                type(error).__name__,
+                error,
+                SERVICE_RESTART_S,
+            )
         await trio.sleep(SERVICE_RESTART_S)
 
 
@@ -59,7 +64,7 @@ async def _trim_records(ops: FuseOperations) -> None:
     while True:
         cutoff = now_ns() - ops.config.log_retention_s * 1_000_000_000
         while await ops.runner.run(changelog.trim_log, ops.ns.keys, cutoff):
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()  # let requests in between batches
         await ops.runner.run(trim_operations, ops.ns.keys)
         await trio.sleep(LOG_TRIM_INTERVAL_S)
 
@@ -71,8 +76,12 @@ def gc_interval_s() -> float:
     except ValueError:
         interval = -1.0
     if not interval > 0:
-        log.warning("%s=%r is not a positive number of seconds: collecting every %g s",
-                    GC_INTERVAL_ENV, text, GC_INTERVAL_S)
+        log.warning(
+            "%s=%r is not a positive number of seconds: collecting every %g s",
+            GC_INTERVAL_ENV,
+            text,
+            GC_INTERVAL_S,
+        )
         return GC_INTERVAL_S
     return interval
 
@@ -88,7 +97,8 @@ async def _collect_garbage(ops: FuseOperations) -> None:
                 # Not abandoned on cancel: unmount waits for the current batch (``stop`` ends the run
                 # there), so the store is never closed under a running collection.
                 await trio.to_thread.run_sync(
-                    functools.partial(collect_garbage, ops.store, ops.config, ops.blocks, stop=stop))
+                    functools.partial(collect_garbage, ops.store, ops.config, ops.blocks, stop=stop)
+                )
                 nursery.cancel_scope.cancel()
         except Exception as error:  # a failed pass is retried at the next interval
             causes = error.exceptions if isinstance(error, ExceptionGroup) else (error,)

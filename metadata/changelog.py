@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 from metadata.keys import FsKeys
 from metadata.model import now_ns, pack, unpack_list
+from metadata.store import Transaction
 
 _OPTIONAL_INT = (int, type(None))
 _OPTIONAL_BYTES = (bytes, type(None))
+#: time, op, uid, ino, parent, name, new_parent, new_name, session
 _RECORD_TYPES = (int, str, int, int, _OPTIONAL_INT, _OPTIONAL_BYTES, _OPTIONAL_INT, _OPTIONAL_BYTES, bytes)
-from metadata.store import Transaction
 
 
 @dataclass

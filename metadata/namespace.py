@@ -131,8 +131,17 @@ class Namespace:
         #: Tags this mount's change-log records, so its cache invalidation skips its own changes.
         self.session = session
 
-    def _log(self, tr: Transaction, op: str, uid: int, ino: int, parent: int | None = None,
-             name: bytes | None = None, new_parent: int | None = None, new_name: bytes | None = None) -> None:
+    def _log(
+        self,
+        tr: Transaction,
+        op: str,
+        uid: int,
+        ino: int,
+        parent: int | None = None,
+        name: bytes | None = None,
+        new_parent: int | None = None,
+        new_name: bytes | None = None,
+    ) -> None:
         changelog.append(tr, self.keys, op, uid, ino, parent, name, new_parent, new_name, self.session)
 
     # -- records ------------------------------------------------------------------------------------
@@ -181,8 +190,17 @@ class Namespace:
             raise FilesystemExists(f"a filesystem named '{self.config.name}' already exists")
         tr.set(self.keys.config(), self.config.encode())
         now = now_ns()
-        root = InodeAttr(ROOT_INODE, stat.S_IFDIR | 0o755, 2, caller.uid, caller.gid,
-                         atime_ns=now, mtime_ns=now, ctime_ns=now, parent=ROOT_INODE)
+        root = InodeAttr(
+            ROOT_INODE,
+            stat.S_IFDIR | 0o755,
+            2,
+            caller.uid,
+            caller.gid,
+            atime_ns=now,
+            mtime_ns=now,
+            ctime_ns=now,
+            parent=ROOT_INODE,
+        )
         self._save(tr, root)
         self._count_inodes(tr, ROOT_INODE, 1)
         tr.set(self.keys.id_pool("inode"), pack(_FIRST_FREE_INODE))
@@ -230,12 +248,17 @@ class Namespace:
         begin, end = self.keys.entries(ino)
         if after is not None:
             begin = self.keys.entry(ino, after) + b"\0"
-        entries = [(self.keys.entry_name(key), value)
-                   for key, value in tr.iter_range(begin, end, limit=limit, snapshot=True)]
+        entries = [
+            (self.keys.entry_name(key), value)
+            for key, value in tr.iter_range(begin, end, limit=limit, snapshot=True)
+        ]
         children = [_entry_ino(value, ino, name) for name, value in entries]
         attrs = tr.get_many([self.keys.attr(child) for child in children], snapshot=True)
-        return [(name, InodeAttr.decode(child, raw))
-                for (name, _), child, raw in zip(entries, children, attrs) if raw is not None]
+        return [
+            (name, InodeAttr.decode(child, raw))
+            for (name, _), child, raw in zip(entries, children, attrs)
+            if raw is not None
+        ]
 
     def statfs(self, tr: Transaction) -> tuple[int, int]:
         """(inodes in use, bytes of file data)."""
@@ -276,9 +299,20 @@ class Namespace:
         if is_dir and directory.nlink >= LINK_MAX:
             raise FSError(errno.EMLINK)
         now = now_ns()
-        attr = InodeAttr(InodeId(ino), mode, 2 if is_dir else 1, caller.uid, gid,
-                         size=len(target), rdev=rdev, atime_ns=now, mtime_ns=now, ctime_ns=now,
-                         target=target, parent=parent if is_dir else 0)
+        attr = InodeAttr(
+            InodeId(ino),
+            mode,
+            2 if is_dir else 1,
+            caller.uid,
+            gid,
+            size=len(target),
+            rdev=rdev,
+            atime_ns=now,
+            mtime_ns=now,
+            ctime_ns=now,
+            target=target,
+            parent=parent if is_dir else 0,
+        )
         self._save(tr, attr)
         self._set_entry(tr, parent, name, attr)
         if is_dir:
@@ -317,7 +351,9 @@ class Namespace:
         return attr
 
     # -- removing -----------------------------------------------------------------------------------
-    def _detach(self, tr: Transaction, attr: InodeAttr, now: int, still_open: Callable[[int], bool]) -> Removal:
+    def _detach(
+        self, tr: Transaction, attr: InodeAttr, now: int, still_open: Callable[[int], bool]
+    ) -> Removal:
         """Drop one name of ``attr``; a directory loses both its links.  A file left without names and
         not open is deleted at once; otherwise the inode becomes an orphan, reclaimed by ``reclaim``
         once no one has it open (a directory may still be a process's working directory)."""
@@ -332,7 +368,12 @@ class Namespace:
 
     @_idempotent
     def unlink(
-        self, tr: Transaction, parent: int, name: bytes, caller: Caller, still_open: Callable[[int], bool] = _always_open
+        self,
+        tr: Transaction,
+        parent: int,
+        name: bytes,
+        caller: Caller,
+        still_open: Callable[[int], bool] = _always_open,
     ) -> Removal:
         """``still_open(ino)`` tells whether the caller holds the inode open (then it stays an orphan)."""
         return self._remove(tr, parent, name, caller, directory=False, still_open=still_open)
@@ -454,8 +495,7 @@ class Namespace:
             if dst.is_dir and new_parent != old_parent:
                 self._check_not_ancestor(tr, dst.ino, old_parent)
             self._exchange(tr, src, dst, src_dir, dst_dir, old_name, new_name, now)
-            self._log(tr, "exchange", caller.uid, src_ino, old_parent, old_name,
-                             new_parent, new_name)
+            self._log(tr, "exchange", caller.uid, src_ino, old_parent, old_name, new_parent, new_name)
             return None
         removal = None
         if dst is not None:
@@ -477,8 +517,7 @@ class Namespace:
         src.touch(when_ns=now)
         self._save(tr, src)
         self._touch_parents(tr, src_dir, dst_dir, now)
-        self._log(tr, "rename", caller.uid, src_ino, old_parent, old_name,
-                         new_parent, new_name)
+        self._log(tr, "rename", caller.uid, src_ino, old_parent, old_name, new_parent, new_name)
         return removal
 
     def _exchange(

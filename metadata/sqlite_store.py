@@ -290,7 +290,9 @@ def _merge(
     pending = iter(buffered)
     next_buffered = next(pending, None)
     for key, value in db_rows:
-        while next_buffered is not None and ((next_buffered[0] > key) if reverse else (next_buffered[0] < key)):
+        while next_buffered is not None and (
+            (next_buffered[0] > key) if reverse else (next_buffered[0] < key)
+        ):
             yield next_buffered
             next_buffered = next(pending, None)
         yield key, value
@@ -351,8 +353,9 @@ class SqliteStore(Store):
         if self.read_only:
             if not os.path.exists(self.path):
                 raise StoreUnavailable(f"{self.path}: no such store")
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(
+                f"file:{self.path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            )
         else:
             if not os.path.isdir(os.path.dirname(self.path)):
                 raise StoreUnavailable(f"{self.path}: directory {os.path.dirname(self.path)} does not exist")
