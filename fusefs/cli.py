@@ -21,7 +21,13 @@ from typing import NoReturn
 from blocks.store import BlockStore
 from fusefs import daemon
 from metadata.changelog import read_log
-from metadata.model import DEFAULT_CHUNK_SIZE_BYTES, DEFAULT_INLINE_MAX_BYTES, Caller, FsConfig
+from metadata.model import (
+    DEFAULT_CHUNK_SIZE_BYTES,
+    DEFAULT_INLINE_MAX_BYTES,
+    DEFAULT_LOG_RETENTION_S,
+    Caller,
+    FsConfig,
+)
 from metadata.namespace import (
     UnknownFilesystem,
     format_filesystem,
@@ -132,8 +138,23 @@ def _check_block_dirs(directories: list[str], chunk_size: int, *, must_be_empty:
     return blocks.directories
 
 
+def positive_hours(text: str) -> int:
+    try:
+        hours = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of hours: {text!r}") from None
+    if hours <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1 hour, not {hours}")
+    return hours
+
+
 def make_filesystem(
-    store: Store, name: str, block_dirs: list[str], inline_max: int, chunk_size: int
+    store: Store,
+    name: str,
+    block_dirs: list[str],
+    inline_max: int,
+    chunk_size: int,
+    log_retention_s: int = DEFAULT_LOG_RETENTION_S,
 ) -> FsConfig:
     if _has_filesystem(store, name):
         # Checked before the block directories are laid out, so a repeated mkfs changes nothing.
@@ -143,7 +164,11 @@ def make_filesystem(
         os.makedirs(block_dirs[0], exist_ok=True)
     directories = _check_block_dirs(block_dirs, chunk_size, must_be_empty=block_dirs)
     config = FsConfig(
-        name=name, block_dirs=directories, inline_max_bytes=inline_max, chunk_size_bytes=chunk_size
+        name=name,
+        block_dirs=directories,
+        inline_max_bytes=inline_max,
+        chunk_size_bytes=chunk_size,
+        log_retention_s=log_retention_s,
     )
     # The root directory belongs to whoever made the filesystem, so a user's own mount is writable.
     format_filesystem(store, config, Caller(uid=os.getuid(), gid=os.getgid()))
@@ -153,7 +178,7 @@ def make_filesystem(
 def describe_config(config: FsConfig) -> str:
     return (
         f"blocks {', '.join(config.block_dirs)}; inline max {config.inline_max_bytes} bytes; "
-        f"chunk {config.chunk_size_bytes} bytes"
+        f"chunk {config.chunk_size_bytes} bytes; change log kept {config.log_retention_s // 3600} h"
     )
 
 
@@ -170,7 +195,9 @@ def _check_sizes(inline_max: int, chunk_size: int) -> None:
 def cmd_mkfs(args: argparse.Namespace) -> int:
     _check_sizes(args.inline_max, args.chunk_size)  # before the store file is created
     with opened_store(args.store) as store:
-        config = make_filesystem(store, args.name, args.blocks, args.inline_max, args.chunk_size)
+        config = make_filesystem(
+            store, args.name, args.blocks, args.inline_max, args.chunk_size, args.log_retention_hours * 3600
+        )
         print(f"created filesystem '{config.name}' in {store.url} ({describe_config(config)})")
     return 0
 
@@ -400,6 +427,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_CHUNK_SIZE_BYTES,
         help=f"chunk size of large files, a multiple of 4 KiB "
         f"(default: {DEFAULT_CHUNK_SIZE_BYTES // (1024 * 1024)} MiB)",
+    )
+    mkfs.add_argument(
+        "--log-retention",
+        dest="log_retention_hours",
+        metavar="HOURS",
+        type=positive_hours,
+        default=DEFAULT_LOG_RETENTION_S // 3600,
+        help="change-log records older than this are trimmed by the mounted daemon "
+        f"(default: {DEFAULT_LOG_RETENTION_S // 3600} hours)",
     )
     mkfs.add_argument(
         "name",

@@ -21,6 +21,8 @@ NAME_MAX_BYTES = 255
 SYMLINK_MAX_BYTES = 4095  # PATH_MAX - 1
 DEFAULT_INLINE_MAX_BYTES = 64 * 1024
 DEFAULT_CHUNK_SIZE_BYTES = 4 * 1024 * 1024
+#: One day of change log: a busy filesystem writes ~100 bytes of log per metadata operation.
+DEFAULT_LOG_RETENTION_S = 24 * 3600
 
 
 class FSError(Exception):
@@ -142,7 +144,7 @@ class FsConfig:
     inline_max_bytes: int = DEFAULT_INLINE_MAX_BYTES
     chunk_size_bytes: int = DEFAULT_CHUNK_SIZE_BYTES
     #: Change-log records older than this are trimmed.
-    log_retention_s: int = 7 * 24 * 3600
+    log_retention_s: int = DEFAULT_LOG_RETENTION_S
     created_ns: int = 0
 
     def encode(self) -> bytes:

@@ -122,6 +122,8 @@ def test_mkfs_twice(cli, tmp_path):
         (["mkfs", "--inline-max", "lots"], "invalid size 'lots'"),
         (["mkfs", "--inline-max", "8M"], "--inline-max must be between 0 and the chunk size"),
         (["mkfs", "../escape"], "invalid filesystem name '../escape'"),
+        (["mkfs", "--log-retention", "0"], "must be at least 1 hour, not 0"),
+        (["mkfs", "--log-retention", "1.5"], "not a whole number of hours: '1.5'"),
         (["log", "--limit", "-1"], "--limit must be 0"),
         (["mount"], "the following arguments are required: MOUNTPOINT"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
@@ -158,3 +160,16 @@ def test_status_before_anything_exists(cli):
     assert result.returncode == 0, result.stderr
     assert "does not exist yet" in result.stdout
     assert not (cli.data_dir / "meta.db").exists()
+
+
+def test_mkfs_records_the_log_retention(cli, tmp_path):
+    url = f"sqlite://{tmp_path}/meta.db"
+    result = cli("mkfs", "--store", url, "--blocks", str(tmp_path), "--log-retention", "48", "fs")
+    assert result.returncode == 0 and "change log kept 48 h" in result.stdout
+    from metadata.namespace import load_config
+
+    store = SqliteStore(f"{tmp_path}/meta.db", read_only=True, exclusive=False)
+    try:
+        assert load_config(store, "fs").log_retention_s == 48 * 3600
+    finally:
+        store.close()
