@@ -301,12 +301,13 @@ class FuseOperations(pyfuse3.Operations):
         if fields.update_size:
             await self._truncate(inode, attr.st_size, caller)
             open_file = self._open_files.get(inode)
-        else:
-            if open_file is not None:
-                await open_file.flush(caller)
+        # Pending writes of an open file need not be flushed first: the flush transaction rewrites only
+        # the data fields (size, times, storage), so mode and ownership set here survive it.
         new_attr = await self._run(self.ns.setattr, inode, request, caller)
         if open_file is not None:
             open_file.attr = _with_data_fields(new_attr, open_file.attr)
+            if request.atime_ns is not None:
+                open_file.attr.atime_ns = request.atime_ns
             if request.mtime_ns is not None:
                 open_file.attr.mtime_ns = request.mtime_ns
         return self._entry(new_attr, counted=False)
