@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import logging
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,8 +39,9 @@ from metadata.model import (
     unpack,
     unpack_list,
 )
-from metadata.store import Store, StoreError, Transaction, decode_int64
+from metadata.store import CorruptValue, Store, StoreError, Transaction, decode_int64
 
+log = logging.getLogger(__name__)
 R = TypeVar("R")
 LINK_MAX = 65000
 _NS_PER_MINUTE = 60_000_000_000
@@ -254,11 +256,16 @@ class Namespace:
         ]
         children = [_entry_ino(value, ino, name) for name, value in entries]
         attrs = tr.get_many([self.keys.attr(child) for child in children], snapshot=True)
-        return [
-            (name, InodeAttr.decode(child, raw))
-            for (name, _), child, raw in zip(entries, children, attrs)
-            if raw is not None
-        ]
+        listing = []
+        for (name, _), child, raw in zip(entries, children, attrs):
+            if raw is None:
+                continue
+            try:
+                listing.append((name, InodeAttr.decode(child, raw)))
+            except CorruptValue as error:
+                # One damaged inode must not hide the rest of its directory.
+                log.error("directory %d: entry %r left out of the listing: %s", ino, name, error)
+        return listing
 
     def statfs(self, tr: Transaction) -> tuple[int, int]:
         """(inodes in use, bytes of file data)."""

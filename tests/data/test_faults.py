@@ -204,3 +204,28 @@ def test_a_failing_background_service_does_not_unmount(data_mounts) -> None:
     assert (mp / "f").read_bytes() == b"kept"
     (mp / "g").write_bytes(b"new")
     assert sorted(os.listdir(mp)) == ["f", "g"]
+
+
+def test_a_corrupt_metadata_value_is_eio_and_the_mount_survives(data_mounts) -> None:
+    """A value in the store that does not decode (here an inode's attributes) makes operations on that
+    inode fail with EIO and a log line naming it; the rest of the filesystem keeps working."""
+    import sqlite3
+
+    from metadata.keys import FsKeys
+
+    mp = data_mounts.mount()
+    (mp / "bad").write_bytes(b"x")
+    (mp / "good").write_bytes(b"fine")
+    bad_ino = os.stat(mp / "bad").st_ino
+    data_mounts.unmount(mp)
+    with sqlite3.connect(data_mounts.store_path(mp)) as db:
+        key = FsKeys(data_mounts._m(mp).name).attr(bad_ino)
+        assert db.execute("UPDATE kv SET v = ? WHERE k = ?", (b"\x93garbage", key)).rowcount == 1
+    data_mounts.start(mp)
+    with pytest.raises(OSError) as failure:
+        os.stat(mp / "bad")
+    assert failure.value.errno == errno.EIO
+    assert f"corrupt attributes of inode {bad_ino}" in data_mounts.log(mp)
+    assert (mp / "good").read_bytes() == b"fine"
+    (mp / "new").write_bytes(b"still writable")
+    assert sorted(os.listdir(mp)) == ["good", "new"]  # the damaged entry is left out, and logged
