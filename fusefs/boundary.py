@@ -39,8 +39,12 @@ def errno_of(error: BaseException) -> int:
 
 
 def fuse_handler(method: F) -> F:
+    name = method.__name__
+
     @functools.wraps(method)
     async def handler(*args: Any, **kwargs: Any) -> Any:
+        if log.isEnabledFor(logging.DEBUG):  # request tracing with --debug
+            log.debug("%s%r", name, args[1:])
         try:
             return await method(*args, **kwargs)
         except pyfuse3.FUSEError:
