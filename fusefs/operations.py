@@ -19,7 +19,7 @@ import itertools
 import logging
 import os
 import stat
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -51,6 +51,8 @@ class DirHandle:
     ino: int
     #: Names handed to the kernel, by cookie; listing resumes after the name a cookie points to.
     names: list[bytes] = field(default_factory=list)
+    #: Entries read from the store after ``names[-1]`` but not yet handed to the kernel.
+    ahead: deque[tuple[bytes, InodeAttr]] = field(default_factory=deque)
 
 
 @dataclass
@@ -466,28 +468,37 @@ class FuseOperations(pyfuse3.Operations):
     @fuse_handler
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         handle = self._dir(fh)
-        del handle.names[start_id:]  # a rewind or seekdir drops what came after
+        if start_id != len(handle.names):  # a rewind or seekdir: what was fetched ahead is moot
+            del handle.names[start_id:]
+            handle.ahead.clear()
         if start_id < 2:
             this = await self._run(self.ns.getattr, handle.ino)
             dots = [(b".", this), (b"..", await self._run(self.ns.getattr, this.parent or handle.ino))]
             for name, attr in dots[start_id:]:
-                if not pyfuse3.readdir_reply(
-                    token, name, self._entry(attr, counted=False), len(handle.names) + 1
-                ):
+                if not self._reply_entry(token, handle, name, attr):
                     return
-                handle.names.append(name)
         while True:
-            after = handle.names[-1] if len(handle.names) > 2 else None
-            page = await self._run(self.ns.readdir, handle.ino, after, READDIR_PAGE_ENTRIES)
-            for name, attr in page:
-                if not pyfuse3.readdir_reply(
-                    token, name, self._entry(attr, counted=False), len(handle.names) + 1
-                ):
+            if not handle.ahead:
+                after = handle.names[-1] if len(handle.names) > 2 else None
+                page = await self._run(self.ns.readdir, handle.ino, after, READDIR_PAGE_ENTRIES)
+                if not page:
                     return
+                handle.ahead.extend(page)
+            # The kernel's buffer holds a few dozen entries per request: keep the rest of the page for
+            # the next request instead of reading it from the store again.
+            while handle.ahead:
+                name, attr = handle.ahead[0]
+                if not self._reply_entry(token, handle, name, attr):
+                    return
+                handle.ahead.popleft()
                 self._lookups[attr.ino] += 1  # readdirplus: each entry accepted counts as a lookup
-                handle.names.append(name)
-            if len(page) < READDIR_PAGE_ENTRIES:
-                return
+
+    def _reply_entry(self, token: pyfuse3.ReaddirToken, handle: DirHandle, name: bytes, attr: InodeAttr) -> bool:
+        """Offer one entry to the kernel; False when its buffer is full (the entry was not taken)."""
+        accepted = pyfuse3.readdir_reply(token, name, self._entry(attr, counted=False), len(handle.names) + 1)
+        if accepted:
+            handle.names.append(name)
+        return bool(accepted)
 
     @fuse_handler
     async def releasedir(self, fh: int) -> None:
