@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 #: Idle FUSE worker tasks kept waiting for requests, and the most requests handled at once.  FoundationDB
 #: needs on the order of 200 transactions in flight to reach its throughput (design.md), so the ceiling
 #: is set above that; with the embedded store most handlers finish without yielding, so it costs nothing.
+#: Kernel readahead on the mount, matching the 1 MiB writes the kernel sends (max_pages 256).
+READAHEAD_KIB = 1024
 FUSE_MIN_TASKS = 8
 FUSE_MAX_TASKS = 256
 #: How long ``fusefs mount`` waits for a background daemon to have the mount answering.  Generous
@@ -103,6 +105,8 @@ class MountEntry:
     mountpoint: str
     fstype: str
     source: str
+    #: "major:minor", which also names the mount's backing device info under /sys/class/bdi.
+    device: str = ""
 
 
 def _unescape(field: bytes) -> str:
@@ -120,7 +124,10 @@ def mount_table() -> list[MountEntry]:
             separator = fields.index(b"-")
             entries.append(
                 MountEntry(
-                    _unescape(fields[4]), _unescape(fields[separator + 1]), _unescape(fields[separator + 2])
+                    _unescape(fields[4]),
+                    _unescape(fields[separator + 1]),
+                    _unescape(fields[separator + 2]),
+                    fields[2].decode(),
                 )
             )
     return entries
@@ -295,7 +302,7 @@ async def _terminate_on_signals(*, task_status: trio.TaskStatus[None] = trio.TAS
             pyfuse3.terminate()
 
 
-async def _serve(ops: FuseOperations, on_ready: Callable[[], None]) -> None:
+async def _serve(ops: FuseOperations, mountpoint: str, on_ready: Callable[[], None]) -> None:
     try:
         async with trio.open_nursery() as nursery:
             # Signals are caught before the mount is announced: a SIGTERM right after `fusefs mount`
@@ -305,6 +312,7 @@ async def _serve(ops: FuseOperations, on_ready: Callable[[], None]) -> None:
             # rebuilt would fail with EIO (requests the kernel sends meanwhile wait in /dev/fuse).
             await ops.recover()
             nursery.start_soon(ops.run_services)
+            nursery.start_soon(_raise_readahead, mountpoint)
             on_ready()
             log.info("serving")
             await pyfuse3.main(FUSE_MIN_TASKS, FUSE_MAX_TASKS)
@@ -315,6 +323,29 @@ async def _serve(ops: FuseOperations, on_ready: Callable[[], None]) -> None:
         with trio.CancelScope(shield=True):
             await ops.shutdown()
             log.info("flushed")
+
+
+async def _raise_readahead(mountpoint: str) -> None:
+    """Let the kernel read ahead READAHEAD_KIB instead of FUSE's 128 KiB default: each read request
+    costs a round trip, so larger ones matter (cold sequential reads of a 64 MiB file with dd: 525 MB/s
+    at 128 KiB, 850 MB/s at 1 MiB).  Needs root; otherwise the default stays.
+
+    The kernel sets readahead when it gets the answer to FUSE_INIT, so this waits for the mount to
+    answer a stat (made in a thread: serving it needs this event loop) before changing it."""
+    await trio.to_thread.run_sync(os.stat, mountpoint)
+    await trio.to_thread.run_sync(_write_readahead, mountpoint)
+
+
+def _write_readahead(mountpoint: str) -> None:
+    entry = mount_at(mountpoint)
+    if entry is None or not entry.device:
+        return
+    path = f"/sys/class/bdi/{entry.device}/read_ahead_kb"
+    try:
+        with open(path, "w") as setting:
+            setting.write(str(READAHEAD_KIB))
+    except OSError as error:
+        log.info("kernel readahead left at its default (%s: %s)", path, error.strerror)
 
 
 def _chaos_rate() -> float:
@@ -372,7 +403,7 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
         record = DaemonRecord(os.getpid(), request.mountpoint, store.url, request.name, request.log_file)
         _write_record(record)
         try:
-            trio.run(_serve, ops, on_ready)
+            trio.run(_serve, ops, request.mountpoint, on_ready)
         finally:
             pyfuse3.close(unmount=True)
             _remove_record(record.pid)

@@ -199,3 +199,18 @@ def test_two_mounts_see_each_others_changes(mount_fs, strict: bool) -> None:
 
 def _expect(cond: bool) -> None:
     assert cond
+
+
+@pytest.mark.usefixtures("needs_mount")
+def test_mount_raises_the_kernel_readahead(mount_fs) -> None:
+    """FUSE's 128 KiB default readahead halves cold sequential reads; the daemon (as root) raises it to
+    1 MiB once the kernel has answered INIT."""
+    if mount_fs.target != "fusefs":
+        pytest.skip("a fusefs daemon setting")
+    mnt = mount_fs()
+    device = os.stat(mnt).st_dev
+    setting = Path(f"/sys/class/bdi/{os.major(device)}:{os.minor(device)}/read_ahead_kb")
+    deadline = time.monotonic() + 10
+    while setting.read_text().strip() != "1024":
+        assert time.monotonic() < deadline, f"{setting} is still {setting.read_text().strip()}"
+        time.sleep(0.05)
