@@ -171,7 +171,9 @@ class FuseOperations(pyfuse3.Operations):
                 await self._reclaim_if_unused(open_file.ino)
 
     def _still_open(self, ino: int) -> bool:
-        return ino in self._open_files
+        """Whether a handle or the kernel holds ``ino``: a file the kernel has looked up may still be
+        opened by a path walk that found it before it lost its last name (as on a local disk)."""
+        return ino in self._open_files or self._lookups.get(ino, 0) > 0
 
     async def _after_removal(self, removal: Removal | None) -> None:
         if removal is not None and removal.freed_chunks:

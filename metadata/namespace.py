@@ -382,7 +382,8 @@ class Namespace:
         caller: Caller,
         still_open: Callable[[int], bool] = _always_open,
     ) -> Removal:
-        """``still_open(ino)`` tells whether the caller holds the inode open (then it stays an orphan)."""
+        """``still_open(ino)`` tells whether the inode is still held (open, or known to the kernel): then it
+        stays an orphan until ``reclaim``."""
         return self._remove(tr, parent, name, caller, directory=False, still_open=still_open)
 
     @_idempotent
