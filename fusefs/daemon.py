@@ -39,6 +39,7 @@ import trio
 
 from blocks.errors import BlockError
 from blocks.store import BlockStore
+from fusefs import fuseloop
 from metadata.namespace import load_config
 from metadata.store import Store, StoreError
 from metadata.urls import data_dir, open_store
@@ -48,11 +49,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Kernel readahead on the mount, matching the 1 MiB writes the kernel sends (max_pages 256).
+READAHEAD_KIB = 1024
 #: Idle FUSE worker tasks kept waiting for requests, and the most requests handled at once.  FoundationDB
 #: needs on the order of 200 transactions in flight to reach its throughput (design.md), so the ceiling
 #: is set above that; with the embedded store most handlers finish without yielding, so it costs nothing.
-#: Kernel readahead on the mount, matching the 1 MiB writes the kernel sends (max_pages 256).
-READAHEAD_KIB = 1024
 FUSE_MIN_TASKS = 8
 FUSE_MAX_TASKS = 256
 #: How long ``fusefs mount`` waits for a background daemon to have the mount answering.  Generous
@@ -294,20 +295,25 @@ def _captured_stderr() -> Iterator[Callable[[], str]]:
                 os.write(2, text.encode())
 
 
-async def _terminate_on_signals(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+async def _terminate_on_signals(
+    polling: fuseloop.PollingWait | None, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         task_status.started()
         async for signum in signals:
             log.info("%s received: stopping the FUSE loop and unmounting", signal.Signals(signum).name)
+            if polling is not None:
+                polling.stop()
             pyfuse3.terminate()
 
 
 async def _serve(ops: FuseOperations, mountpoint: str, on_ready: Callable[[], None]) -> None:
+    polling = fuseloop.install()
     try:
         async with trio.open_nursery() as nursery:
             # Signals are caught before the mount is announced: a SIGTERM right after `fusefs mount`
             # returns must still unmount cleanly rather than kill the daemon.
-            await nursery.start(_terminate_on_signals)
+            await nursery.start(_terminate_on_signals, polling)
             # Repair before answering any request: a file read before its chunks' checksums are
             # rebuilt would fail with EIO (requests the kernel sends meanwhile wait in /dev/fuse).
             await ops.recover()

@@ -1,0 +1,142 @@
+"""fusefs.fuseloop: the wait for FUSE requests that polls before sleeping.
+
+The wait is driven here on a real pipe in place of /dev/fuse (both are plain readable descriptors to
+poll and epoll); that the mount's daemon really uses it is checked on a real mount at the end."""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from collections.abc import Iterator
+
+import pytest
+import trio
+
+from fusefs.fuseloop import POLL_SECONDS, PollingWait
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    read_end, write_end = os.pipe()
+    yield read_end, write_end
+    os.close(read_end)
+    os.close(write_end)
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def test_a_request_already_waiting_is_taken_at_once(pipe: tuple[int, int]) -> None:
+    read_end, write_end = pipe
+    os.write(write_end, b"r")
+
+    async def main() -> bool:
+        with trio.fail_after(1):
+            return await PollingWait(read_end)()
+
+    assert trio.run(main) is True
+
+
+def test_an_idle_wait_sleeps_instead_of_spinning(pipe: tuple[int, int]) -> None:
+    read_end, write_end = pipe
+    idle_s = 0.5
+
+    async def main() -> tuple[bool, float, float]:
+        wait = PollingWait(read_end)
+        async with trio.open_nursery() as nursery:
+
+            async def request_later() -> None:
+                await trio.sleep(idle_s)
+                os.write(write_end, b"r")
+
+            nursery.start_soon(request_later)
+            cpu0, t0 = _cpu_seconds(), time.monotonic()
+            got = await wait()
+            return got, _cpu_seconds() - cpu0, time.monotonic() - t0
+
+    got, cpu_s, elapsed_s = trio.run(main)
+    assert got is True
+    assert elapsed_s >= idle_s * 0.9
+    assert cpu_s < idle_s / 2, f"the wait burnt {cpu_s:.3f} s of CPU in {elapsed_s:.3f} s"
+
+
+def test_other_tasks_run_while_a_wait_polls(pipe: tuple[int, int]) -> None:
+    """A polling wait gives way to ready work: a task that yields 1 000 times finishes long before
+    the request comes, where a wait that kept the loop would hold it back POLL_SECONDS per turn."""
+    read_end, write_end = pipe
+
+    async def main() -> tuple[float, bool]:
+        wait = PollingWait(read_end)
+        done_after = []
+        async with trio.open_nursery() as nursery:
+
+            async def worker() -> None:
+                t0 = time.monotonic()
+                for _ in range(1000):
+                    await trio.lowlevel.checkpoint()
+                done_after.append(time.monotonic() - t0)
+                os.write(write_end, b"r")
+
+            nursery.start_soon(worker)
+            with trio.fail_after(5):
+                got = await wait()
+        return done_after[0], got
+
+    worker_s, got = trio.run(main)
+    assert got is True
+    assert worker_s < 1000 * POLL_SECONDS / 4, f"1 000 turns of the worker took {worker_s:.3f} s"
+
+
+def test_one_task_at_a_time_takes_a_request(pipe: tuple[int, int]) -> None:
+    read_end, write_end = pipe
+
+    async def main() -> list[int]:
+        wait = PollingWait(read_end)
+        order: list[int] = []
+        async with trio.open_nursery() as nursery:
+
+            async def reader(n: int) -> None:
+                assert await wait()
+                order.append(n)
+                os.read(read_end, 1)  # as pyfuse3 reads the request before it waits again
+
+            for n in range(3):
+                nursery.start_soon(reader, n)
+            for _ in range(3):
+                await trio.sleep(0.05)
+                os.write(write_end, b"r")
+        return order
+
+    assert sorted(trio.run(main)) == [0, 1, 2]
+
+
+def test_stop_ends_every_wait(pipe: tuple[int, int]) -> None:
+    read_end, _ = pipe
+
+    async def main() -> list[bool]:
+        wait = PollingWait(read_end)
+        results: list[bool] = []
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+
+                async def waiter() -> None:
+                    results.append(await wait())
+
+                for _ in range(3):
+                    nursery.start_soon(waiter)
+                await trio.sleep(0.05)  # past the polling: one waits in epoll, two on the reader lock
+                wait.stop()
+                trio.lowlevel.notify_closing(read_end)  # what pyfuse3.terminate() does
+        return results
+
+    assert trio.run(main) == [False, False, False]
+
+
+def test_the_mount_waits_by_polling(mount_fs) -> None:
+    mnt = mount_fs()
+    (mnt / "f").write_bytes(b"x")
+    assert (mnt / "f").read_bytes() == b"x"
+    assert "requests are awaited by polling /dev/fuse" in mount_fs.daemon_log(mnt)
