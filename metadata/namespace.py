@@ -88,7 +88,7 @@ def _idempotent(method: Callable[..., R]) -> Callable[..., R]:
 
     @functools.wraps(method)
     def wrapper(self: Namespace, tr: Transaction, *args: Any, **kwargs: Any) -> R:
-        if not tr.operation_id:
+        if not tr.operation_id or tr.commit_outcome_certain:
             return method(self, tr, *args, **kwargs)
         minute = now_ns() // _NS_PER_MINUTE
         if tr.maybe_committed:

@@ -81,6 +81,8 @@ class _SqliteWatch(Watch):
 
 
 class SqliteTransaction(Transaction):
+    commit_outcome_certain = True  # one SQLite transaction in one process: applied, or rolled back
+
     def __init__(self, store: SqliteStore) -> None:
         self._store = store
         self._reader: sqlite3.Connection | None = None

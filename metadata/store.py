@@ -128,6 +128,9 @@ class Transaction(abc.ABC):
     operation_id: bytes = b""
     #: True when the previous attempt ended in ``CommitUnknownResult`` (it may have been applied).
     maybe_committed: bool = False
+    #: True when ``commit`` can never end in ``CommitUnknownResult`` (it either applied or raised a
+    #: definite error): then no operation needs a record to recognise its own work.
+    commit_outcome_certain: bool = False
 
     @abc.abstractmethod
     def get(self, key: bytes, *, snapshot: bool = False) -> bytes | None: ...

@@ -197,6 +197,7 @@ def commit_unknown_once(store: SqliteStore) -> Iterator[None]:
 
     def begin() -> Transaction:
         tr = real_begin()
+        tr.commit_outcome_certain = False  # this one is not: it reports a commit as unknown
         real_commit = tr.commit
 
         def commit() -> None:
