@@ -78,6 +78,8 @@ class MountRequest:
     allow_other: bool = False
     #: Invalidate kernel caches as soon as another mount's change is seen (no timeout window).
     strict: bool = False
+    #: The kernel's writeback cache (see ``FuseOperations``).
+    writeback_cache: bool = False
     log_file: str | None = None
     debug: bool = False
 
@@ -391,7 +393,14 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
     try:
         config = load_config(store, request.name)
         blocks = BlockStore(config.block_dirs, config.chunk_size_bytes)
-        ops = FuseOperations(store, config, blocks, read_only=request.read_only, strict=request.strict)
+        ops = FuseOperations(
+            store,
+            config,
+            blocks,
+            read_only=request.read_only,
+            strict=request.strict,
+            writeback_cache=request.writeback_cache,
+        )
         options = _fuse_options(ops, request)
         log.info(
             "mounting %r from %s at %s with options %s",

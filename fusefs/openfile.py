@@ -24,6 +24,7 @@ import trio
 
 from blocks import BlockStore, ChecksumMismatch, ChecksumTable
 from fusefs.idpool import IdPool
+from fusefs.quicklock import QuickLock
 from fusefs.store_runner import StoreRunner
 from metadata import filedata
 from metadata.model import Caller, ChunkRecord, InodeAttr, now_ns
@@ -58,7 +59,7 @@ class OpenFile:
         # With the kernel's writeback cache, the kernel keeps mtime itself and sends it with setattr;
         # writes arriving later (at close) must not overwrite it.
         self._kernel_tracks_mtime = kernel_tracks_mtime
-        self._lock = trio.Lock()
+        self._lock = QuickLock()
         self._loaded = False
         self._stale = False
         self._inline: bytearray | None = None
@@ -94,6 +95,11 @@ class OpenFile:
         else:
             data = await self._run(filedata.read_inline, self._keys, self.ino, self.attr.size)
             self._inline = bytearray(data)
+        self._loaded = True
+
+    def start_empty(self) -> None:
+        """For a file created just now: there is no stored data to load."""
+        self._inline = bytearray()
         self._loaded = True
 
     def invalidate(self) -> None:
@@ -274,6 +280,8 @@ class OpenFile:
                         self._dirty_chunks.discard(index)
                         self._unsynced_chunks.discard(index)
             self.attr.size = new_size
+            if not self._kernel_tracks_mtime:
+                self.attr.touch(mtime=True)  # even when the size stays: POSIX, for O_TRUNC
             self._dirty = True
             return dropped
 

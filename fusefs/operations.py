@@ -72,7 +72,11 @@ def caller_of(ctx: pyfuse3.RequestContext, *, with_groups: bool = False) -> Call
 
 
 class FuseOperations(pyfuse3.Operations):
-    enable_writeback_cache = True
+    # The kernel's writeback cache is off unless asked for: with it, the kernel batches small writes
+    # into pages, but it owns mtime and ctime and sends them in an extra setattr after every rename and
+    # unlink, and it forgets st_blocks at each close, so the first stat of a written file is a round
+    # trip (measured: rename 4 048 vs 2 872/s, unlink 3 359 vs 2 442/s, tar -x 4.45 vs 3.60 s).
+    enable_writeback_cache = False
     supports_dot_lookup = False
 
     def __init__(
@@ -83,6 +87,7 @@ class FuseOperations(pyfuse3.Operations):
         *,
         read_only: bool = False,
         strict: bool = False,
+        writeback_cache: bool = False,
     ) -> None:
         super().__init__()
         self.store = store
@@ -99,7 +104,7 @@ class FuseOperations(pyfuse3.Operations):
             self.timeout_s = 0.0
         else:
             self.timeout_s = SHARED_TIMEOUT_S if store.shared else SOLE_WRITER_TIMEOUT_S
-        self.enable_writeback_cache = not strict and not read_only
+        self.enable_writeback_cache = writeback_cache and not strict and not read_only
         self._lookups: Counter[int] = Counter()
         #: Inodes without a name that the kernel or a handle still holds; reclaimed when both let go.
         self._orphans: set[int] = set()
@@ -375,6 +380,7 @@ class FuseOperations(pyfuse3.Operations):
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         attr = await self._create(parent_inode, name, stat.S_IFREG | (mode & 0o7777), ctx)
         open_file = await self._open_file(attr.ino, dataclasses.replace(attr))
+        open_file.start_empty()
         fh = self._new_fh(FileHandle(open_file, flags))
         return pyfuse3.FileInfo(fh=fh), self._entry(attr)
 
@@ -427,7 +433,7 @@ class FuseOperations(pyfuse3.Operations):
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC):
             self._check_writable()
         open_file = await self._open_file(inode)
-        if flags & os.O_TRUNC and open_file.attr.size:
+        if flags & os.O_TRUNC:
             await self._resize(open_file, 0, caller_of(ctx))
         fh = self._new_fh(FileHandle(open_file, flags))
         # The page cache stays valid across opens: every change to the data passes through this mount,

@@ -118,6 +118,8 @@ def test_mkfs_twice(cli, tmp_path):
     [
         (["mount", "-o", "ro,bogus", "."], "unsupported mount option 'bogus'"),
         (["mount", "-o", "ro,rw", "."], "contradict"),
+        (["mount", "-o", "strict,writeback_cache", "."], "'strict' and 'writeback_cache' cannot be combined"),
+        (["mount", "-o", "ro,writeback_cache", "."], "'ro' and 'writeback_cache' cannot be combined"),
         (["mkfs", "--chunk-size", "1000"], "--chunk-size must be a positive multiple of 4 KiB"),
         (["mkfs", "--inline-max", "lots"], "invalid size 'lots'"),
         (["mkfs", "--inline-max", "8M"], "--inline-max must be between 0 and the chunk size"),

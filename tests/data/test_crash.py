@@ -150,7 +150,7 @@ def check_gc_after_crash(data_mounts, mp: Path) -> None:
     data_mounts.start(mp)
 
 
-@pytest.mark.parametrize("options", [(), ("strict",)], ids=["writeback", "strict"])
+@pytest.mark.parametrize("options", [(), ("writeback_cache",)], ids=["default", "writeback"])
 def test_kill9_in_the_middle_of_writes(data_mounts, tmp_path: Path, options) -> None:
     mp = data_mounts.mount(**SMALL, options=options)
     seed = int(os.environ.get("CRASH_SEED", random.SystemRandom().randrange(2**32)))

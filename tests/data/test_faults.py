@@ -110,7 +110,7 @@ def test_missing_chunk_file_reads_as_eio(data_mounts) -> None:
 
 
 # -- a full block directory ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("options", [(), ("strict",)], ids=["writeback", "strict"])
+@pytest.mark.parametrize("options", [(), ("writeback_cache",)], ids=["default", "writeback"])
 def test_full_block_directory_gives_enospc_and_harms_nothing_else(data_mounts, options) -> None:
     mp = data_mounts.mount(**SMALL, blocks_tmpfs="8m", options=options)
     keep = {"small": os.urandom(3000), "chunked": os.urandom(300_000), "big": os.urandom(2 * MiB)}

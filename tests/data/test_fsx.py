@@ -233,9 +233,10 @@ def _seed() -> int:
     ("settings", "options", "max_size", "ops", "budget_s"),
     [
         pytest.param(SMALL, (), 1_200_000, 8000, 25.0, id="small-chunks"),
-        # strict: no writeback cache and no page cache kept, so every write reaches the daemon at its
-        # own offset and size, and every read is answered by it.
+        # strict: no page cache kept, so every read is answered by the daemon.
         pytest.param(SMALL, ("strict",), 1_200_000, 4000, 20.0, id="small-chunks-strict"),
+        # writeback_cache: the kernel merges writes into pages and sends them at its own time.
+        pytest.param(SMALL, ("writeback_cache",), 1_200_000, 4000, 20.0, id="small-chunks-writeback"),
         pytest.param({}, (), 6 * 1024 * 1024, 2000, 15.0, id="default-sizes"),
     ],
 )

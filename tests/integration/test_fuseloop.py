@@ -1,4 +1,4 @@
-"""fusefs.fuseloop: the wait for FUSE requests that polls before sleeping.
+"""fusefs.fuseloop, the wait for FUSE requests that polls before sleeping, and fusefs.quicklock.
 
 The wait is driven here on a real pipe in place of /dev/fuse (both are plain readable descriptors to
 poll and epoll); that the mount's daemon really uses it is checked on a real mount at the end."""
@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from fusefs.fuseloop import POLL_SECONDS, PollingWait
+from fusefs.quicklock import QuickLock
 
 
 @pytest.fixture
@@ -140,3 +141,24 @@ def test_the_mount_waits_by_polling(mount_fs) -> None:
     (mnt / "f").write_bytes(b"x")
     assert (mnt / "f").read_bytes() == b"x"
     assert "requests are awaited by polling /dev/fuse" in mount_fs.daemon_log(mnt)
+
+
+def test_quick_lock_excludes_and_hands_over() -> None:
+    async def main() -> list[str]:
+        lock = QuickLock()
+        events: list[str] = []
+
+        async def holder(name: str) -> None:
+            async with lock:
+                events.append(f"{name} in")
+                await trio.sleep(0.01)  # the other task must wait here, not enter
+                events.append(f"{name} out")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(holder, "a")
+            nursery.start_soon(holder, "b")
+        assert not lock.locked()
+        return events
+
+    events = trio.run(main)
+    assert events in (["a in", "a out", "b in", "b out"], ["b in", "b out", "a in", "a out"])
