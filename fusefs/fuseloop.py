@@ -100,8 +100,8 @@ def _other_work_is_ready() -> bool:
     return stats.tasks_runnable > 0 or stats.run_sync_soon_queue_size > 0
 
 
-def fuse_device_fd() -> int:
-    """The descriptor of /dev/fuse that ``pyfuse3.init()`` opened (pyfuse3 does not expose it)."""
+def _fuse_device_fds() -> list[int]:
+    """Descriptors of /dev/fuse open in this process (pyfuse3 does not expose its session's)."""
     fds = []
     for name in os.listdir("/proc/self/fd"):
         try:
@@ -109,9 +109,7 @@ def fuse_device_fd() -> int:
                 fds.append(int(name))
         except OSError:  # the descriptor listdir itself used, closed by now
             continue
-    if len(fds) != 1:
-        raise RuntimeError(f"expected one open /dev/fuse descriptor, found {len(fds)}")
-    return fds[0]
+    return fds
 
 
 def install() -> PollingWait | None:
@@ -119,7 +117,11 @@ def install() -> PollingWait | None:
     if not callable(getattr(pyfuse3, "_wait_fuse_readable", None)):
         log.warning("this pyfuse3 has no _wait_fuse_readable: requests are awaited without polling")
         return None
-    wait = PollingWait(fuse_device_fd())
+    fds = _fuse_device_fds()
+    if len(fds) != 1:
+        log.warning("%d descriptors of /dev/fuse are open: requests are awaited without polling", len(fds))
+        return None
+    wait = PollingWait(fds[0])
     pyfuse3._wait_fuse_readable = wait  # type: ignore[attr-defined]
     log.info("requests are awaited by polling /dev/fuse for %.0f µs before sleeping", POLL_SECONDS * 1e6)
     return wait

@@ -12,6 +12,7 @@ invalidates the kernel's caches; ``strict`` turns kernel caching off entirely.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import errno
 import functools
@@ -109,6 +110,8 @@ class FuseOperations(pyfuse3.Operations):
         #: Inodes without a name that the kernel or a handle still holds; reclaimed when both let go.
         self._orphans: set[int] = set()
         self._open_files: dict[int, OpenFile] = {}
+        # Large chunk writes, written behind (fusefs/writebehind.py); one thread keeps them in order.
+        self._chunk_writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chunk-writer")
         self._handles: dict[int, FileHandle | DirHandle] = {}
         self._next_fh = itertools.count(1)
 
@@ -160,6 +163,7 @@ class FuseOperations(pyfuse3.Operations):
                 self.runner,
                 self._chunk_ids,
                 self.store.sync,
+                self._chunk_writer,
                 kernel_tracks_mtime=self.enable_writeback_cache,
             )
             self._open_files[ino] = open_file
@@ -235,8 +239,11 @@ class FuseOperations(pyfuse3.Operations):
 
     async def shutdown(self) -> None:
         """Flush open files and reclaim orphans: after unmount the kernel holds no inode any more."""
-        for open_file in list(self._open_files.values()):
-            await open_file.flush()
+        try:
+            for open_file in list(self._open_files.values()):
+                await open_file.flush()
+        finally:
+            self._chunk_writer.shutdown(wait=True)
         if not self.read_only:
             for ino in await self._run(self.ns.orphans):
                 await self._reclaim(ino)
