@@ -45,6 +45,9 @@ SOLE_WRITER_TIMEOUT_S = 60.0
 #: Kernel cache lifetimes on a shared store, bounding staleness if an invalidation is missed.
 SHARED_TIMEOUT_S = 1.0
 READDIR_PAGE_ENTRIES = 256
+#: Orphans are deleted this long after the first of a batch is queued, at most this many per transaction.
+RECLAIM_GATHER_S = 0.005
+RECLAIM_BATCH = 256
 
 
 @dataclass
@@ -107,8 +110,11 @@ class FuseOperations(pyfuse3.Operations):
             self.timeout_s = SHARED_TIMEOUT_S if store.shared else SOLE_WRITER_TIMEOUT_S
         self.enable_writeback_cache = writeback_cache and not strict and not read_only
         self._lookups: Counter[int] = Counter()
-        #: Inodes without a name that the kernel or a handle still holds; reclaimed when both let go.
+        #: Inodes without a name that the kernel or a handle still holds; queued when both let go.
         self._orphans: set[int] = set()
+        #: Orphans nobody holds any more, waiting for ``reclaim_queued``.
+        self._reclaimable: set[int] = set()
+        self._reclaimable_queued = trio.Event()
         self._open_files: dict[int, OpenFile] = {}
         # Large chunk writes, written behind (fusefs/writebehind.py); one thread keeps them in order.
         self._chunk_writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chunk-writer")
@@ -177,7 +183,7 @@ class FuseOperations(pyfuse3.Operations):
         finally:
             if open_file.refs == 0:
                 self._open_files.pop(open_file.ino, None)
-                await self._reclaim_if_unused(open_file.ino)
+                self._queue_if_unused(open_file.ino)
 
     def _still_open(self, ino: int) -> bool:
         """Whether a handle or the kernel holds ``ino``: a file the kernel has looked up may still be
@@ -189,18 +195,32 @@ class FuseOperations(pyfuse3.Operations):
             await self._delete_chunk_files(removal.freed_chunks)
         if removal is not None and removal.is_orphan:
             self._orphans.add(removal.attr.ino)
-            await self._reclaim_if_unused(removal.attr.ino)
+            self._queue_if_unused(removal.attr.ino)
 
-    async def _reclaim_if_unused(self, ino: int) -> None:
-        """Delete an orphan once the kernel has forgotten it and no handle has it open."""
-        if self._lookups.get(ino, 0) or ino in self._open_files or self.read_only:
+    def _queue_if_unused(self, ino: int) -> None:
+        """Queue an orphan for deletion once the kernel has forgotten it and no handle has it open.
+
+        Deleting waits for the background task ``reclaim_queued``: an ``rm -rf`` makes the kernel
+        forget one inode per unlink, and one transaction per batch costs far less than one each."""
+        if self._still_open(ino) or self.read_only:
             return
-        await self._reclaim(ino)
-
-    async def _reclaim(self, ino: int) -> None:
         self._orphans.discard(ino)
-        chunks = await self._run(self.ns.reclaim, ino)
-        await self._delete_chunk_files(chunks)
+        self._reclaimable.add(ino)
+        self._reclaimable_queued.set()
+
+    async def reclaim_queued(self) -> None:
+        """Wait for queued orphans, give more a moment to gather, then delete them, batch by batch."""
+        await self._reclaimable_queued.wait()
+        self._reclaimable_queued = trio.Event()
+        await trio.sleep(RECLAIM_GATHER_S)
+        while self._reclaimable:
+            batch = [self._reclaimable.pop() for _ in range(min(RECLAIM_BATCH, len(self._reclaimable)))]
+            await self._reclaim(batch)
+
+    async def _reclaim(self, inos: list[int]) -> None:
+        for start in range(0, len(inos), RECLAIM_BATCH):
+            chunks = await self._run(self.ns.reclaim, *inos[start : start + RECLAIM_BATCH])
+            await self._delete_chunk_files(chunks)
 
     async def _delete_chunk_files(self, chunks: list[ChunkRecord]) -> None:
         for record in chunks:
@@ -220,8 +240,7 @@ class FuseOperations(pyfuse3.Operations):
         store another live mount's work in progress looks the same (a known limit, see the README)."""
         if self.read_only or self.store.shared:
             return
-        for ino in await self._run(self.ns.orphans):
-            await self._reclaim(ino)
+        await self._reclaim(await self._run(self.ns.orphans))
         for ino, index, record in await self._run(filedata.dirty_chunks, self.ns.keys):
             table = await trio.to_thread.run_sync(self.blocks.recompute, record.dir_index, record.chunk_id)
             record.checksums = table.to_bytes()
@@ -245,8 +264,7 @@ class FuseOperations(pyfuse3.Operations):
         finally:
             self._chunk_writer.shutdown(wait=True)
         if not self.read_only:
-            for ino in await self._run(self.ns.orphans):
-                await self._reclaim(ino)
+            await self._reclaim(await self._run(self.ns.orphans))
         await trio.to_thread.run_sync(self.store.sync)
 
     # -- lookups and attributes ---------------------------------------------------------------------
@@ -273,8 +291,7 @@ class FuseOperations(pyfuse3.Operations):
             return negative
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
-        # Must not raise (pyfuse3: it answers no request): failures are logged, and an orphan that
-        # could not be reclaimed now is reclaimed at unmount or at the next mount.
+        # Must not raise (pyfuse3: it answers no request); it only counts and queues.
         for ino, count in inode_list:
             left = self._lookups[ino] - count
             if left > 0:
@@ -282,10 +299,7 @@ class FuseOperations(pyfuse3.Operations):
                 continue
             self._lookups.pop(ino, None)
             if ino in self._orphans:
-                try:
-                    await self._reclaim_if_unused(ino)
-                except Exception:
-                    log.exception("reclaiming inode %d failed", ino)
+                self._queue_if_unused(ino)
 
     @fuse_handler
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext | None = None) -> pyfuse3.EntryAttributes:

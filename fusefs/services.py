@@ -36,6 +36,7 @@ SERVICE_RESTART_S = 5.0
 async def run_services(ops: FuseOperations) -> None:
     async with trio.open_nursery() as nursery:
         if not ops.read_only:
+            nursery.start_soon(_keep_running, _reclaim_orphans, ops)
             nursery.start_soon(_keep_running, _trim_records, ops)
             nursery.start_soon(_keep_running, _collect_garbage, ops)
         if ops.store.shared:
@@ -57,6 +58,12 @@ async def _keep_running(service: Callable[[FuseOperations], Awaitable[None]], op
                 SERVICE_RESTART_S,
             )
         await trio.sleep(SERVICE_RESTART_S)
+
+
+async def _reclaim_orphans(ops: FuseOperations) -> None:
+    """Delete the inodes that lost their last name once nothing holds them (in batches)."""
+    while True:
+        await ops.reclaim_queued()
 
 
 async def _trim_records(ops: FuseOperations) -> None:

@@ -425,15 +425,17 @@ class Namespace:
         begin, end = self.keys.orphans()
         return [self.keys.orphan_ino(key) for key, _ in tr.iter_range(begin, end)]
 
-    def reclaim(self, tr: Transaction, ino: int) -> list[ChunkRecord]:
-        """Delete an orphan inode and everything under it; returns the chunks whose files to delete.
+    def reclaim(self, tr: Transaction, *inos: int) -> list[ChunkRecord]:
+        """Delete orphan inodes and everything under them; returns the chunks whose files to delete.
 
-        Does nothing if the inode regained a name (link of an open file) or is already gone."""
-        raw = tr.get(self.keys.attr(ino))
-        if raw is None or InodeAttr.decode(ino, raw).nlink > 0:
-            tr.clear(self.keys.orphan(ino))
-            return []
-        return self._delete_inode(tr, InodeAttr.decode(ino, raw))
+        Skips an inode that regained a name (link of an open file) or is already gone."""
+        chunks = []
+        for ino, raw in zip(inos, tr.get_many([self.keys.attr(ino) for ino in inos]), strict=True):
+            if raw is None or InodeAttr.decode(ino, raw).nlink > 0:
+                tr.clear(self.keys.orphan(ino))
+            else:
+                chunks += self._delete_inode(tr, InodeAttr.decode(ino, raw))
+        return chunks
 
     def _delete_inode(self, tr: Transaction, attr: InodeAttr) -> list[ChunkRecord]:
         ino = attr.ino

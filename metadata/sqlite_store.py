@@ -46,6 +46,7 @@ from metadata.store import (
 
 _RANGE_BATCH_ROWS = 1000
 _VERSION_PERSIST_EVERY = 256
+_MMAP_BYTES = 1 << 30
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -347,6 +348,11 @@ class SqliteStore(Store):
             raise StoreUnavailable(f"{self.path}: not a usable SQLite store ({error})") from error
         self._commit_lock = threading.Lock()
         self._idle_readers: list[sqlite3.Connection] = []
+        # Transactions read and commit on the writer connection whenever it is free: SQLite drops a
+        # connection's page cache (and memory map) whenever another connection has committed since
+        # its last transaction, so one connection doing everything keeps its cache warm.  Readers
+        # from the pool serve transactions that overlap (threads).
+        self._writer_reading = False
         self._active_reads: dict[int, int] = {}  # id(transaction) -> read version
         self._history: list[tuple[int, list[KeyRange]]] = []  # (commit version, write ranges)
         self._watches: dict[bytes, list[_SqliteWatch]] = {}
@@ -365,6 +371,9 @@ class SqliteStore(Store):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
         conn.execute("PRAGMA synchronous=NORMAL")
+        # Pages are read through a memory map instead of a pread each.  Mostly for cold reads: a page
+        # fault reads the pages around it too (1 000 cold 64 KiB files read back: 1 065 -> 2 957/s).
+        conn.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
         return conn
 
     def _load_version(self) -> int:
@@ -378,9 +387,21 @@ class SqliteStore(Store):
     def begin(self) -> SqliteTransaction:
         return SqliteTransaction(self)
 
+    def _free_connection(self) -> sqlite3.Connection:
+        """A connection in no transaction (under the commit lock): the writer if it is free."""
+        if not self._writer_reading:
+            return self._writer
+        return self._idle_readers.pop() if self._idle_readers else self._connect()
+
+    def _put_back(self, conn: sqlite3.Connection) -> None:
+        if conn is not self._writer:
+            self._idle_readers.append(conn)
+
     def _start_read(self, tr: SqliteTransaction) -> tuple[sqlite3.Connection, int]:
         with self._commit_lock:
-            conn = self._idle_readers.pop() if self._idle_readers else self._connect()
+            conn = self._free_connection()
+            if conn is self._writer:
+                self._writer_reading = True
             # Taking the WAL snapshot under the commit lock ties it to exactly this read version.
             conn.execute("BEGIN")
             conn.execute("SELECT 1 FROM store_meta LIMIT 1").fetchall()
@@ -394,7 +415,9 @@ class SqliteStore(Store):
     def _end_read_locked(self, tr: SqliteTransaction, conn: sqlite3.Connection) -> None:
         conn.execute("COMMIT")
         del self._active_reads[id(tr)]
-        self._idle_readers.append(conn)
+        if conn is self._writer:
+            self._writer_reading = False
+        self._put_back(conn)
         self._trim_history()
 
     def _trim_history(self) -> None:
@@ -411,8 +434,10 @@ class SqliteStore(Store):
             # become active (FoundationDB's get_and_watch is a read-only transaction).
             if tr._watches:
                 with self._commit_lock:
+                    conn = self._free_connection()
                     for watch in tr._watches:
-                        self._register_watch(watch)
+                        self._register_watch(conn, watch)
+                    self._put_back(conn)
             return
         if self.read_only:
             raise StoreError(f"{self.path} is open read-only")
@@ -426,18 +451,21 @@ class SqliteStore(Store):
             # End the read snapshot before writing: a snapshot held across the commit would keep SQLite
             # from ever resetting the WAL, which then grows without bound and makes checkpoints slow.
             tr._release_reader(self._end_read_locked)
-            version = self._version + 1
-            write_ranges = self._apply(tr, version)
-            self._version = version
-            if self._active_reads:
-                self._history.append((version, write_ranges))
-            self._fire_watches(write_ranges)
-            for watch in tr._watches:
-                self._register_watch(watch)
+            conn = self._free_connection()
+            try:
+                version = self._version + 1
+                write_ranges = self._apply(conn, tr, version)
+                self._version = version
+                if self._active_reads:
+                    self._history.append((version, write_ranges))
+                self._fire_watches(conn, write_ranges)
+                for watch in tr._watches:
+                    self._register_watch(conn, watch)
+            finally:
+                self._put_back(conn)
 
-    def _apply(self, tr: SqliteTransaction, version: int) -> list[KeyRange]:
+    def _apply(self, conn: sqlite3.Connection, tr: SqliteTransaction, version: int) -> list[KeyRange]:
         """Write a transaction's mutations in one SQLite transaction (few statements: each costs µs)."""
-        conn = self._writer
         writes: list[KeyRange] = []
         deletes = [(key,) for key, value in tr._writes.items() if value is None]
         upserts = [(key, value) for key, value in tr._writes.items() if value is not None]
@@ -457,7 +485,7 @@ class SqliteStore(Store):
                 conn.executemany("DELETE FROM kv WHERE k = ?", deletes)
             conn.executemany("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", upserts)
             if version % _VERSION_PERSIST_EVERY == 0:
-                self._persist_version(version)
+                self._persist_version(conn, version)
             conn.execute("COMMIT")
         except sqlite3.Error as error:
             conn.execute("ROLLBACK")
@@ -468,14 +496,14 @@ class SqliteStore(Store):
         writes.extend((key, _key_after(key)) for key, _ in upserts)
         return writes
 
-    def _persist_version(self, version: int) -> None:
-        self._writer.execute(
+    def _persist_version(self, conn: sqlite3.Connection, version: int) -> None:
+        conn.execute(
             "INSERT OR REPLACE INTO store_meta (name, value) VALUES ('version', ?)", (version,)
         )
 
     # -- watches ------------------------------------------------------------------------------------
-    def _register_watch(self, watch: _SqliteWatch) -> None:
-        row = self._writer.execute("SELECT v FROM kv WHERE k = ?", (watch.key,)).fetchone()
+    def _register_watch(self, conn: sqlite3.Connection, watch: _SqliteWatch) -> None:
+        row = conn.execute("SELECT v FROM kv WHERE k = ?", (watch.key,)).fetchone()
         watch.value = None if row is None else bytes(row[0])
         self._watches.setdefault(watch.key, []).append(watch)
 
@@ -485,11 +513,11 @@ class SqliteStore(Store):
             if watch in watchers:
                 watchers.remove(watch)
 
-    def _fire_watches(self, write_ranges: list[KeyRange]) -> None:
+    def _fire_watches(self, conn: sqlite3.Connection, write_ranges: list[KeyRange]) -> None:
         if not self._watches:
             return
         for key in [k for k in self._watches if any(b <= k < e for b, e in write_ranges)]:
-            row = self._writer.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
+            row = conn.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
             value = None if row is None else bytes(row[0])
             remaining = []
             for watch in self._watches[key]:
