@@ -203,6 +203,20 @@ def test_reclaim_skips_an_inode_that_has_names(fs):
     assert fs.attr(ino).nlink == 1
 
 
+def test_reclaim_of_several_inodes_in_one_transaction(fs):
+    made = fs.tree("a", "b", "keep")
+    for name in (b"a", b"b"):
+        fs.unlink(ROOT_INODE, name, ROOT)
+    # with them: an inode that still has a name, and one already gone
+    assert fs.reclaim(made["a"], made["keep"], made["b"], 10**9) == []
+    assert fs.orphans() == []
+    fs.fails(errno.ENOENT, "getattr", made["a"])
+    fs.fails(errno.ENOENT, "getattr", made["b"])
+    assert fs.attr(made["keep"]).nlink == 1
+    assert fs.statfs()[0] == 2  # root and keep
+    fs.check_tree()
+
+
 def test_replaced_and_removed_directories_become_orphans(fs):
     made = fs.tree("d/", "e/", "f", "g")
     fs.rmdir(ROOT_INODE, b"d", ROOT)
