@@ -53,10 +53,14 @@ RECLAIM_BATCH = 256
 @dataclass
 class DirHandle:
     ino: int
+    #: The inode of "..": the root's is the root.
+    parent: int
     #: Names handed to the kernel, by cookie; listing resumes after the name a cookie points to.
     names: list[bytes] = field(default_factory=list)
     #: Entries read from the store after ``names[-1]`` but not yet handed to the kernel.
     ahead: deque[tuple[bytes, InodeAttr]] = field(default_factory=deque)
+    #: The store holds no entries after those in ``ahead`` (the last page read was not full).
+    read_to_end: bool = False
 
 
 @dataclass
@@ -492,7 +496,7 @@ class FuseOperations(pyfuse3.Operations):
         attr = await self._run(self.ns.getattr, inode)
         if not attr.is_dir:
             raise FSError(errno.ENOTDIR)
-        return self._new_fh(DirHandle(inode))
+        return self._new_fh(DirHandle(inode, parent=attr.parent or inode))
 
     @fuse_handler
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
@@ -500,31 +504,39 @@ class FuseOperations(pyfuse3.Operations):
         if start_id != len(handle.names):  # a rewind or seekdir: what was fetched ahead is moot
             del handle.names[start_id:]
             handle.ahead.clear()
+            handle.read_to_end = False
         if start_id < 2:
-            this = await self._run(self.ns.getattr, handle.ino)
-            dots = [(b".", this), (b"..", await self._run(self.ns.getattr, this.parent or handle.ino))]
-            for name, attr in dots[start_id:]:
-                if not self._reply_entry(token, handle, name, attr):
+            # The kernel takes only the inode number and type of "." and ".." (their attributes in a
+            # readdirplus answer are ignored), so they need no read.
+            for name, ino in [(b".", handle.ino), (b"..", handle.parent)][start_id:]:
+                dot = pyfuse3.EntryAttributes()
+                dot.st_ino, dot.st_mode = ino, stat.S_IFDIR
+                if not self._reply_entry(token, handle, name, dot):
                     return
         while True:
             if not handle.ahead:
+                if handle.read_to_end:
+                    return
                 after = handle.names[-1] if len(handle.names) > 2 else None
                 page = await self._run(self.ns.readdir, handle.ino, after, READDIR_PAGE_ENTRIES)
+                handle.ahead.extend(page)
+                handle.read_to_end = len(page) < READDIR_PAGE_ENTRIES
                 if not page:
                     return
-                handle.ahead.extend(page)
             # The kernel's buffer holds a few dozen entries per request: keep the rest of the page for
             # the next request instead of reading it from the store again.
             while handle.ahead:
                 name, attr = handle.ahead[0]
-                if not self._reply_entry(token, handle, name, attr):
+                if not self._reply_entry(token, handle, name, self._entry(attr, counted=False)):
                     return
                 handle.ahead.popleft()
                 self._lookups[attr.ino] += 1  # readdirplus: each entry accepted counts as a lookup
 
-    def _reply_entry(self, token: pyfuse3.ReaddirToken, handle: DirHandle, name: bytes, attr: InodeAttr) -> bool:
+    def _reply_entry(
+        self, token: pyfuse3.ReaddirToken, handle: DirHandle, name: bytes, entry: pyfuse3.EntryAttributes
+    ) -> bool:
         """Offer one entry to the kernel; False when its buffer is full (the entry was not taken)."""
-        accepted = pyfuse3.readdir_reply(token, name, self._entry(attr, counted=False), len(handle.names) + 1)
+        accepted = pyfuse3.readdir_reply(token, name, entry, len(handle.names) + 1)
         if accepted:
             handle.names.append(name)
         return bool(accepted)
