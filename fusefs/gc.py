@@ -120,9 +120,9 @@ def _delete(blocks: BlockStore, dir_index: int, chunk_id: int, report: GcReport)
 def _human(count: int) -> str:
     if count < 1024:
         return f"{count} bytes"
-    size = float(count)
-    for unit in ("KiB", "MiB", "GiB"):
+    size = float(count) / 1024
+    units = ["KiB", "MiB", "GiB"]
+    while size >= 1024 and len(units) > 1:
         size /= 1024
-        if size < 1024:
-            break
-    return f"{size:.1f} {unit}"
+        units.pop(0)
+    return f"{size:.1f} {units[0]}"

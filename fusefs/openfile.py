@@ -269,7 +269,13 @@ class OpenFile:
         length = min(self._chunk_size - chunk_offset, new_size - size)
         await self._chunk_for_write(index)
         await self._block_io(
-            length, self._blocks.punch, record.dir_index, record.chunk_id, chunk_offset, length, self._tables[index]
+            length,
+            self._blocks.punch,
+            record.dir_index,
+            record.chunk_id,
+            chunk_offset,
+            length,
+            self._tables[index],
         )
 
     async def _block_io(self, length: int, fn: Callable[..., T], *args: Any) -> T:

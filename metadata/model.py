@@ -50,7 +50,7 @@ def unpack_list(raw: bytes, what: str, types: tuple[type | tuple[type, ...], ...
     values = unpack(raw, what)
     if not isinstance(values, list) or len(values) != len(types):
         raise CorruptValue(f"corrupt {what}: expected {len(types)} fields, got {values!r:.80}")
-    for value, expected in zip(values, types):
+    for value, expected in zip(values, types, strict=True):
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise CorruptValue(f"corrupt {what}: unexpected field {value!r:.80}")
     return values

@@ -257,7 +257,7 @@ class Namespace:
         children = [_entry_ino(value, ino, name) for name, value in entries]
         attrs = tr.get_many([self.keys.attr(child) for child in children], snapshot=True)
         listing = []
-        for (name, _), child, raw in zip(entries, children, attrs):
+        for (name, _), child, raw in zip(entries, children, attrs, strict=True):
             if raw is None:
                 continue
             try:

@@ -497,9 +497,7 @@ class SqliteStore(Store):
         return writes
 
     def _persist_version(self, conn: sqlite3.Connection, version: int) -> None:
-        conn.execute(
-            "INSERT OR REPLACE INTO store_meta (name, value) VALUES ('version', ?)", (version,)
-        )
+        conn.execute("INSERT OR REPLACE INTO store_meta (name, value) VALUES ('version', ?)", (version,))
 
     # -- watches ------------------------------------------------------------------------------------
     def _register_watch(self, conn: sqlite3.Connection, watch: _SqliteWatch) -> None:

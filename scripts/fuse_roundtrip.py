@@ -40,10 +40,14 @@ def serve(mountpoint: str, wait: str) -> None:
             attr.entry_timeout = 300
             return attr
 
-        async def getattr(self, inode: int, ctx: pyfuse3.RequestContext | None = None) -> pyfuse3.EntryAttributes:
+        async def getattr(
+            self, inode: int, ctx: pyfuse3.RequestContext | None = None
+        ) -> pyfuse3.EntryAttributes:
             return self._attr(inode)
 
-        async def lookup(self, parent: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        async def lookup(
+            self, parent: int, name: bytes, ctx: pyfuse3.RequestContext
+        ) -> pyfuse3.EntryAttributes:
             if parent == pyfuse3.ROOT_INODE and name == b"f":
                 return self._attr(pyfuse3.ROOT_INODE + 1)
             raise pyfuse3.FUSEError(errno.ENOENT)
@@ -78,7 +82,9 @@ def measure(wait: str, count: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--count", type=int, default=20000, help="stats per wait (default 20000)")
     parser.add_argument("--serve", nargs=2, metavar=("MOUNTPOINT", "WAIT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
