@@ -59,7 +59,8 @@ class DirHandle:
     names: list[bytes] = field(default_factory=list)
     #: Entries read from the store after ``names[-1]`` but not yet handed to the kernel.
     ahead: deque[tuple[bytes, InodeAttr]] = field(default_factory=deque)
-    #: The store holds no entries after those in ``ahead`` (the last page read was not full).
+    #: The last name read from the store, and whether no entries follow it.
+    read_up_to: bytes | None = None
     read_to_end: bool = False
 
 
@@ -504,6 +505,7 @@ class FuseOperations(pyfuse3.Operations):
         if start_id != len(handle.names):  # a rewind or seekdir: what was fetched ahead is moot
             del handle.names[start_id:]
             handle.ahead.clear()
+            handle.read_up_to = handle.names[-1] if len(handle.names) > 2 else None
             handle.read_to_end = False
         if start_id < 2:
             # The kernel takes only the inode number and type of "." and ".." (their attributes in a
@@ -517,12 +519,12 @@ class FuseOperations(pyfuse3.Operations):
             if not handle.ahead:
                 if handle.read_to_end:
                     return
-                after = handle.names[-1] if len(handle.names) > 2 else None
-                page = await self._run(self.ns.readdir, handle.ino, after, READDIR_PAGE_ENTRIES)
-                handle.ahead.extend(page)
-                handle.read_to_end = len(page) < READDIR_PAGE_ENTRIES
-                if not page:
-                    return
+                page = await self._run(
+                    self.ns.readdir_page, handle.ino, handle.read_up_to, READDIR_PAGE_ENTRIES
+                )
+                handle.ahead.extend(page.entries)
+                handle.read_up_to, handle.read_to_end = page.last_name, page.complete
+                continue
             # The kernel's buffer holds a few dozen entries per request: keep the rest of the page for
             # the next request instead of reading it from the store again.
             while handle.ahead:

@@ -124,6 +124,15 @@ def trim_operations(tr: Transaction, keys: FsKeys, keep_minutes: int = 10) -> No
     tr.clear_range(*keys.operations_before(now_ns() // _NS_PER_MINUTE - keep_minutes))
 
 
+@dataclass
+class DirPage:
+    entries: list[tuple[bytes, InodeAttr]]
+    #: The last name read: entries of damaged inodes are left out, so it may not be the last returned.
+    last_name: bytes | None
+    #: No entries follow.
+    complete: bool
+
+
 class Namespace:
     """The namespace operations of one filesystem."""
 
@@ -247,6 +256,10 @@ class Namespace:
 
         Resuming by name (not by position) means an entry present for the whole listing is returned
         exactly once, whatever else is added or removed meanwhile."""
+        return self.readdir_page(tr, ino, after, limit).entries
+
+    def readdir_page(self, tr: Transaction, ino: int, after: bytes | None, limit: int) -> DirPage:
+        """``readdir``, with where the next page starts and whether there is one."""
         begin, end = self.keys.entries(ino)
         if after is not None:
             begin = self.keys.entry(ino, after) + b"\0"
@@ -265,7 +278,7 @@ class Namespace:
             except CorruptValue as error:
                 # One damaged inode must not hide the rest of its directory.
                 log.error("directory %d: entry %r left out of the listing: %s", ino, name, error)
-        return listing
+        return DirPage(listing, entries[-1][0] if entries else after, len(entries) < limit)
 
     def statfs(self, tr: Transaction) -> tuple[int, int]:
         """(inodes in use, bytes of file data)."""

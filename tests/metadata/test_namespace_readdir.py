@@ -133,3 +133,13 @@ def test_a_directory_of_100000_entries_lists_in_pages(fs):
     assert fs.attr(big).nlink == 2
     assert fs.statfs()[0] == total + 2
     print(f"built in {built - started:.1f} s, listed in {time.monotonic() - built:.1f} s")
+
+
+def test_a_page_of_damaged_inodes_does_not_end_the_listing(fs):
+    made = fs.tree("a", "b", "c", "d", "e")
+    for name in ("a", "b", "c"):
+        fs.raw_set(fs.keys.attr(made[name]), b"\xc1 not msgpack")
+    page = fs.readdir_page(ROOT_INODE, None, 3)
+    assert page.entries == [] and page.last_name == b"c" and not page.complete
+    page = fs.readdir_page(ROOT_INODE, page.last_name, 3)
+    assert [name for name, _ in page.entries] == [b"d", b"e"] and page.complete
