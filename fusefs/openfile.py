@@ -2,8 +2,10 @@
 
 Small files (up to the filesystem's ``inline_max_bytes``) are held whole in memory while open and
 written back inline into the metadata store, in one transaction, on flush/fsync/release.  Larger files
-are cut into chunks: writes go straight to the chunk files (pwrite, no extra buffer) and their
-checksum tables are updated in memory; flush records sizes and tables in one transaction.
+are cut into chunks: writes go straight to the chunk files (pwrite, no extra buffer; those over
+``INLINE_IO_MAX_BYTES`` are written behind, fusefs/writebehind.py) and their checksum tables are
+updated in memory; flush waits for the writes in flight, then records sizes and tables in one
+transaction.
 
 Crash consistency: before the first write to a chunk after a flush, the chunk is marked *dirty* in the
 store; flush stores its new checksums and clears the mark.  A chunk still dirty at the next mount (the

@@ -220,7 +220,10 @@ class FuseOperations(pyfuse3.Operations):
         await trio.sleep(RECLAIM_GATHER_S)
         while self._reclaimable:
             batch = [self._reclaimable.pop() for _ in range(min(RECLAIM_BATCH, len(self._reclaimable)))]
-            await self._reclaim(batch)
+            # Shielded: an unmount must not cut a batch between its transaction and the deletion of
+            # its chunk files, which would leave files no record owns until the next gc.
+            with trio.CancelScope(shield=True):
+                await self._reclaim(batch)
 
     async def _reclaim(self, inos: list[int]) -> None:
         for start in range(0, len(inos), RECLAIM_BATCH):
