@@ -2,8 +2,9 @@
 
 Every FUSE request is a round trip between two processes that each sleep while the other works, and
 waking a sleeping CPU is slow on virtual machines: on the 2-CPU VMs we measure on, a getattr answered
-from memory took 96 µs when the daemon slept in epoll between requests, and 33 µs when it polled
-/dev/fuse for up to 200 µs first (a C passthrough, bindfs, took 91 µs).  An application usually sends
+from memory took 68-96 µs when the daemon slept in epoll between requests, and 22-33 µs when it polled
+/dev/fuse for up to 200 µs first (``scripts/fuse_roundtrip.py`` measures both; a C passthrough,
+bindfs, took 91 µs).  An application usually sends
 its next request within a few µs of our answer, so a short poll catches it awake.  Polling stops as
 soon as another task of the event loop can run, so background work and requests waiting on threads
 (FoundationDB futures) are not delayed; when nothing comes, the daemon sleeps as before.
