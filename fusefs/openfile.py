@@ -75,6 +75,8 @@ class OpenFile:
         self._kernel_tracks_mtime = kernel_tracks_mtime
         self._lock = QuickLock()
         self._behind = WriteBehind(chunk_writer)
+        #: The store said this file has no security.capability xattr (see FuseOperations.getxattr).
+        self.known_without_capability = False
         self._loaded = False
         self._stale = False
         self._inline: bytearray | None = None

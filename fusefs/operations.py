@@ -48,6 +48,7 @@ READDIR_PAGE_ENTRIES = 256
 #: Orphans are deleted this long after the first of a batch is queued, at most this many per transaction.
 RECLAIM_GATHER_S = 0.005
 RECLAIM_BATCH = 256
+CAPABILITY_XATTR = b"security.capability"
 
 
 @dataclass
@@ -239,6 +240,7 @@ class FuseOperations(pyfuse3.Operations):
         open_file = self._open_files.get(ino)
         if open_file is not None:
             open_file.invalidate()
+        self._forget_capability_answer(ino)
 
     # -- life cycle ---------------------------------------------------------------------------------
     async def recover(self) -> None:
@@ -410,6 +412,7 @@ class FuseOperations(pyfuse3.Operations):
         attr = await self._create(parent_inode, name, stat.S_IFREG | (mode & 0o7777), ctx)
         open_file = await self._open_file(attr.ino, dataclasses.replace(attr))
         open_file.start_empty()
+        open_file.known_without_capability = True  # nor any xattr
         fh = self._new_fh(FileHandle(open_file, flags))
         return pyfuse3.FileInfo(fh=fh), self._entry(attr)
 
@@ -557,7 +560,18 @@ class FuseOperations(pyfuse3.Operations):
     # -- extended attributes ------------------------------------------------------------------------
     @fuse_handler
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
-        return await self._run(self.ns.getxattr, inode, name)
+        # Without SB_NOSEC on FUSE, the kernel asks for security.capability before every write(2) to
+        # see whether it must drop privileges: while the file is open here, the answer is remembered.
+        open_file = self._open_files.get(inode)
+        if name == CAPABILITY_XATTR and open_file is not None and open_file.known_without_capability:
+            raise FSError(errno.ENODATA)
+        try:
+            return await self._run(self.ns.getxattr, inode, name)
+        except FSError as error:
+            open_file = self._open_files.get(inode)
+            if name == CAPABILITY_XATTR and error.errno == errno.ENODATA and open_file is not None:
+                open_file.known_without_capability = True
+            raise
 
     @fuse_handler
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
@@ -570,12 +584,19 @@ class FuseOperations(pyfuse3.Operations):
     @fuse_handler
     async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:
         self._check_writable()
+        self._forget_capability_answer(inode)
         await self._run(self.ns.setxattr, inode, name, value, caller_of(ctx))
 
     @fuse_handler
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         self._check_writable()
+        self._forget_capability_answer(inode)
         await self._run(self.ns.removexattr, inode, name, caller_of(ctx))
+
+    def _forget_capability_answer(self, ino: int) -> None:
+        open_file = self._open_files.get(ino)
+        if open_file is not None:
+            open_file.known_without_capability = False
 
     # -- the filesystem -----------------------------------------------------------------------------
     @fuse_handler

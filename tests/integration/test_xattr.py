@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 import time
 from pathlib import Path
 
@@ -130,3 +131,23 @@ def test_xattr_follows_the_inode(mnt: Path) -> None:
         assert os.fstat(fd).st_ctime_ns > ctime
     finally:
         os.close(fd)
+
+
+def test_a_write_drops_file_capabilities_set_while_the_file_is_open(mnt: Path) -> None:
+    """The kernel asks for security.capability before each write and removes it if present; the
+    daemon remembers "absent" for an open file, so a capability set meanwhile must clear that."""
+    f = mnt / "f"
+    caps = struct.pack("<5I", 0x02000000, 1 << 10, 0, 0, 0)  # VFS_CAP_REVISION_2, cap_net_bind_service
+    fd = os.open(f, os.O_CREAT | os.O_WRONLY, 0o755)
+    try:
+        os.write(fd, b"first")  # the answer "no capability" is remembered now
+        os.setxattr(f, "security.capability", caps)
+        assert os.getxattr(f, "security.capability") == caps
+        os.write(fd, b" second")
+        assert "security.capability" not in os.listxattr(f)
+        os.setxattr(f, "security.capability", caps)
+        os.write(fd, b" third")
+        assert "security.capability" not in os.listxattr(f)
+    finally:
+        os.close(fd)
+    assert f.read_bytes() == b"first second third"
