@@ -42,7 +42,7 @@ class PollingWait:
         self._poll_seconds = poll_seconds
         self._poller = select.poll()
         self._poller.register(fuse_fd, select.POLLIN)
-        self._one_reader = trio.Lock()
+        self._one_reader = _LastInFirstOut()
         # Tasks handling a request: pyfuse3's loop calls the wait again right after its answer.
         self._busy: set[trio.lowlevel.Task] = set()
         self._stopping = False
@@ -94,6 +94,45 @@ class PollingWait:
             elif now >= deadline:
                 return False
         return False
+
+
+class _LastInFirstOut:
+    """A lock handed to the task that began waiting last.
+
+    pyfuse3 keeps up to its maximum of worker tasks, each with a receive buffer of max_write (1 MiB)
+    that libfuse allocates at the task's first request.  Handing the next request to the most recent
+    idle task keeps the same few tasks busy, so buffers are touched only as far as requests overlap:
+    with trio's first-in-first-out lock every task took a turn, and a daemon that had received large
+    writes held all 256 buffers (RSS 307 MB after 1.5 GiB written with dd).
+    """
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiting: list[trio.Event] = []
+
+    async def __aenter__(self) -> None:
+        if not self._held:
+            self._held = True
+            return
+        handed_over = trio.Event()
+        self._waiting.append(handed_over)
+        try:
+            await handed_over.wait()
+        except BaseException:  # cancelled: pass the lock on if it had been handed over already
+            if handed_over.is_set():
+                self._release()
+            else:
+                self._waiting.remove(handed_over)
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if self._waiting:
+            self._waiting.pop().set()  # still held: by the task woken
+        else:
+            self._held = False
 
 
 def _other_work_is_ready() -> bool:

@@ -6,9 +6,11 @@ poll and epoll); that the mount's daemon really uses it is checked on a real mou
 from __future__ import annotations
 
 import os
+import re
 import resource
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import trio
@@ -136,6 +138,51 @@ def test_stop_ends_every_wait(pipe: tuple[int, int]) -> None:
     assert trio.run(main) == [False, False, False]
 
 
+def test_the_reader_role_goes_to_the_task_that_waited_last(pipe: tuple[int, int]) -> None:
+    """So the same few tasks take the requests, and only their receive buffers are ever touched."""
+    read_end, write_end = pipe
+
+    async def main() -> list[int]:
+        wait = PollingWait(read_end, poll_seconds=0)
+        order: list[int] = []
+        async with trio.open_nursery() as nursery:
+
+            async def reader(n: int) -> None:
+                assert await wait()
+                order.append(n)
+                os.read(read_end, 1)
+
+            for n in range(4):
+                nursery.start_soon(reader, n)
+                await trio.sleep(0.01)  # 0 waits in epoll, then 1, 2 and 3 queue up in this order
+            for _ in range(4):
+                os.write(write_end, b"r")
+                await trio.sleep(0.05)
+        return order
+
+    assert trio.run(main) == [0, 3, 2, 1]
+
+
+def test_a_cancelled_waiter_passes_the_reader_role_on(pipe: tuple[int, int]) -> None:
+    read_end, write_end = pipe
+
+    async def main() -> bool:
+        wait = PollingWait(read_end, poll_seconds=0)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait)  # holds the reader role, in epoll
+            await trio.sleep(0.01)
+            with trio.move_on_after(0.05):
+                await wait()  # queued behind it, then cancelled
+            os.write(write_end, b"r")  # the first returns; a new waiter must get the role
+            await trio.sleep(0.01)
+            os.read(read_end, 1)
+            os.write(write_end, b"r")
+            with trio.fail_after(2):
+                return await wait()
+
+    assert trio.run(main) is True
+
+
 def test_the_mount_waits_by_polling(mount_fs) -> None:
     mnt = mount_fs()
     (mnt / "f").write_bytes(b"x")
@@ -162,3 +209,17 @@ def test_quick_lock_excludes_and_hands_over() -> None:
 
     events = trio.run(main)
     assert events in (["a in", "a out", "b in", "b out"], ["b in", "b out", "a in", "a out"])
+
+
+def test_large_writes_touch_few_receive_buffers(mount_fs) -> None:
+    """pyfuse3 keeps up to 256 worker tasks with a 1 MiB receive buffer each; taking turns, they all
+    held one after many large writes (RSS ~300 MB)."""
+    mnt = mount_fs()
+    block = os.urandom(1 << 20)
+    with open(mnt / "big", "wb") as f:
+        for _ in range(512):
+            f.write(block)
+    # Log lines read "date time pid level ...": the foreground daemon is the mounting process.
+    pid = int(re.search(r"^\S+ \S+ (\d+) INFO ", mount_fs.daemon_log(mnt), re.M).group(1))
+    rss_kib = int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))
+    assert rss_kib < 200 * 1024, f"daemon RSS {rss_kib // 1024} MiB after 512 MiB written"
