@@ -114,10 +114,11 @@ class OpenFile:
             self._inline = bytearray(data)
         self._loaded = True
 
-    def start_empty(self) -> None:
-        """For a file created just now: there is no stored data to load."""
+    def start_new(self) -> None:
+        """For a file created just now: there is no stored data to load, and it has no xattrs."""
         self._inline = bytearray()
         self._loaded = True
+        self.known_without_capability = True
 
     def invalidate(self) -> None:
         """Drop cached data so the next access reloads it from the store (unless writes are pending)."""

@@ -411,8 +411,7 @@ class FuseOperations(pyfuse3.Operations):
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         attr = await self._create(parent_inode, name, stat.S_IFREG | (mode & 0o7777), ctx)
         open_file = await self._open_file(attr.ino, dataclasses.replace(attr))
-        open_file.start_empty()
-        open_file.known_without_capability = True  # nor any xattr
+        open_file.start_new()
         fh = self._new_fh(FileHandle(open_file, flags))
         return pyfuse3.FileInfo(fh=fh), self._entry(attr)
 
