@@ -176,9 +176,13 @@ class OpenFile:
         return pieces
 
     # -- writing ------------------------------------------------------------------------------------
-    async def write(self, offset: int, data: bytes) -> int:
+    async def write(self, offset: int, data: bytes, *, append: bool = False) -> int:
+        """Write ``data`` at ``offset``, or at the end of the file when ``append`` (O_APPEND): the end
+        is read under the lock, since a concurrent write may move it while this one waits."""
         async with self._lock:
             await self._load()
+            if append:
+                offset = self.attr.size
             end = offset + len(data)
             if self._inline is not None and end <= self._inline_max:
                 if offset > len(self._inline):

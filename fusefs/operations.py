@@ -168,6 +168,11 @@ class FuseOperations(pyfuse3.Operations):
         open_file = self._open_files.get(ino)
         if open_file is None:
             attr = known if known is not None else await self._run(self.ns.getattr, ino)
+            # Another request may have opened it while the attributes were read (transactions yield
+            # on a shared store): two OpenFiles of one inode would each flush their own data, and the
+            # last flush would silently drop the other's writes.
+            open_file = self._open_files.get(ino)
+        if open_file is None:
             open_file = OpenFile(
                 attr,
                 self.ns,
@@ -187,8 +192,8 @@ class FuseOperations(pyfuse3.Operations):
         try:
             await open_file.flush()
         finally:
-            if open_file.refs == 0:
-                self._open_files.pop(open_file.ino, None)
+            if open_file.refs == 0 and self._open_files.get(open_file.ino) is open_file:
+                del self._open_files[open_file.ino]
                 self._queue_if_unused(open_file.ino)
 
     def _still_open(self, ino: int) -> bool:
@@ -478,9 +483,8 @@ class FuseOperations(pyfuse3.Operations):
     @fuse_handler
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         handle = self._file(fh)
-        if handle.flags & os.O_APPEND and not self.enable_writeback_cache:
-            off = handle.open_file.attr.size
-        return await handle.open_file.write(off, buf)
+        append = bool(handle.flags & os.O_APPEND) and not self.enable_writeback_cache
+        return await handle.open_file.write(off, buf, append=append)
 
     @fuse_handler
     async def flush(self, fh: int) -> None:

@@ -65,6 +65,21 @@ def _use_fdb() -> bool:
     return os.environ.get("FUSEFS_TEST_STORE") == "fdb" and bool(os.environ.get("FDB_CLUSTER_FILE"))
 
 
+def store_mode() -> str:
+    """Which store the mounts use: ``fdb``; ``shared``, the embedded store in shared mode
+    (``FUSEFS_TEST_STORE=shared``: every mount with ``-o shared``, so the daemon takes FoundationDB's
+    paths: transactions in worker threads, several read-write mounts, short kernel timeouts, change-log
+    invalidation, session-based recovery); or ``sole``, the embedded store owned by one daemon."""
+    if _use_fdb():
+        return "fdb"
+    return "shared" if os.environ.get("FUSEFS_TEST_STORE") == "shared" else "sole"
+
+
+def store_mount_options() -> tuple[str, ...]:
+    """Mount options every fusefs mount of this run gets for its store mode."""
+    return ("shared",) if store_mode() == "shared" else ()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes minutes (CPython's own test suites)")
     config.addinivalue_line(
@@ -73,8 +88,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    store = "fdb" if _use_fdb() else "sqlite"
-    return f"fusefs integration target: {TARGET} (store {store}, chaos rate for chaos runs {CHAOS_RATE})"
+    return (
+        f"fusefs integration target: {TARGET} (store {store_mode()}, chaos rate for chaos runs {CHAOS_RATE})"
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -199,6 +215,9 @@ class MountFactory:
         self.target = TARGET
         self.Refused = MountRefused
         self.entry = mount_entry
+        self.store_mode = store_mode()
+        #: Options every mount of this run gets (add them to mounts a test makes with the CLI itself).
+        self.store_options = store_mount_options()
 
     # ---------------------------------------------------------------------------------------------
     def __call__(self, options: tuple[str, ...] | list[str] = (), name: str | None = None) -> Path:
@@ -310,8 +329,9 @@ class MountFactory:
             cmd = ["bindfs", "-f", *opts, str(m.source), str(m.path)]
         else:
             cmd = [PYTHON, "-m", "fusefs", "mount", "--store", m.store, "--name", m.name]
-            if m.options:
-                cmd += ["-o", ",".join(m.options)]
+            options = (*m.options, *store_mount_options())
+            if options:
+                cmd += ["-o", ",".join(options)]
             cmd += ["--foreground", str(m.path)]
         with open(log, "wb") as out:
             out.write(("$ " + " ".join(cmd) + "\n").encode())

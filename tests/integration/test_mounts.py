@@ -89,7 +89,7 @@ def test_background_mount_and_fusefs_umount(tmp_path: Path, mount_base: Path, mo
         pytest.skip("exercises the fusefs command line")
     env = dict(os.environ, PYTHONPATH=str(REPO))
     store = "sqlite://" + str(tmp_path / "meta.db")
-    if os.environ.get("FUSEFS_TEST_STORE") == "fdb" and os.environ.get("FDB_CLUSTER_FILE"):
+    if mount_fs.store_mode == "fdb":
         store = "fdb://" + os.path.abspath(os.environ["FDB_CLUSTER_FILE"])
     name = f"bg-{os.getpid()}-{time.monotonic_ns()}"
     (tmp_path / "blocks").mkdir()
@@ -103,7 +103,8 @@ def test_background_mount_and_fusefs_umount(tmp_path: Path, mount_base: Path, mo
 
     res = cli("mkfs", "--store", store, "--blocks", str(tmp_path / "blocks"), name)
     assert res.returncode == 0, res.stderr
-    res = cli("mount", "--store", store, "--name", name, "--log-file", str(log), str(mp))
+    options = ["-o", ",".join(mount_fs.store_options)] if mount_fs.store_options else []
+    res = cli("mount", "--store", store, "--name", name, "--log-file", str(log), *options, str(mp))
     pid = None
     try:
         assert res.returncode == 0, res.stdout + res.stderr
