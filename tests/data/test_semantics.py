@@ -4,9 +4,11 @@ statvfs across the block directories."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -199,6 +201,38 @@ def test_o_append_from_two_processes(data_mounts) -> None:
     for tag in (b"A", b"B"):
         mine = [line for line in lines if line.startswith(tag)]
         assert mine == [tag + b"%05d" % i + b"." * 200 for i in range(400)], "an append was lost or torn"
+
+
+def test_o_append_opened_at_once_by_many_writers_loses_nothing(data_mounts) -> None:
+    """Many rounds of the race behind a lost-appends bug: several writers open a closed file at the same
+    moment and append to it.  On a shared store the daemon yields while it reads the inode for the
+    first open, and two opens once made two in-memory files, each flushing only its own appends."""
+    mp = data_mounts.mount(**SMALL)
+    writers, records, rounds = 3, 40, 60
+
+    def append(path: Path, tag: bytes, start: threading.Barrier) -> None:
+        start.wait()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            for i in range(records):
+                record = tag + b"%03d" % i + b"." * 100 + b"\n"
+                assert os.write(fd, record) == len(record)
+        finally:
+            os.close(fd)
+
+    for round_ in range(rounds):
+        path = mp / f"log{round_}"
+        path.touch()
+        start = threading.Barrier(writers)
+        with concurrent.futures.ThreadPoolExecutor(writers) as pool:
+            tags = [b"%c" % (65 + n) for n in range(writers)]
+            for done in [pool.submit(append, path, tag, start) for tag in tags]:
+                done.result()
+        lines = path.read_bytes().split(b"\n")[:-1]
+        for tag in tags:
+            mine = [line for line in lines if line.startswith(tag)]
+            assert mine == [tag + b"%03d" % i + b"." * 100 for i in range(records)], f"round {round_}"
+        assert len(lines) == writers * records, f"round {round_}: {len(lines)} lines"
 
 
 @pytest.mark.parametrize("options", [(), ("strict",)], ids=["default", "strict"])

@@ -1,0 +1,185 @@
+"""Two read-write mounts of one filesystem changing the same directories and files at once.
+
+This is what a shared store is for (FoundationDB; the embedded store with ``-o shared``): every
+operation is one serializable transaction, so whatever two mounts do concurrently, the result is as if
+their operations ran one after the other.  Each test ends with checks that no name was lost or doubled
+and that the counters agree with the tree.  On a store that admits one writer (the embedded store's
+default) there is no second read-write mount, and these tests are skipped.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import errno
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ._util import write_file
+
+#: Generous: the bound on staleness a mount documents is ~1 s; a loaded machine may take longer.
+VISIBLE_WITHIN_S = 30.0
+
+
+@pytest.fixture
+def two_mounts(mount_fs) -> tuple[Path, Path]:
+    if mount_fs.target != "fusefs" or mount_fs.store_mode == "sole":
+        pytest.skip("needs two read-write mounts of one filesystem (FUSEFS_TEST_STORE=shared or fdb)")
+    a = mount_fs()
+    return a, mount_fs.mount_again(a)
+
+
+def _in_parallel(*jobs) -> list:
+    start = threading.Barrier(len(jobs))
+
+    def run(job):
+        start.wait()
+        return job()
+
+    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
+        return [future.result() for future in [pool.submit(run, job) for job in jobs]]
+
+
+def _eventually(check, timeout: float = VISIBLE_WITHIN_S) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check()
+            return
+        except (AssertionError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _files_used(mp: Path) -> int:
+    st = os.statvfs(mp)
+    return st.f_files - st.f_ffree
+
+
+def test_creates_in_one_directory_from_both_mounts(two_mounts) -> None:
+    a, b = two_mounts
+    os.mkdir(a / "d")
+    _eventually(lambda: os.stat(b / "d"))
+    used_before = _files_used(a)
+
+    def create(mp: Path, tag: str) -> None:
+        for i in range(150):
+            write_file(mp / "d" / f"{tag}{i:03d}", f"{tag}{i}".encode())
+
+    _in_parallel(lambda: create(a, "a"), lambda: create(b, "b"))
+    expected = sorted([f"a{i:03d}" for i in range(150)] + [f"b{i:03d}" for i in range(150)])
+    for mp in (a, b):
+        _eventually(lambda mp=mp: _expect(sorted(os.listdir(mp / "d")) == expected))
+        assert (mp / "d" / "a042").read_bytes() == b"a42"
+        assert (mp / "d" / "b149").read_bytes() == b"b149"
+    assert _files_used(a) - used_before == 300
+
+
+def test_same_name_created_from_both_mounts_exactly_once(two_mounts) -> None:
+    a, b = two_mounts
+    for i in range(40):
+
+        def mkdir(mp: Path, i: int = i) -> int:
+            try:
+                os.mkdir(mp / f"d{i}")
+                return 0
+            except OSError as error:
+                return error.errno or -1
+
+        results = _in_parallel(lambda: mkdir(a), lambda: mkdir(b))
+        assert sorted(results) == [0, errno.EEXIST], f"d{i}: {results}"
+    _eventually(lambda: _expect(sorted(os.listdir(b)) == sorted(f"d{i}" for i in range(40))))
+
+
+def test_renames_across_mounts_lose_and_double_nothing(two_mounts) -> None:
+    """Both mounts move files between two directories at once: every file ends in exactly one place."""
+    a, b = two_mounts
+    for name in ("left", "right"):
+        os.mkdir(a / name)
+    for i in range(60):
+        write_file(a / "left" / f"f{i}", str(i).encode())
+    _eventually(lambda: _expect(len(os.listdir(b / "left")) == 60))
+
+    def shuffle(mp: Path, parity: int) -> None:
+        for round_ in range(3):
+            src, dst = ("left", "right") if round_ % 2 == 0 else ("right", "left")
+            for i in range(parity, 60, 2):
+                try:
+                    os.rename(mp / src / f"f{i}", mp / dst / f"f{i}")
+                except FileNotFoundError:
+                    pass  # this mount's cache was behind the other's move: fine, as on NFS
+
+    _in_parallel(lambda: shuffle(a, 0), lambda: shuffle(b, 1))
+
+    def placed_once() -> None:
+        left, right = set(os.listdir(a / "left")), set(os.listdir(a / "right"))
+        assert not left & right
+        assert left | right == {f"f{i}" for i in range(60)}
+
+    _eventually(placed_once)
+    for i in range(60):
+        where = "left" if (a / "left" / f"f{i}").exists() else "right"
+        _eventually(lambda i=i, where=where: _expect((b / where / f"f{i}").read_bytes() == str(i).encode()))
+
+
+def test_rm_rf_on_one_mount_while_the_other_creates_inside(two_mounts) -> None:
+    """The tree either keeps what the creator made (rmdir fails with ENOTEMPTY) or is gone; never a
+    directory whose entries point nowhere."""
+    a, b = two_mounts
+    os.mkdir(a / "t")
+    for i in range(20):
+        os.mkdir(a / "t" / f"s{i}")
+    _eventually(lambda: _expect(len(os.listdir(b / "t")) == 20))
+
+    def create() -> None:
+        for i in range(20):
+            for j in range(5):
+                try:
+                    write_file(b / "t" / f"s{i}" / f"f{j}", b"x")
+                except FileNotFoundError:
+                    pass  # its directory was removed first
+
+    def remove() -> list[int]:
+        failures = []
+        for i in range(20):
+            for leaf in sorted(os.listdir(a / "t" / f"s{i}")) if (a / "t" / f"s{i}").exists() else []:
+                try:
+                    os.unlink(a / "t" / f"s{i}" / leaf)
+                except FileNotFoundError:
+                    pass
+            try:
+                os.rmdir(a / "t" / f"s{i}")
+            except OSError as error:
+                failures.append(error.errno)
+        return failures
+
+    _, rmdir_failures = _in_parallel(create, remove)
+    assert set(rmdir_failures) <= {errno.ENOTEMPTY, errno.ENOENT}, rmdir_failures
+
+    def consistent() -> None:
+        for mp in (a, b):
+            for sub in os.listdir(mp / "t"):
+                for leaf in os.listdir(mp / "t" / sub):
+                    assert (mp / "t" / sub / leaf).read_bytes() == b"x"
+
+    _eventually(consistent)
+
+
+def test_a_file_closed_on_one_mount_is_read_whole_on_the_other(two_mounts) -> None:
+    """Close-to-open: after close returns on one mount, an open on the other sees all of it."""
+    a, b = two_mounts
+    for size in (0, 100, 70_000, 3 * 1024 * 1024):
+        data = os.urandom(size)
+        write_file(a / "f", data)
+        _eventually(lambda data=data: _expect((b / "f").read_bytes() == data))
+        data = os.urandom(size + 1)
+        write_file(b / "f", data)
+        _eventually(lambda data=data: _expect((a / "f").read_bytes() == data))
+
+
+def _expect(condition: bool) -> None:
+    assert condition
