@@ -90,7 +90,10 @@ class DataPath:
                 assert fs.raw_range(keys.inline_pieces(ino)) == [], "inline data left in a chunked file"
             else:
                 assert chunks == {}
-                assert fs.run(lambda tr, ino=ino: filedata.read_inline(tr, keys, ino, len(data))) == data
+                size = len(data)
+                assert (
+                    fs.run(lambda tr, ino=ino, size=size: filedata.read_inline(tr, keys, ino, size)) == data
+                )
             for record in chunks.values():
                 assert not record.dirty
                 assert fs.raw_get(keys.chunk_owner(record.chunk_id)) == pack(ino)
@@ -184,11 +187,21 @@ async def case_stale_chunks_dropped(d: DataPath) -> None:
     assert await d.retried(lambda: reopened.read(0, 1)) == 0
 
 
-CASES = [case_inline_flush, case_inline_rewrite, case_chunked_flush, case_chunked_growth,
-         case_inline_to_chunks, case_truncate_chunked, case_truncate_inline, case_stale_chunks_dropped]
+CASES = [
+    case_inline_flush,
+    case_inline_rewrite,
+    case_chunked_flush,
+    case_chunked_growth,
+    case_inline_to_chunks,
+    case_truncate_chunked,
+    case_truncate_inline,
+    case_stale_chunks_dropped,
+]
 
 
-@pytest.mark.parametrize("case", [pytest.param(case, id=case.__name__.removeprefix("case_")) for case in CASES])
+@pytest.mark.parametrize(
+    "case", [pytest.param(case, id=case.__name__.removeprefix("case_")) for case in CASES]
+)
 def test_data_path_is_retry_safe_after_commit_unknown_result(store, tmp_path, case):
     d = DataPath(store, tmp_path)
 
