@@ -217,6 +217,8 @@ class OpenFile:
         they would reappear as data when the file grows over them (instead of zeros), and a new record at
         the same index would orphan their files for good (their owner keys stay, so gc keeps them).
         Records still marked dirty may belong to a writer on another mount: then nothing is dropped."""
+        if not await self._run(content.has_stale_chunks, self._ns, self.ino):
+            return
         stale = await self._run(content.drop_stale_chunks, self._ns, self.ino)
         for record in stale:
             await trio.to_thread.run_sync(self._blocks.delete, record.dir_index, record.chunk_id)

@@ -68,15 +68,29 @@ def flush(tr: Transaction, ns: Namespace, change: Flush) -> None:
     ns.write_back(tr, attr, change.caller)
 
 
+def has_stale_chunks(tr: Transaction, ns: Namespace, ino: int) -> bool:
+    """Whether ``drop_stale_chunks`` has work: read-only, so the usual answer (no) costs no commit and
+    no operation record."""
+    return _first_stale_index(tr, ns, ino) is not None
+
+
 @idempotent
 def drop_stale_chunks(tr: Transaction, ns: Namespace, ino: int) -> list[ChunkRecord]:
     """Remove the chunk records of ``ino`` past its stored size; returns them (their files are the
-    caller's to delete).  Nothing is dropped while one of them is marked dirty: it may belong to a
-    writer on another mount."""
+    caller's to delete)."""
+    first = _first_stale_index(tr, ns, ino)
+    if first is None:
+        return []
+    return filedata.drop_chunks_from(tr, ns.keys, ino, first)  # reads them again, serializably
+
+
+def _first_stale_index(tr: Transaction, ns: Namespace, ino: int) -> int | None:
+    """The first chunk index past the stored size, if records lie there; None if none do, or if one of
+    them is marked dirty: it may belong to a writer on another mount."""
     stored = ns.getattr(tr, ino)
     covered = _chunks_covering(stored.size, ns.config.chunk_size_bytes) if stored.chunked else 0
     records = filedata.read_chunks(tr, ns.keys, ino)
     beyond = [record for index, record in records.items() if index >= covered]
     if not beyond or any(record.dirty for record in beyond):
-        return []
-    return filedata.drop_chunks_from(tr, ns.keys, ino, covered)  # reads them again, serializably
+        return None
+    return covered

@@ -213,3 +213,26 @@ def test_data_path_is_retry_safe_after_commit_unknown_result(store, tmp_path, ca
         trio.run(run)
     finally:
         d.writer.shutdown(wait=True)
+
+
+def test_moving_to_chunks_with_nothing_stale_commits_no_operation_record(store, tmp_path):
+    """The check for stale chunks before the move is read-only: on a store whose commits may end
+    unknown (FoundationDB), only the writes of the move itself commit, and none records an operation."""
+    d = DataPath(store, tmp_path)
+
+    async def run() -> None:
+        ino = d.make(b"f")
+        f = d.open(ino)
+        await d.write(ino, f, 0, b"small")
+        await f.flush()
+        await d.chunk_ids.take()  # the pool's reservation (an operation, recorded) is made beforehand
+        with commit_unknown_once(store):  # every commit in here could end unknown
+            await d.write(ino, f, 0, pattern(CHUNK + 5))
+        assert d.fs.raw_range(d.fs.keys.operations_before(2**62)) == []
+        await f.flush()
+        await d.check_applied_once()
+
+    try:
+        trio.run(run)
+    finally:
+        d.writer.shutdown(wait=True)
