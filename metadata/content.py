@@ -19,7 +19,7 @@ from metadata.namespace import Namespace
 from metadata.store import Transaction
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Flush:
     """One flush of an open file: what to record, and what the store held after the previous flush."""
 
