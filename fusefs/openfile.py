@@ -5,7 +5,7 @@ written back inline into the metadata store, in one transaction, on flush/fsync/
 are cut into chunks: writes go straight to the chunk files (pwrite, no extra buffer; those over
 ``INLINE_IO_MAX_BYTES`` are written behind, fusefs/writebehind.py) and their checksum tables are
 updated in memory; flush waits for the writes in flight, then records sizes and tables in one
-transaction.
+transaction.  The transactions themselves are in metadata/content.py.
 
 Crash consistency: before the first write to a chunk after a flush, the chunk is marked *dirty* in the
 store; flush stores its new checksums and clears the mark.  A chunk still dirty at the next mount (the
@@ -31,10 +31,9 @@ from fusefs.idpool import IdPool
 from fusefs.quicklock import QuickLock
 from fusefs.store_runner import StoreRunner
 from fusefs.writebehind import WriteBehind
-from metadata import filedata
-from metadata.model import Caller, ChunkRecord, InodeAttr, now_ns
+from metadata import content, filedata
+from metadata.model import Caller, ChunkRecord, InodeAttr
 from metadata.namespace import Namespace
-from metadata.store import Transaction
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +221,9 @@ class OpenFile:
         they would reappear as data when the file grows over them (instead of zeros), and a new record at
         the same index would orphan their files for good (their owner keys stay, so gc keeps them).
         Records still marked dirty may belong to a writer on another mount: then nothing is dropped."""
-        stale = await self._run(self._stale_chunks_txn)
+        if not await self._run(content.has_stale_chunks, self._ns, self.ino):
+            return
+        stale = await self._run(content.drop_stale_chunks, self._ns, self.ino)
         for record in stale:
             await trio.to_thread.run_sync(self._blocks.delete, record.dir_index, record.chunk_id)
         if stale:
@@ -231,15 +232,6 @@ class OpenFile:
                 self.ino,
                 len(stale),
             )
-
-    def _stale_chunks_txn(self, tr: Transaction) -> list[ChunkRecord]:
-        stored = self._ns.getattr(tr, self.ino)
-        covered = -(-stored.size // self._chunk_size) if stored.chunked else 0
-        records = filedata.read_chunks(tr, self._keys, self.ino)
-        beyond = [record for index, record in records.items() if index >= covered]
-        if not beyond or any(record.dirty for record in beyond):
-            return []
-        return filedata.drop_chunks_from(tr, self._keys, self.ino, covered)  # reads them again, serializably
 
     async def _chunk_for_write(self, index: int) -> ChunkRecord:
         record = self._chunks.get(index)
@@ -339,36 +331,35 @@ class OpenFile:
             if not self._dirty:
                 return
             await self._behind.drain()  # the checksum tables are complete only then
-            await self._run(self._commit, caller or self.caller)
+            await self._run(content.flush, self._ns, self._flush_change(caller or self.caller))
             self._stored_size = self.attr.size
             self._stored_chunked = self.attr.chunked
             self._dirty_chunks.clear()
             self._dirty = False
 
-    def _commit(self, tr: Transaction, caller: Caller) -> None:
-        """The flush transaction: data records, size, times and checksums, all or nothing."""
-        stored = self._ns.attr_for_update(tr, self.ino)
-        stored.size = self.attr.size
-        stored.atime_ns = self.attr.atime_ns
-        stored.mtime_ns = self.attr.mtime_ns
-        stored.ctime_ns = max(stored.ctime_ns, self.attr.mtime_ns, now_ns())
-        stored.chunked = self.attr.chunked
+    def _flush_change(self, caller: Caller) -> content.Flush:
+        """What the flush transaction records: the data fields, and the new checksum tables of the
+        chunks written since the last flush."""
+        chunks: dict[int, ChunkRecord] = {}
         if self.attr.chunked:
             self.attr.allocated = sum(table.allocated_bytes() for table in self._tables.values())
-            stored.allocated = self.attr.allocated
-        if self._inline is not None:
-            filedata.write_inline(tr, self._keys, self.ino, bytes(self._inline))
-        else:
-            if not self._stored_chunked:
-                filedata.clear_inline(tr, self._keys, self.ino)
-            filedata.drop_chunks_from(tr, self._keys, self.ino, -(-self.attr.size // self._chunk_size))
             for index in self._dirty_chunks:
                 record = self._chunks.get(index)
                 if record is not None:
                     record.checksums = self._tables[index].to_bytes()
-                    filedata.mark_clean(tr, self._keys, self.ino, index, record)
-        self._ns.count_bytes(tr, self.ino, self.attr.size - self._stored_size)
-        self._ns.write_back(tr, stored, caller)
+                    chunks[index] = record
+        return content.Flush(
+            ino=self.ino,
+            size=self.attr.size,
+            atime_ns=self.attr.atime_ns,
+            mtime_ns=self.attr.mtime_ns,
+            inline=None if self._inline is None else bytes(self._inline),
+            chunks=chunks,
+            allocated=self.attr.allocated,
+            stored_size=self._stored_size,
+            stored_chunked=self._stored_chunked,
+            caller=caller,
+        )
 
     async def fsync(self) -> None:
         """Flush, then make the chunk files and the store durable."""

@@ -14,8 +14,8 @@ import trio
 from fusefs.gc import collect_garbage
 from fusefs.invalidation import follow_changes
 from metadata import changelog
+from metadata.idempotency import trim_operations
 from metadata.model import now_ns
-from metadata.namespace import trim_operations
 
 if TYPE_CHECKING:
     from fusefs.operations import FuseOperations

@@ -170,10 +170,13 @@ class FsKeys:
         return self._key(_ID_POOL, kind)
 
     # idempotency records
-    def operation(self, minute: int, operation_id: bytes) -> bytes:
-        """The result of a committed operation, kept for a few minutes so that a retry after
+    def operation(self, minute: int, operation_id: bytes, piece: int) -> bytes:
+        """A piece of the result of a committed operation, kept for a few minutes so that a retry after
         commit_unknown_result returns it instead of applying the operation twice."""
-        return self._key(_OPERATION, minute, operation_id)
+        return self._key(_OPERATION, minute, operation_id, piece)
+
+    def operation_pieces(self, minute: int, operation_id: bytes) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_OPERATION, minute, operation_id))
 
     def operations_before(self, minute: int) -> tuple[bytes, bytes]:
         return self._key(_OPERATION), self._key(_OPERATION, minute)

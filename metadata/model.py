@@ -193,3 +193,17 @@ class ChunkRecord:
     @classmethod
     def decode(cls, raw: bytes) -> ChunkRecord:
         return cls(*unpack_list(raw, "chunk record", (int, int, bytes, bool)))
+
+
+@dataclass
+class Removal:
+    """What an unlink, rmdir or replacing rename did to the inode it detached."""
+
+    attr: InodeAttr
+    #: Set when the inode was deleted in the same transaction: the chunks whose files to delete.
+    freed_chunks: list[ChunkRecord] | None = None
+
+    @property
+    def is_orphan(self) -> bool:
+        """The inode has no name left but still exists: reclaim it once nothing has it open."""
+        return self.attr.nlink == 0 and self.freed_chunks is None

@@ -1,10 +1,12 @@
 """The filesystem namespace as transaction functions: inodes, directory entries, links, rename, setattr.
 
 Every public method takes the transaction first and is retry-safe: it is a pure function of what it
-reads, and identifiers (inode numbers) are chosen by the caller before the transaction, so a retry after
-``CommitUnknownResult`` finds its own work instead of doing it twice.  Read-only operations use snapshot
-reads; mutations read what they depend on serializably, so concurrent conflicting operations (two
-renames forming a loop, a create racing an rmdir) are serialized by the store.
+reads, identifiers (inode numbers) are chosen by the caller before the transaction, and every mutation
+that a second application would repeat (counters, change-log records) or change the result of is
+wrapped whole in ``idempotent_method``, so a retry after ``CommitUnknownResult`` returns the result of
+the attempt that committed (metadata/idempotency.py).  Read-only operations use snapshot reads;
+mutations read what they depend on serializably, so concurrent conflicting operations (two renames
+forming a loop, a create racing an rmdir) are serialized by the store.
 
 Permission checks on paths (search, write, sticky directories) are made by the kernel (the mount uses
 ``default_permissions``); the rules the kernel leaves to the filesystem (setgid inheritance, clearing
@@ -14,14 +16,13 @@ set-id bits on chown) are applied here.
 from __future__ import annotations
 
 import errno
-import functools
 import logging
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
 
 from metadata import changelog, filedata, xattrs
+from metadata.idempotency import idempotent_method
 from metadata.keys import FsKeys, all_filesystems_range, filesystem_of
 from metadata.model import (
     NAME_MAX_BYTES,
@@ -33,6 +34,7 @@ from metadata.model import (
     FSError,
     InodeAttr,
     InodeId,
+    Removal,
     SetAttrRequest,
     now_ns,
     pack,
@@ -42,9 +44,7 @@ from metadata.model import (
 from metadata.store import CorruptValue, Store, StoreError, Transaction, decode_int64
 
 log = logging.getLogger(__name__)
-R = TypeVar("R")
 LINK_MAX = 65000
-_NS_PER_MINUTE = 60_000_000_000
 _COUNTER_SHARDS = 16
 _FIRST_FREE_INODE = 2
 
@@ -57,20 +57,6 @@ class UnknownFilesystem(StoreError):
     pass
 
 
-@dataclass
-class Removal:
-    """What an unlink, rmdir or replacing rename did to the inode it detached."""
-
-    attr: InodeAttr
-    #: Set when the inode was deleted in the same transaction: the chunks whose files to delete.
-    freed_chunks: list[ChunkRecord] | None = None
-
-    @property
-    def is_orphan(self) -> bool:
-        """The inode has no name left but still exists: reclaim it once nothing has it open."""
-        return self.attr.nlink == 0 and self.freed_chunks is None
-
-
 def _always_open(ino: int) -> bool:
     return True
 
@@ -80,48 +66,6 @@ def check_name(name: bytes) -> None:
         raise FSError(errno.ENAMETOOLONG)
     if not name or b"/" in name or b"\0" in name:
         raise FSError(errno.EINVAL)
-
-
-def _idempotent(method: Callable[..., R]) -> Callable[..., R]:
-    """Make a mutation safe to retry after ``CommitUnknownResult``: its result is stored under the
-    transaction's operation id, and a retry that finds it returns it instead of mutating again."""
-
-    @functools.wraps(method)
-    def wrapper(self: Namespace, tr: Transaction, *args: Any, **kwargs: Any) -> R:
-        if not tr.operation_id or tr.commit_outcome_certain:
-            return method(self, tr, *args, **kwargs)
-        minute = now_ns() // _NS_PER_MINUTE
-        if tr.maybe_committed:
-            for when in (minute, minute - 1):
-                raw = tr.get(self.keys.operation(when, tr.operation_id))
-                if raw is not None:
-                    return cast(R, _decode_result(raw))
-        result = method(self, tr, *args, **kwargs)
-        tr.set(self.keys.operation(minute, tr.operation_id), _encode_result(result))
-        return result
-
-    return wrapper
-
-
-def _encode_result(result: object) -> bytes:
-    if isinstance(result, InodeAttr):
-        return pack(["attr", result.ino, result.encode()])
-    if isinstance(result, Removal):
-        return pack(["removal", result.attr.ino, result.attr.encode()])
-    return pack(None)
-
-
-def _decode_result(raw: bytes) -> InodeAttr | Removal | None:
-    value = unpack(raw, "operation record")
-    if value is None:
-        return None
-    kind, ino, attr = value
-    decoded = InodeAttr.decode(ino, attr)
-    return decoded if kind == "attr" else Removal(decoded)
-
-
-def trim_operations(tr: Transaction, keys: FsKeys, keep_minutes: int = 10) -> None:
-    tr.clear_range(*keys.operations_before(now_ns() // _NS_PER_MINUTE - keep_minutes))
 
 
 @dataclass
@@ -206,6 +150,7 @@ class Namespace:
         return not tr.get_range(begin, end, limit=1)
 
     # -- formatting ---------------------------------------------------------------------------------
+    @idempotent_method
     def format(self, tr: Transaction, caller: Caller) -> None:
         if tr.get(self.keys.config()) is not None:
             raise FilesystemExists(f"a filesystem named '{self.config.name}' already exists")
@@ -227,6 +172,7 @@ class Namespace:
         tr.set(self.keys.id_pool("inode"), pack(_FIRST_FREE_INODE))
         tr.set(self.keys.id_pool("chunk"), pack(1))
 
+    @idempotent_method
     def reserve_ids(self, tr: Transaction, kind: str, count: int) -> int:
         """Reserve ``count`` consecutive ids of ``kind`` ("inode" or "chunk"); returns the first.
 
@@ -295,6 +241,7 @@ class Namespace:
         return self._sum_counter(tr, "inodes"), self._sum_counter(tr, "bytes")
 
     # -- creating -----------------------------------------------------------------------------------
+    @idempotent_method
     def create(
         self,
         tr: Transaction,
@@ -312,8 +259,6 @@ class Namespace:
             raise FSError(errno.ENAMETOOLONG)
         directory, (existing,) = self._directory_and_entries(tr, parent, name)
         if existing is not None:
-            if existing == ino:  # our own earlier attempt committed (commit_unknown_result)
-                return self._load(tr, ino)
             raise FSError(errno.EEXIST)
         is_dir = stat.S_ISDIR(mode)
         gid = caller.gid
@@ -352,17 +297,14 @@ class Namespace:
         self._log(tr, _create_op(mode), caller.uid, ino, parent, name)
         return attr
 
-    @_idempotent
+    @idempotent_method
     def link(self, tr: Transaction, ino: int, new_parent: int, new_name: bytes, caller: Caller) -> InodeAttr:
         check_name(new_name)
         attr = self._load(tr, ino)
         if attr.is_dir:
             raise FSError(errno.EPERM)
         directory = self._directory(tr, new_parent)
-        existing = self._entry(tr, new_parent, new_name)
-        if existing is not None:
-            if existing == ino and tr.maybe_committed:
-                return attr
+        if self._entry(tr, new_parent, new_name) is not None:
             raise FSError(errno.EEXIST)
         if attr.nlink == 0:
             raise FSError(errno.ENOENT)
@@ -395,7 +337,7 @@ class Namespace:
             tr.set(self.keys.orphan(attr.ino), pack(now))
         return Removal(attr)
 
-    @_idempotent
+    @idempotent_method
     def unlink(
         self,
         tr: Transaction,
@@ -408,7 +350,7 @@ class Namespace:
         stays an orphan until ``reclaim``."""
         return self._remove(tr, parent, name, caller, directory=False, still_open=still_open)
 
-    @_idempotent
+    @idempotent_method
     def rmdir(self, tr: Transaction, parent: int, name: bytes, caller: Caller) -> Removal:
         return self._remove(tr, parent, name, caller, directory=True)
 
@@ -446,6 +388,7 @@ class Namespace:
         begin, end = self.keys.orphans()
         return [self.keys.orphan_ino(key) for key, _ in tr.iter_range(begin, end)]
 
+    @idempotent_method
     def reclaim(self, tr: Transaction, *inos: int) -> list[ChunkRecord]:
         """Delete orphan inodes and everything under them; returns the chunks whose files to delete.
 
@@ -485,7 +428,7 @@ class Namespace:
                 return
             ino = self._load(tr, ino).parent
 
-    @_idempotent
+    @idempotent_method
     def rename(
         self,
         tr: Transaction,
@@ -509,8 +452,6 @@ class Namespace:
             src_dir, (src_ino,) = self._directory_and_entries(tr, old_parent, old_name)
             dst_dir, (dst_ino,) = self._directory_and_entries(tr, new_parent, new_name)
         if src_ino is None:
-            if tr.maybe_committed and dst_ino is not None:
-                return None  # our earlier attempt committed
             raise FSError(errno.ENOENT)
         if noreplace and dst_ino is not None:
             raise FSError(errno.EEXIST)
@@ -587,7 +528,7 @@ class Namespace:
             self._save(tr, dst_dir)
 
     # -- attributes ---------------------------------------------------------------------------------
-    @_idempotent
+    @idempotent_method
     def setattr(self, tr: Transaction, ino: int, request: SetAttrRequest, caller: Caller) -> InodeAttr:
         """Apply a setattr; a size change here only records the size (file data is the caller's)."""
         attr = self._load(tr, ino)
@@ -634,23 +575,24 @@ class Namespace:
         self._load(tr, ino, snapshot=True)
         return xattrs.names(tr, self.keys, ino)
 
-    @_idempotent
+    @idempotent_method
     def setxattr(self, tr: Transaction, ino: int, name: bytes, value: bytes, caller: Caller) -> None:
         attr = self._load(tr, ino)
         xattrs.set(tr, self.keys, attr, name, value)
         self._save(tr, attr)
         self._log(tr, "setxattr", caller.uid, ino, name=name)
 
-    @_idempotent
+    @idempotent_method
     def removexattr(self, tr: Transaction, ino: int, name: bytes, caller: Caller) -> None:
         attr = self._load(tr, ino)
         xattrs.remove(tr, self.keys, attr, name)
         self._save(tr, attr)
         self._log(tr, "removexattr", caller.uid, ino, name=name)
 
-    @_idempotent
     def write_back(self, tr: Transaction, attr: InodeAttr, caller: Caller) -> None:
-        """Store attributes changed by the data path (size, times, storage kind) with a log record."""
+        """Store attributes changed by the data path (size, times, storage kind) with a log record.
+
+        A part of the flush transaction (metadata/content.py), which is idempotent as a whole."""
         self._save(tr, attr)
         self._log(tr, "write", caller.uid, attr.ino)
 

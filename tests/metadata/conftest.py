@@ -60,11 +60,12 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqliteStor
 
 
 class Fs:
-    """One formatted filesystem in a store.  Namespace methods are proxied: ``fs.unlink(parent, name,
-    ROOT)`` runs ``ns.unlink(tr, parent, name, ROOT)`` in its own transaction."""
+    """One formatted filesystem in a store (``settings``: other FsConfig fields than the name).  Namespace
+    methods are proxied: ``fs.unlink(parent, name, ROOT)`` runs ``ns.unlink(tr, parent, name, ROOT)`` in
+    its own transaction."""
 
-    def __init__(self, store: SqliteStore, name: str = "test") -> None:
-        format_filesystem(store, FsConfig(name))
+    def __init__(self, store: SqliteStore, name: str = "test", **settings: Any) -> None:
+        format_filesystem(store, FsConfig(name, **settings))
         self.store = store
         self.config = load_config(store, name)
         self.ns = Namespace(self.config)

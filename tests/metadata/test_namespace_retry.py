@@ -11,7 +11,10 @@ import stat
 import pytest
 from conftest import REG, ROOT, commit_unknown_once
 
-from metadata.model import ROOT_INODE, SetAttrRequest
+from metadata import content, filedata
+from metadata.idempotency import _PIECE_BYTES
+from metadata.model import ROOT_INODE, ChunkRecord, FsConfig, SetAttrRequest
+from metadata.namespace import format_filesystem, load_config
 
 
 def retried(fs, operation):
@@ -21,6 +24,16 @@ def retried(fs, operation):
         result = operation()
     fs.records_added = len(fs.log()) - before
     return result
+
+
+def put_chunks(fs, ino, count, first_id=100):
+    """Chunk records of ``ino`` (no files: the store is what these tests look at)."""
+
+    def put(tr):
+        for index in range(count):
+            filedata.put_chunk(tr, fs.keys, ino, index, ChunkRecord(first_id + index, 0))
+
+    fs.run(put)
 
 
 def case_create(fs):
@@ -99,16 +112,26 @@ def case_removexattr(fs):
     assert fs.listxattr(ino) == []
 
 
-def case_write_back(fs):
-    attr = fs.make(ROOT_INODE, b"f")
-    attr.size = 3
-    retried(fs, lambda: fs.write_back(attr, ROOT))
-    assert fs.attr(attr.ino).size == 3
+def case_flush(fs):
+    ino = fs.make(ROOT_INODE, b"f").ino
+    change = content.Flush(ino, 3, 0, 0, b"abc", {}, 0, stored_size=0, stored_chunked=False, caller=ROOT)
+    retried(fs, lambda: fs.run(lambda tr: content.flush(tr, fs.ns, change)))
+    assert fs.attr(ino).size == 3
+    assert fs.statfs()[1] == 3
+
+
+def case_unlink_deleting_the_file(fs):
+    ino = fs.make(ROOT_INODE, b"f").ino
+    put_chunks(fs, ino, 3)
+    removal = retried(fs, lambda: fs.unlink(ROOT_INODE, b"f", ROOT, lambda ino: False))
+    assert not removal.is_orphan
+    assert sorted(record.chunk_id for record in removal.freed_chunks) == [100, 101, 102]
+    assert fs.statfs()[0] == 1
 
 
 CASES = [case_create, case_mkdir, case_link, case_rename, case_rename_over_a_file,
          case_rename_over_a_file_reports_the_removal, case_exchange, case_unlink, case_rmdir, case_setattr,
-         case_setxattr, case_removexattr, case_write_back]
+         case_setxattr, case_removexattr, case_flush, case_unlink_deleting_the_file]
 
 def cases():
     return [pytest.param(case, id=case.__name__.removeprefix("case_")) for case in CASES]
@@ -124,3 +147,36 @@ def test_mutation_is_retry_safe_after_commit_unknown_result(fs, case):
 def test_mutation_retried_after_commit_unknown_result_logs_one_record(fs, case):
     case(fs)
     assert fs.records_added == 1
+
+
+# -- operations that log nothing ------------------------------------------------------------------------
+def test_reserve_ids_retried_reserves_one_range(fs):
+    start = fs.reserve_ids("inode", 1) + 1
+    assert retried(fs, lambda: fs.reserve_ids("inode", 10)) == start
+    assert fs.reserve_ids("inode", 1) == start + 10
+
+
+def test_format_retried_reports_success(store):
+    with commit_unknown_once(store):
+        format_filesystem(store, FsConfig("other"))
+    assert load_config(store, "other").name == "other"
+
+
+def test_reclaim_retried_returns_the_chunks_to_delete(fs):
+    ino = fs.make(ROOT_INODE, b"f").ino
+    put_chunks(fs, ino, 2)
+    fs.unlink(ROOT_INODE, b"f", ROOT)
+    chunks = retried(fs, lambda: fs.reclaim(ino))
+    assert sorted(record.chunk_id for record in chunks) == [100, 101]
+    assert fs.orphans() == []
+    assert fs.statfs()[0] == 1
+
+
+def test_a_result_larger_than_a_value_is_recorded_in_pieces(fs):
+    """The freed chunks of a huge file do not fit in one value: the record is split, and read whole."""
+    ino = fs.make(ROOT_INODE, b"f").ino
+    count = _PIECE_BYTES // 4  # a chunk takes at least 5 bytes in the record
+    put_chunks(fs, ino, count)
+    removal = retried(fs, lambda: fs.unlink(ROOT_INODE, b"f", ROOT, lambda ino: False))
+    assert [record.chunk_id for record in removal.freed_chunks] == list(range(100, 100 + count))
+    assert len(fs.raw_range(fs.keys.operations_before(2**62))) > 1
