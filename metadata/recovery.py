@@ -40,11 +40,15 @@ def leftovers(tr: Transaction, keys: FsKeys) -> dict[bytes, Leftovers]:
 
 def dirty_chunk(tr: Transaction, keys: FsKeys, ino: int, index: int, session: bytes) -> ChunkRecord | None:
     """The record of a chunk still marked dirty by ``session``; None if the mark is gone or names
-    another session now."""
-    if tr.get(keys.dirty_chunk(ino, index), snapshot=True) != session:
+    another session now.  A mark whose chunk record is gone (the file was truncated or deleted
+    meanwhile, which drops records but leaves marks) is cleared."""
+    if tr.get(keys.dirty_chunk(ino, index)) != session:
         return None
-    raw = tr.get(keys.chunk(ino, index), snapshot=True)
-    return ChunkRecord.decode(raw) if raw is not None else None
+    raw = tr.get(keys.chunk(ino, index))
+    if raw is None:
+        tr.clear(keys.dirty_chunk(ino, index))
+        return None
+    return ChunkRecord.decode(raw)
 
 
 def rebuild_chunk(
