@@ -109,10 +109,11 @@ class Recovery:
                     ino,
                     record.chunk_id,
                 )
-        dropped = await ops.runner.run(
-            recovery.drop_chunks_beyond_size, keys, ino, ops.blocks.chunk_size, own
-        )
-        await ops.delete_chunk_files(dropped)
+        with trio.CancelScope(shield=True):  # an unmount must not leave the files of dropped records
+            dropped = await ops.runner.run(
+                recovery.drop_chunks_beyond_size, keys, ino, ops.blocks.chunk_size, own
+            )
+            await ops.delete_chunk_files(dropped)
         if dropped:
             log.warning("inode %d: dropped %d chunk(s) past its recorded size", ino, len(dropped))
         ops.forget_cached_data(ino)
