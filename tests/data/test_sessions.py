@@ -44,7 +44,9 @@ class Shared:
         # mode): none of them owns it, so none may take the others for dead without proof.
         self.store.shared = True
         (tmp_path / "blocks").mkdir()
-        format_filesystem(self.store, FsConfig(name="t", block_dirs=[str(tmp_path / "blocks")], chunk_size_bytes=CHUNK))
+        format_filesystem(
+            self.store, FsConfig(name="t", block_dirs=[str(tmp_path / "blocks")], chunk_size_bytes=CHUNK)
+        )
         self.config = load_config(self.store, "t")
         self.blocks = BlockStore(self.config.block_dirs, CHUNK)
         self.keys = FsKeys("t")
@@ -103,8 +105,14 @@ def _leave_work(fs: Shared, ops: FuseOperations) -> dict:
     orphan = _new_file(fs, ops, b"g")
     orphan_chunk = _chunk(fs, ops, orphan, 0, b"gone", dirty=False)
     fs.run(ops.ns.unlink, ROOT_INODE, b"g", ROOT_CALLER)
-    return {"ino": ino, "data": data, "chunk": written, "beyond": beyond, "orphan": orphan,
-            "orphan_chunk": orphan_chunk}
+    return {
+        "ino": ino,
+        "data": data,
+        "chunk": written,
+        "beyond": beyond,
+        "orphan": orphan,
+        "orphan_chunk": orphan_chunk,
+    }
 
 
 def _untouched(fs: Shared, ops: FuseOperations, work: dict) -> None:
@@ -264,9 +272,12 @@ def test_kill9_then_the_next_mount_recovers_everything(data_mounts) -> None:
     data_mounts.wait_for_recovery(mp)
     store, keys = _store_view(data_mounts, mp)
     try:
-        assert wait_for(lambda: not store.transact(lambda tr: tr.get_range(*keys.orphans())), 30), "orphan kept"
-        assert wait_for(lambda: set(store.transact(lambda tr: sessions.list_sessions(tr, keys))).isdisjoint(before),
-                        30), "the dead session's record stays"
+        assert wait_for(lambda: not store.transact(lambda tr: tr.get_range(*keys.orphans())), 30), (
+            "orphan kept"
+        )
+        assert wait_for(
+            lambda: set(store.transact(lambda tr: sessions.list_sessions(tr, keys))).isdisjoint(before), 30
+        ), "the dead session's record stays"
     finally:
         store.close()
     assert (mp / "big").read_bytes() == b""
@@ -280,8 +291,14 @@ def test_kill9_then_the_next_mount_recovers_everything(data_mounts) -> None:
 
 def _status(data_mounts, mp: Path) -> str:
     m = data_mounts.factory.mounts[mp]
-    res = subprocess.run([sys.executable, "-m", "fusefs", "status", "--store", m.store], cwd=m.workdir,
-                         env=data_mounts.factory._env(m), capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "fusefs", "status", "--store", m.store],
+        cwd=m.workdir,
+        env=data_mounts.factory._env(m),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0 and not res.stderr, res
     return res.stdout
 
@@ -310,8 +327,10 @@ def test_gc_refuses_while_a_session_lives_and_runs_once_it_is_dead(data_mounts) 
     m = data_mounts.factory.mounts[mp]
     res = data_mounts.cli(mp, "gc", check=False)
     assert res.returncode == 1, res
-    assert res.stderr.startswith(f"fusefs: error: {m.name} is mounted ({sessions.this_process().host} "
-                                 f"pid {m.proc.pid} at {mp}, heartbeat "), res.stderr
+    assert res.stderr.startswith(
+        f"fusefs: error: {m.name} is mounted ({sessions.this_process().host} "
+        f"pid {m.proc.pid} at {mp}, heartbeat "
+    ), res.stderr
     assert res.stderr.strip().endswith("unmount every mount to run gc by hand"), res.stderr
     data_mounts.kill(mp)  # dead: its pid is gone
     assert "0 unreferenced deleted" in data_mounts.cli(mp, "gc").stdout

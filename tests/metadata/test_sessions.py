@@ -232,7 +232,9 @@ def test_rebuild_chunk_only_while_the_dead_session_owns_the_mark(store, ns: Name
     assert not store.transact(lambda tr: recovery.rebuild_chunk(tr, ns.keys, ino, 0, A, 7, b"new", C))
     assert store.transact(lambda tr: tr.get(ns.keys.dirty_chunk(ino, 0))) == B
     # B died too: its mark is rebuilt, once.
-    assert store.transact(lambda tr: recovery.dirty_chunk(tr, ns.keys, ino, 0, B)) == ChunkRecord(7, 0, b"old", True)
+    assert store.transact(lambda tr: recovery.dirty_chunk(tr, ns.keys, ino, 0, B)) == ChunkRecord(
+        7, 0, b"old", True
+    )
     assert store.transact(lambda tr: recovery.rebuild_chunk(tr, ns.keys, ino, 0, B, 7, b"new", C))
     assert store.transact(lambda tr: filedata.read_chunks(tr, ns.keys, ino)) == {0: ChunkRecord(7, 0, b"new")}
     assert store.transact(lambda tr: tr.get(ns.keys.dirty_chunk(ino, 0))) is None
@@ -259,7 +261,9 @@ def test_drop_chunks_beyond_size(store, ns: Namespace) -> None:
     dropped = store.transact(lambda tr: recovery.drop_chunks_beyond_size(tr, ns.keys, ino, 65536, C))
     assert sorted(record.chunk_id for record in dropped) == [10, 11, 12]
     assert store.transact(lambda tr: filedata.read_chunks(tr, ns.keys, ino)) == {}
-    assert not any(store.transact(lambda tr, i=i: filedata.chunk_is_live(tr, ns.keys, i)) for i in (10, 11, 12))
+    assert not any(
+        store.transact(lambda tr, i=i: filedata.chunk_is_live(tr, ns.keys, i)) for i in (10, 11, 12)
+    )
     assert store.transact(lambda tr: recovery.drop_chunks_beyond_size(tr, ns.keys, ino, 65536, C)) == []
 
 
