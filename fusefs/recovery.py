@@ -63,40 +63,39 @@ class Recovery:
                 timeout_s=sessions.timeout_s(),
                 here=self.here,
             )
-            claimed = []
+            claimed: dict[bytes, Leftovers] = {}
             for victim, take_over_from in victims:
                 if await ops.runner.run(sessions.claim, keys, victim, own, now_ns(), take_over_from):
-                    claimed.append((victim, left.get(victim, Leftovers())))
+                    claimed[victim] = left.get(victim, Leftovers())
                     log.warning("recovering dead session %s", _describe(victim, known))
-            for _, found in claimed:
-                for ino in found.dirty:
+            # Per file, the chunks of every claimed session (two dead mounts may have written one file).
+            files: dict[int, list[tuple[bytes, list[int]]]] = {}
+            for victim, found in claimed.items():
+                for ino, indexes in found.dirty.items():
+                    files.setdefault(ino, []).append((victim, indexes))
                     self._pending.setdefault(ino, trio.Event())
         finally:
             self._listed.set()
-        for victim, found in claimed:
-            await self._recover(victim, found, own)
-
-    async def _recover(self, victim: bytes, found: Leftovers, own: bytes) -> None:
-        ops = self._ops
-        for ino, indexes in found.dirty.items():
+        for ino, parts in files.items():
             try:
-                await self._recover_file(victim, ino, indexes, own)
+                await self._recover_file(ino, parts, own)
             finally:
                 self._pending.pop(ino, trio.Event()).set()
-        if found.orphans:
-            await ops.reclaim_orphans_of(victim, found.orphans)
-        await ops.runner.run(sessions.release, ops.ns.keys, victim, own)
-        log.info(
-            "session %s recovered: %d file(s) with chunks caught mid-write, %d orphan(s) reclaimed",
-            victim.hex() or "(before sessions)",
-            len(found.dirty),
-            len(found.orphans),
-        )
+        for victim, found in claimed.items():
+            if found.orphans:
+                await ops.reclaim_orphans_of(victim, found.orphans)
+            await ops.runner.run(sessions.release, keys, victim, own)
+            log.info(
+                "session %s recovered: %d file(s) with chunks caught mid-write, %d orphan(s) reclaimed",
+                victim.hex() or "(before sessions)",
+                len(found.dirty),
+                len(found.orphans),
+            )
 
-    async def _recover_file(self, victim: bytes, ino: int, indexes: list[int], own: bytes) -> None:
+    async def _recover_file(self, ino: int, parts: list[tuple[bytes, list[int]]], own: bytes) -> None:
         ops = self._ops
         keys = ops.ns.keys
-        for index in indexes:
+        for victim, index in ((victim, index) for victim, indexes in parts for index in indexes):
             record = await ops.runner.run(recovery.dirty_chunk, keys, ino, index, victim)
             if record is None:
                 continue

@@ -167,6 +167,25 @@ def test_a_live_session_is_never_recovered_a_dead_pid_at_once(shared: Shared) ->
     trio.run(main)
 
 
+def test_a_file_opened_during_recovery_waits_for_its_chunks(shared: Shared) -> None:
+    """Recovery runs beside requests: an open that comes first waits, and then reads the right bytes
+    (with the stale checksum table it would fail with a checksum error)."""
+    a, b = shared.mount(), shared.mount()
+
+    async def main() -> None:
+        await a.recover("/mnt/a")
+        work = _leave_work(shared, a)
+        _rewrite_session(shared, a.ns.session, pid=_dead_pid())
+        await b.recover("/mnt/b")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(b.recovery.run_pass)  # starts only once the open below waits
+            open_file = await b._open_file(work["ino"])
+            assert await open_file.read(0, len(work["data"])) == work["data"]
+        _recovered(shared, work)
+
+    trio.run(main)
+
+
 def test_an_expired_heartbeat_is_recovered(shared: Shared) -> None:
     a, b = shared.mount(), shared.mount()
 
