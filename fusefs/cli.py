@@ -20,13 +20,16 @@ from typing import NoReturn
 
 from blocks.store import BlockStore
 from fusefs import daemon
+from metadata import sessions
 from metadata.changelog import read_log
+from metadata.keys import FsKeys
 from metadata.model import (
     DEFAULT_CHUNK_SIZE_BYTES,
     DEFAULT_INLINE_MAX_BYTES,
     DEFAULT_LOG_RETENTION_S,
     Caller,
     FsConfig,
+    now_ns,
 )
 from metadata.namespace import (
     UnknownFilesystem,
@@ -311,7 +314,39 @@ def cmd_status(args: argparse.Namespace) -> int:
         for config in filesystems:
             where = f", mounted at {mounted_at[config.name]}" if config.name in mounted_at else ""
             print(f"  {config.name}: {describe_config(config)}{where}")
+            for line in _describe_sessions(_sessions_of(store, config.name)):
+                print(f"    {line}")
     return 0
+
+
+def _sessions_of(store: Store, name: str) -> dict[bytes, sessions.Session]:
+    return store.transact(functools.partial(sessions.list_sessions, keys=FsKeys(name)))
+
+
+def _describe_sessions(found: dict[bytes, sessions.Session]) -> list[str]:
+    """One line per mount session: where it runs, its age and heartbeat, and whether it is dead."""
+    now, timeout, here = now_ns(), sessions.timeout_s(), sessions.this_process()
+    lines = []
+    for session in sorted(found.values(), key=lambda s: s.started_ns):
+        name = f"session {session.id.hex() or '(before sessions)'}"
+        claim = f", being recovered by session {session.claimed_by.hex()}" if session.claimed_by else ""
+        if session.is_stand_in:
+            lines.append(f"{name}: ended{claim}")
+            continue
+        text = (
+            f"{name}: {session.host} pid {session.pid} at {session.mountpoint}, "
+            f"up {_seconds(now - session.started_ns)}, heartbeat {_seconds(now - session.heartbeat_ns)} ago"
+        )
+        if claim:
+            text += f" (dead{claim})"
+        elif sessions.is_dead(session, now_ns=now, timeout_s=timeout, here=here):
+            text += " (dead, will be recovered by the next mount)"
+        lines.append(text)
+    return lines
+
+
+def _seconds(ns: int) -> str:
+    return f"{max(ns, 0) / 1e9:.0f}s"
 
 
 def cmd_log(args: argparse.Namespace) -> int:
@@ -344,9 +379,27 @@ def _open_filesystem_blocks(store: Store, name: str) -> tuple[FsConfig, BlockSto
     return config, BlockStore(config.block_dirs, config.chunk_size_bytes)
 
 
+def _refuse_if_mounted(store: Store, name: str) -> None:
+    """A ``CliError`` naming a live mount of filesystem ``name``, if there is one (on any backend)."""
+    now = now_ns()
+    live = sessions.live_sessions(
+        _sessions_of(store, name), now_ns=now, timeout_s=sessions.timeout_s(), here=sessions.this_process()
+    )
+    if live:
+        mount = live[0]
+        raise CliError(
+            f"{name} is mounted ({mount.host} pid {mount.pid} at {mount.mountpoint}, heartbeat "
+            f"{_seconds(now - mount.heartbeat_ns)} ago): a mounted daemon collects garbage itself; "
+            "unmount every mount to run gc by hand"
+        )
+
+
 def cmd_gc(args: argparse.Namespace) -> int:
-    # Exclusive: on the embedded store this is refused while a daemon owns it (that daemon collects
-    # garbage itself, every GC_INTERVAL_S).
+    # A mounted daemon collects garbage itself, every GC_INTERVAL_S: refused while one is alive.
+    with opened_store(args.store, read_only=True, exclusive=False) as store:
+        load_config(store, args.name)
+        _refuse_if_mounted(store, args.name)
+    # Exclusive: on the embedded store, no daemon can start meanwhile.
     with opened_store(args.store) as store:
         config, blocks = _open_filesystem_blocks(store, args.name)
         try:

@@ -316,9 +316,9 @@ async def _serve(ops: FuseOperations, mountpoint: str, on_ready: Callable[[], No
             # Signals are caught before the mount is announced: a SIGTERM right after `fusefs mount`
             # returns must still unmount cleanly rather than kill the daemon.
             await nursery.start(_terminate_on_signals, polling)
-            # Repair before answering any request: a file read before its chunks' checksums are
-            # rebuilt would fail with EIO (requests the kernel sends meanwhile wait in /dev/fuse).
-            await ops.recover()
+            # The session is registered before any request is answered; dead mounts' leftovers are
+            # recovered in the background by a service (fusefs/recovery.py).
+            await ops.recover(mountpoint)
             nursery.start_soon(ops.run_services)
             nursery.start_soon(_raise_readahead, mountpoint)
             on_ready()

@@ -10,6 +10,11 @@ committed before the listing, or no owner will ever be written for it.  The live
 reads the store in a transaction that starts after the batch was listed, so it sees every owner that
 existed when the files were seen.  Chunk ids are never reused, so a dead chunk never comes back to life.
 
+A mount's recovery of a dead mount (fusefs/recovery.py) drops records before deleting their files, so
+gc beside it sees either the record or no record and no file that comes back.  The ``fusefs gc`` command
+still refuses while any mount of the filesystem is alive (its session, metadata/sessions.py): that mount
+collects garbage itself.
+
 Work is done in batches (one snapshot read transaction per ``BATCH_IDS`` ids), keeping transactions
 far below FoundationDB's 5 s and size limits whatever the number of chunk files.
 """

@@ -242,7 +242,7 @@ class OpenFile:
             self._chunks[index] = record
             self._tables[index] = ChecksumTable(self._chunk_size)
         if index not in self._dirty_chunks:
-            await self._run(filedata.mark_dirty, self._keys, self.ino, index, record)
+            await self._run(filedata.mark_dirty, self._keys, self.ino, index, record, self._ns.session)
             self._dirty_chunks.add(index)
         return record
 

@@ -16,6 +16,7 @@ import concurrent.futures
 import dataclasses
 import errno
 import functools
+import importlib.metadata
 import itertools
 import logging
 import os
@@ -32,9 +33,10 @@ from fusefs.attrs import entry_attributes
 from fusefs.boundary import fuse_handler
 from fusefs.idpool import IdPool
 from fusefs.openfile import OpenFile
+from fusefs.recovery import Recovery
 from fusefs.store_runner import StoreRunner
-from metadata import filedata
-from metadata.model import Caller, ChunkRecord, FsConfig, FSError, InodeAttr, SetAttrRequest
+from metadata import sessions
+from metadata.model import Caller, ChunkRecord, FsConfig, FSError, InodeAttr, SetAttrRequest, now_ns
 from metadata.namespace import Namespace, Removal
 from metadata.store import Store
 
@@ -69,6 +71,14 @@ class DirHandle:
 class FileHandle:
     open_file: OpenFile
     flags: int
+
+
+@functools.cache
+def _version() -> str:
+    try:
+        return importlib.metadata.version("fusefs")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def caller_of(ctx: pyfuse3.RequestContext, *, with_groups: bool = False) -> Caller:
@@ -126,6 +136,8 @@ class FuseOperations(pyfuse3.Operations):
         self._chunk_writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chunk-writer")
         self._handles: dict[int, FileHandle | DirHandle] = {}
         self._next_fh = itertools.count(1)
+        self.recovery = Recovery(self)
+        self._mountpoint = ""
 
     def fuse_options(self) -> set[str]:
         options = {f"fsname=fusefs:{self.config.name}", "subtype=fusefs", "default_permissions"}
@@ -167,6 +179,10 @@ class FuseOperations(pyfuse3.Operations):
         """The open file of ``ino`` with one more reference; ``known`` saves reading its attributes."""
         open_file = self._open_files.get(ino)
         if open_file is None:
+            # Never load a checksum table that recovery is about to rebuild (fusefs/recovery.py).
+            await self.recovery.wait_for(ino)
+            open_file = self._open_files.get(ino)
+        if open_file is None:
             attr = known if known is not None else await self._run(self.ns.getattr, ino)
             # Another request may have opened it while the attributes were read (transactions yield
             # on a shared store): two OpenFiles of one inode would each flush their own data, and the
@@ -203,7 +219,7 @@ class FuseOperations(pyfuse3.Operations):
 
     async def _after_removal(self, removal: Removal | None) -> None:
         if removal is not None and removal.freed_chunks:
-            await self._delete_chunk_files(removal.freed_chunks)
+            await self.delete_chunk_files(removal.freed_chunks)
         if removal is not None and removal.is_orphan:
             self._orphans.add(removal.attr.ino)
             self._queue_if_unused(removal.attr.ino)
@@ -231,12 +247,18 @@ class FuseOperations(pyfuse3.Operations):
             with trio.CancelScope(shield=True):
                 await self._reclaim(batch)
 
-    async def _reclaim(self, inos: list[int]) -> None:
+    async def _reclaim(self, inos: list[int], session: bytes | None = None) -> None:
         for start in range(0, len(inos), RECLAIM_BATCH):
-            chunks = await self._run(self.ns.reclaim, *inos[start : start + RECLAIM_BATCH])
-            await self._delete_chunk_files(chunks)
+            batch = inos[start : start + RECLAIM_BATCH]
+            chunks = await self._run(functools.partial(self.ns.reclaim, session=session), *batch)
+            await self.delete_chunk_files(chunks)
 
-    async def _delete_chunk_files(self, chunks: list[ChunkRecord]) -> None:
+    async def reclaim_orphans_of(self, session: bytes, inos: list[int]) -> None:
+        """Reclaim orphans a dead session left (those it still owns: see ``Namespace.reclaim``)."""
+        with trio.CancelScope(shield=True):  # as in ``reclaim_queued``: no chunk file left unowned
+            await self._reclaim(inos, session)
+
+    async def delete_chunk_files(self, chunks: list[ChunkRecord]) -> None:
         for record in chunks:
             await trio.to_thread.run_sync(self.blocks.delete, record.dir_index, record.chunk_id)
 
@@ -248,23 +270,36 @@ class FuseOperations(pyfuse3.Operations):
         self._forget_capability_answer(ino)
 
     # -- life cycle ---------------------------------------------------------------------------------
-    async def recover(self) -> None:
-        """Repair what a crashed daemon left: orphans nobody has open, chunks caught mid-write.
-
-        Only for a mount that owns the filesystem: a read-only mount must not write, and on a shared
-        store another live mount's work in progress looks the same (a known limit, see the README)."""
-        if self.read_only or self.store.shared:
+    async def recover(self, mountpoint: str) -> None:
+        """Register this mount's session, before it serves: from then on its records are its own, and
+        other mounts know it is alive.  What dead mounts left is recovered in the background
+        (fusefs/recovery.py, started by ``run_services``), while requests are answered."""
+        if self.read_only:
             return
-        await self._reclaim(await self._run(self.ns.orphans))
-        for ino, index, record in await self._run(filedata.dirty_chunks, self.ns.keys):
-            table = await trio.to_thread.run_sync(self.blocks.recompute, record.dir_index, record.chunk_id)
-            record.checksums = table.to_bytes()
-            await self._run(filedata.mark_clean, self.ns.keys, ino, index, record)
-            log.warning(
-                "inode %d chunk %d was being written when the daemon stopped: checksums rebuilt",
-                ino,
-                record.chunk_id,
-            )
+        self._mountpoint = mountpoint
+        await self._register()
+
+    async def _register(self) -> None:
+        session = sessions.Session.start(
+            self.ns.session, self.recovery.here, self._mountpoint, _version(), now_ns()
+        )
+        await self._run(sessions.register, self.ns.keys, session)
+
+    async def renew_session(self) -> None:
+        """Renew the heartbeat; if another mount took this one for dead and is recovering it (it stalled
+        past the timeout), carry on as a new session."""
+        if await self._run(sessions.heartbeat, self.ns.keys, self.ns.session, now_ns()):
+            return
+        old = self.ns.session
+        self.ns.session = os.urandom(8)
+        log.error(
+            "this mount's session %s was taken for dead (no heartbeat for over %g s) and is being "
+            "recovered by another mount: its unlinked open files may be gone; registered as session %s",
+            old.hex(),
+            sessions.timeout_s(),
+            self.ns.session.hex(),
+        )
+        await self._register()
 
     async def run_services(self) -> None:
         from fusefs.services import run_services
@@ -279,7 +314,11 @@ class FuseOperations(pyfuse3.Operations):
         finally:
             self._chunk_writer.shutdown(wait=True)
         if not self.read_only:
-            await self._reclaim(await self._run(self.ns.orphans))
+            try:
+                await self._reclaim(await self._run(self.ns.orphans, self.ns.session))
+            finally:
+                # Whatever could not be done is this session's leftovers: the next mount recovers them.
+                await self._run(sessions.unregister, self.ns.keys, self.ns.session)
         await trio.to_thread.run_sync(self.store.sync)
 
     # -- lookups and attributes ---------------------------------------------------------------------
@@ -371,7 +410,7 @@ class FuseOperations(pyfuse3.Operations):
         crash in between leaves garbage for gc, never a record pointing at a missing file."""
         dropped = await open_file.truncate(size)
         await open_file.flush(caller)
-        await self._delete_chunk_files(dropped)
+        await self.delete_chunk_files(dropped)
 
     @fuse_handler
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -13,7 +12,8 @@ import trio
 
 from fusefs.gc import collect_garbage
 from fusefs.invalidation import follow_changes
-from metadata import changelog
+from fusefs.recovery import RECOVERY_INTERVAL_ENV, RECOVERY_INTERVAL_S
+from metadata import changelog, sessions
 from metadata.idempotency import trim_operations
 from metadata.model import now_ns
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOG_TRIM_INTERVAL_S = 600.0
-#: Unreferenced chunk files are collected once at mount (after recovery) and then this often; the
+#: Unreferenced chunk files are collected once at mount and then this often; the
 #: environment variable overrides it (tests collect continuously under writes).
 GC_INTERVAL_S = 600.0
 GC_INTERVAL_ENV = "FUSEFS_GC_INTERVAL_S"
@@ -36,6 +36,8 @@ SERVICE_RESTART_S = 5.0
 async def run_services(ops: FuseOperations) -> None:
     async with trio.open_nursery() as nursery:
         if not ops.read_only:
+            nursery.start_soon(_keep_running, _keep_session, ops)
+            nursery.start_soon(_keep_running, _recover_dead_sessions, ops)
             nursery.start_soon(_keep_running, _reclaim_orphans, ops)
             nursery.start_soon(_keep_running, _trim_records, ops)
             nursery.start_soon(_keep_running, _collect_garbage, ops)
@@ -66,6 +68,22 @@ async def _reclaim_orphans(ops: FuseOperations) -> None:
         await ops.reclaim_queued()
 
 
+async def _keep_session(ops: FuseOperations) -> None:
+    """Renew this mount's heartbeat, so other mounts know it is alive (metadata/sessions.py)."""
+    interval = sessions.seconds_from_env(sessions.HEARTBEAT_INTERVAL_ENV, sessions.HEARTBEAT_INTERVAL_S)
+    while True:
+        await trio.sleep(interval)
+        await ops.renew_session()
+
+
+async def _recover_dead_sessions(ops: FuseOperations) -> None:
+    """Recover what dead mounts left, at mount and then periodically (fusefs/recovery.py)."""
+    interval = sessions.seconds_from_env(RECOVERY_INTERVAL_ENV, RECOVERY_INTERVAL_S)
+    while True:
+        await ops.recovery.run_pass()
+        await trio.sleep(interval)
+
+
 async def _trim_records(ops: FuseOperations) -> None:
     """Trim change-log records past the retention and idempotency records past their use."""
     while True:
@@ -76,26 +94,9 @@ async def _trim_records(ops: FuseOperations) -> None:
         await trio.sleep(LOG_TRIM_INTERVAL_S)
 
 
-def gc_interval_s() -> float:
-    text = os.environ.get(GC_INTERVAL_ENV, "").strip()
-    try:
-        interval = float(text) if text else GC_INTERVAL_S
-    except ValueError:
-        interval = -1.0
-    if not interval > 0:
-        log.warning(
-            "%s=%r is not a positive number of seconds: collecting every %g s",
-            GC_INTERVAL_ENV,
-            text,
-            GC_INTERVAL_S,
-        )
-        return GC_INTERVAL_S
-    return interval
-
-
 async def _collect_garbage(ops: FuseOperations) -> None:
     """Delete chunk files no record owns (fusefs/gc.py explains why this is safe while writing)."""
-    interval = gc_interval_s()
+    interval = sessions.seconds_from_env(GC_INTERVAL_ENV, GC_INTERVAL_S)
     while True:
         stop = threading.Event()
         try:

@@ -59,24 +59,19 @@ def chunk_is_live(tr: Transaction, keys: FsKeys, chunk_id: int) -> bool:
     return tr.get(keys.chunk_owner(chunk_id), snapshot=True) is not None
 
 
-def dirty_chunks(tr: Transaction, keys: FsKeys) -> list[tuple[int, int, ChunkRecord]]:
-    """(inode, chunk index, record) of every chunk still marked dirty: its writer did not finish."""
-    found = []
+def dirty_marks(tr: Transaction, keys: FsKeys) -> list[tuple[int, int, bytes]]:
+    """(inode, chunk index, writer's session) of every chunk marked dirty (being written, or its writer
+    died); the session is ``b""`` for marks made before sessions existed."""
     begin, end = keys.dirty_chunks()
-    for key, _ in tr.iter_range(begin, end, snapshot=True):
-        ino, index = keys.dirty_chunk_of(key)
-        raw = tr.get(keys.chunk(ino, index), snapshot=True)
-        if raw is not None:
-            found.append((ino, index, ChunkRecord.decode(raw)))
-        else:
-            tr.clear(key)
-    return found
+    return [(*keys.dirty_chunk_of(key), session) for key, session in tr.iter_range(begin, end, snapshot=True)]
 
 
-def mark_dirty(tr: Transaction, keys: FsKeys, ino: int, index: int, record: ChunkRecord) -> None:
+def mark_dirty(
+    tr: Transaction, keys: FsKeys, ino: int, index: int, record: ChunkRecord, session: bytes = b""
+) -> None:
     record.dirty = True
     put_chunk(tr, keys, ino, index, record)
-    tr.set(keys.dirty_chunk(ino, index), b"")
+    tr.set(keys.dirty_chunk(ino, index), session)
 
 
 def mark_clean(tr: Transaction, keys: FsKeys, ino: int, index: int, record: ChunkRecord) -> None:

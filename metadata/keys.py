@@ -33,6 +33,7 @@ _ID_POOL = "id"
 _LOG = "L"
 _OPERATION = "op"
 _LOG_HEAD = "H"
+_SESSION = "s"
 
 
 def _ino(ino: int) -> bytes:
@@ -135,7 +136,8 @@ class FsKeys:
         return self._key(_CHUNK_OWNER, chunk_id)
 
     def dirty_chunk(self, ino: int, index: int) -> bytes:
-        """Marks a chunk being written: its checksums may not match its file until the writer is done."""
+        """Marks a chunk being written: its checksums may not match its file until the writer is done.
+        The value is the writer's session id (empty in filesystems made before sessions existed)."""
         return self._key(_DIRTY_CHUNK, ino, index)
 
     def dirty_chunks_of(self, ino: int) -> tuple[bytes, bytes]:
@@ -150,6 +152,7 @@ class FsKeys:
 
     # bookkeeping
     def orphan(self, ino: int) -> bytes:
+        """An inode without names, still open: the value names the session that unlinked it."""
         return self._key(_ORPHAN, ino)
 
     def orphans(self) -> tuple[bytes, bytes]:
@@ -159,6 +162,14 @@ class FsKeys:
         ino = fdb.tuple.unpack(key[len(self.prefix) :])[1]
         assert isinstance(ino, int)
         return ino
+
+    # mount sessions
+    def session(self, session_id: bytes) -> bytes:
+        """The record of one mount session (metadata/sessions.py)."""
+        return self._key(_SESSION, session_id)
+
+    def sessions(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_SESSION))
 
     def counter(self, name: str, shard: int) -> bytes:
         return self._key(_COUNTER, name, shard)

@@ -334,7 +334,9 @@ class Namespace:
             return Removal(attr, self._delete_inode(tr, attr))
         self._save(tr, attr)
         if attr.nlink == 0:
-            tr.set(self.keys.orphan(attr.ino), pack(now))
+            # Names the session that holds it open, so that only that mount, or whoever recovers it
+            # once it is dead, reclaims the inode (metadata/recovery.py).
+            tr.set(self.keys.orphan(attr.ino), pack([now, self.session]))
         return Removal(attr)
 
     @idempotent_method
@@ -384,16 +386,28 @@ class Namespace:
         self._log(tr, "rmdir" if directory else "unlink", caller.uid, ino, parent, name)
         return self._detach(tr, attr, now, still_open)
 
-    def orphans(self, tr: Transaction) -> list[int]:
+    def orphans(self, tr: Transaction, session: bytes | None = None) -> list[int]:
+        """Orphan inodes: all of them, or those of one session (``b""``: records older than sessions)."""
+        return [ino for ino, owner in self.orphan_sessions(tr).items() if session in (None, owner)]
+
+    def orphan_sessions(self, tr: Transaction) -> dict[int, bytes]:
+        """Every orphan inode and the session that holds (or held) it open."""
         begin, end = self.keys.orphans()
-        return [self.keys.orphan_ino(key) for key, _ in tr.iter_range(begin, end)]
+        return {self.keys.orphan_ino(key): orphan_session(raw) for key, raw in tr.iter_range(begin, end)}
 
     @idempotent_method
-    def reclaim(self, tr: Transaction, *inos: int) -> list[ChunkRecord]:
+    def reclaim(self, tr: Transaction, *inos: int, session: bytes | None = None) -> list[ChunkRecord]:
         """Delete orphan inodes and everything under them; returns the chunks whose files to delete.
 
-        Skips an inode that regained a name (link of an open file) or is already gone."""
+        Skips an inode that regained a name (link of an open file) or is already gone, and, when
+        ``session`` is given, one whose orphan record names another session (unlinked again since by a
+        live mount, which holds it open)."""
         chunks = []
+        if session is not None:
+            owners = tr.get_many([self.keys.orphan(ino) for ino in inos])
+            inos = tuple(
+                ino for ino, raw in zip(inos, owners, strict=True) if raw and orphan_session(raw) == session
+            )
         for ino, raw in zip(inos, tr.get_many([self.keys.attr(ino) for ino in inos]), strict=True):
             if raw is None or InodeAttr.decode(ino, raw).nlink > 0:
                 tr.clear(self.keys.orphan(ino))
@@ -609,6 +623,14 @@ def _as_directory(attr: InodeAttr) -> InodeAttr:
     if attr.nlink == 0:
         raise FSError(errno.ENOENT)  # a removed directory still open somewhere takes no new entries
     return attr
+
+
+def orphan_session(raw: bytes) -> bytes:
+    """The session of an orphan record: ``[time, session]``, or a bare time before sessions existed."""
+    value = unpack(raw, "orphan record")
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[1], bytes):
+        return value[1]
+    return b""
 
 
 def _entry_ino(raw: bytes, parent: int, name: bytes) -> int:

@@ -164,9 +164,9 @@ def test_kill9_in_the_middle_of_writes(data_mounts, tmp_path: Path, options) -> 
         begun, _ = _journal(*journals)
         generation = max(begun.values())
         data_mounts.start(mp)
-        # Reading before recovery ends can fail with EIO: test_file_read_right_after_mount_is_never_eio.
-        data_mounts.wait_for_recovery(mp)
+        # Read at once: recovery runs in the background, and opening a file waits for its chunks.
         problems = _check_files(mp, journals, first)
+        data_mounts.wait_for_recovery(mp)
         errors = [line for line in data_mounts.log(mp).splitlines() if " ERROR " in line or " WARNING " in line]
         assert not problems, (f"crash seed {seed}, cycle {cycle}:\n" + "\n".join(problems[:30])
                               + "\ndaemon log:\n" + "\n".join(errors[-20:]))
@@ -188,7 +188,7 @@ def test_kill9_while_a_file_moves_from_inline_to_chunks(data_mounts) -> None:
     data_mounts.kill(mp)
     _close_quietly(fd)
     data_mounts.start(mp)
-    data_mounts.wait_for_recovery(mp)  # see test_file_read_right_after_mount_is_never_eio
+    data_mounts.wait_for_recovery(mp)
     assert (mp / "f").read_bytes() == b"inline " * 500
     # Grow it past the limit again: the chunks of the interrupted move must not be orphaned by new ones.
     data = os.urandom(100_000)
@@ -212,7 +212,7 @@ def test_kill9_after_writing_past_the_end(data_mounts) -> None:
     data_mounts.kill(mp)
     _close_quietly(fd)
     data_mounts.start(mp)
-    data_mounts.wait_for_recovery(mp)  # see test_file_read_right_after_mount_is_never_eio
+    data_mounts.wait_for_recovery(mp)
     assert (mp / "f").read_bytes() == base
     os.truncate(mp / "f", 5 * 65536)
     assert (mp / "f").read_bytes() == base + bytes(5 * 65536 - len(base)), "stale data in the hole"
@@ -224,6 +224,7 @@ def test_kill9_after_writing_past_the_end(data_mounts) -> None:
 
 
 def test_file_read_right_after_mount_is_never_eio(data_mounts) -> None:
+    """Recovery rebuilds checksums in the background: a file opened meanwhile waits for its chunks."""
     mp = data_mounts.mount(**SMALL, options=("strict",))
     size = 400 * 65536
     (mp / "f").write_bytes(bytes(size))

@@ -50,12 +50,16 @@ def test_gc_command_deletes_exactly_the_unreferenced_chunks(data_mounts) -> None
         assert (mp / name).read_bytes() == data
 
 
-def test_gc_refuses_while_mounted_on_the_embedded_store(data_mounts) -> None:
+def test_gc_refuses_while_mounted(data_mounts) -> None:
     mp = data_mounts.mount(**SMALL)
     (mp / "a").write_bytes(os.urandom(200_000))
     res = data_mounts.cli(mp, "gc", check=False)
     assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert f"{data_mounts.factory.mounts[mp].name} is mounted (" in res.stderr, res.stderr
+    assert "unmount every mount to run gc by hand" in res.stderr, res.stderr
     assert len(data_mounts.chunk_files(mp)) == 4
+    data_mounts.unmount(mp)
+    assert "4 live, 0 unreferenced deleted" in data_mounts.cli(mp, "gc").stdout
 
 
 def test_collect_garbage_in_batches(data_mounts) -> None:
