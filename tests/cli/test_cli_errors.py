@@ -102,7 +102,8 @@ def test_block_directory_holding_chunk_files_but_no_marker(cli, tmp_path):
     chunk = chunk_path(str(blocks), 1)
     os.makedirs(os.path.dirname(chunk))
     open(chunk, "wb").close()
-    for command in (["mkfs", "--blocks", str(blocks), "two"], ["blocks", "add", "--name", "one", str(blocks)]):
+    refused = (["mkfs", "--blocks", str(blocks), "two"], ["blocks", "add", "--name", "one", str(blocks)])
+    for command in refused:
         result = cli(*command, "--store", url)
         assert result.returncode == 1, command
         assert result.one_line_error() == (
