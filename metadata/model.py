@@ -42,7 +42,8 @@ def unpack(raw: bytes, what: str = "value") -> Any:
     try:
         return msgpack.unpackb(raw, raw=False)
     except Exception as error:  # msgpack raises several unrelated types for bad input
-        raise CorruptValue(f"corrupt {what}: {error}") from error
+        # Some of msgpack's errors have no message: name the error then, so the line says something.
+        raise CorruptValue(f"corrupt {what}: {str(error) or type(error).__name__}") from error
 
 
 def unpack_list(raw: bytes, what: str, types: tuple[type | tuple[type, ...], ...]) -> list[Any]:
