@@ -10,6 +10,11 @@ committed before the listing, or no owner will ever be written for it.  The live
 reads the store in a transaction that starts after the batch was listed, so it sees every owner that
 existed when the files were seen.  Chunk ids are never reused, so a dead chunk never comes back to life.
 
+Only this filesystem's directories are collected: every deletion first checks that the directory's
+marker still names this filesystem (``BlockStore.delete``), and a directory whose marker is missing or
+foreign (a disk unmounted or swapped under a running mount) stops the collection with that error, having
+deleted nothing there.  Another filesystem's chunk files would otherwise all look unreferenced.
+
 Work is done in batches (one snapshot read transaction per ``BATCH_IDS`` ids), keeping transactions
 far below FoundationDB's 5 s and size limits whatever the number of chunk files.
 """
