@@ -267,7 +267,11 @@ class BlockStore:
         try:
             status = os.stat(marker_path(directory))
             signature: tuple[int, ...] | None = (
-                status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
+                status.st_dev,
+                status.st_ino,
+                status.st_size,
+                status.st_mtime_ns,
+                status.st_ctime_ns,
             )
         except FileNotFoundError:
             signature = None

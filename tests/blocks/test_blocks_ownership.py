@@ -120,7 +120,10 @@ def test_a_legacy_marker_of_another_chunk_size_is_not_adopted(tmp_path: Path) ->
         ("{not json", "is not valid JSON"),
         ('{"format": 3, "chunk_size": 65536}', "has an unknown format"),
         ('{"format": 2, "chunk_size": 65536, "fs_id": "x", "name": "y"}', "has an unknown format"),
-        ('{"format": 2, "chunk_size": "big", "fs_id": "x", "name": "y", "store": "z"}', "has an unknown format"),
+        (
+            '{"format": 2, "chunk_size": "big", "fs_id": "x", "name": "y", "store": "z"}',
+            "has an unknown format",
+        ),
         ("[1, 2]", "has an unknown format"),
     ],
 )
