@@ -5,12 +5,23 @@ Knows nothing of the metadata key layout, FUSE or trio: the metadata layer alloc
 """
 
 from .checksums import CHECKSUM_BLOCK_BYTES, ZERO_BLOCK_CRC, ChecksumTable, block_checksums
-from .errors import BlockDirUnusable, BlockError, BlockStoreFull, ChecksumMismatch, ChunkMissing
+from .directories import Access
+from .errors import (
+    BlockDirNotOwned,
+    BlockDirUnusable,
+    BlockError,
+    BlockStoreFull,
+    ChecksumMismatch,
+    ChunkMissing,
+)
+from .marker import Owner
 from .store import BlockStore
 
 __all__ = [
     "CHECKSUM_BLOCK_BYTES",
     "ZERO_BLOCK_CRC",
+    "Access",
+    "BlockDirNotOwned",
     "BlockDirUnusable",
     "BlockError",
     "BlockStore",
@@ -18,5 +29,6 @@ __all__ = [
     "ChecksumMismatch",
     "ChecksumTable",
     "ChunkMissing",
+    "Owner",
     "block_checksums",
 ]

@@ -12,6 +12,8 @@ import zlib
 from array import array
 
 CHECKSUM_BLOCK_BYTES = 4096
+#: A crc32 per block.
+CHECKSUM_BYTES = 4
 
 _ZERO_BLOCK = bytes(CHECKSUM_BLOCK_BYTES)
 ZERO_BLOCK_CRC: int = zlib.crc32(_ZERO_BLOCK)
@@ -23,6 +25,11 @@ _SWAP_BYTES = sys.byteorder != "little"
 def block_count(length: int) -> int:
     """Number of 4 KiB blocks that `length` bytes touch (the last one possibly partial)."""
     return -(-length // CHECKSUM_BLOCK_BYTES)
+
+
+def table_bytes(chunk_size: int) -> int:
+    """Size of the serialised checksum table of a chunk of `chunk_size` bytes with every block written."""
+    return CHECKSUM_BYTES * block_count(chunk_size)
 
 
 def block_crc(block: bytes | memoryview) -> int:

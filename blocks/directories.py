@@ -1,26 +1,37 @@
 """Block directories: validating one for use, and measuring the free space of the filesystems beneath them.
 
-A block directory holds a marker file recording the chunk size it was formatted with, and the 256
-fan-out subdirectories.  Both are created once, when the directory is first used, and made durable then,
-so creating a chunk later only ever adds an entry to an existing subdirectory.
+A block directory holds a marker file naming the filesystem that owns it and its chunk size (marker.py),
+and the 256 fan-out subdirectories.  Both are created once, when a filesystem claims the directory, and
+made durable then, so creating a chunk later only ever adds an entry to an existing subdirectory.
 """
 
 from __future__ import annotations
 
-import json
+import enum
 import logging
 import os
 import random
 import stat
 from dataclasses import dataclass
 
-from .errors import BlockDirUnusable, BlockStoreFull
-from .layout import FANOUT_NAMES
+from .errors import BlockDirNotOwned, BlockDirUnusable, BlockStoreFull
+from .layout import FANOUT_NAMES, parse_chunk_name
+from .marker import MARKER_NAME, Marker, Owner, read_marker, remove_marker, write_marker
 
 log = logging.getLogger(__name__)
 
-MARKER_NAME = ".fusefs-blocks"
-MARKER_FORMAT = 1
+
+class Access(enum.Enum):
+    """How a filesystem means to use a block directory, which decides what its marker must say."""
+
+    #: A new directory for the filesystem (mkfs, blocks add): it must hold no other filesystem's marker
+    #: and no chunk files; the filesystem's marker is written.
+    CLAIM = "claim"
+    #: A read-write mount (or gc): the marker must name the filesystem; a marker of an older fusefs that
+    #: names no owner is adopted (rewritten naming this filesystem).
+    OPEN = "open"
+    #: A read-only mount: the marker must name the filesystem; nothing is written.
+    READ = "read"
 
 
 @dataclass(frozen=True)
@@ -31,8 +42,9 @@ class Space:
     free_inodes: int | None  # None where the filesystem does not count inodes (btrfs reports 0 of 0)
 
 
-def prepare_directory(path: str, chunk_size: int) -> str:
-    """Check that `path` can hold chunks and lay it out; returns its absolute path or raises BlockDirUnusable."""
+def prepare_directory(path: str, chunk_size: int, owner: Owner, access: Access) -> str:
+    """Check that `path` can hold `owner`'s chunks and lay it out; returns its absolute path or raises
+    BlockDirUnusable (BlockDirNotOwned when the marker is missing or names another filesystem)."""
     path = os.path.abspath(path)
     try:
         mode = os.stat(path).st_mode
@@ -42,13 +54,21 @@ def prepare_directory(path: str, chunk_size: int) -> str:
         raise BlockDirUnusable(path, f"cannot stat it: {error.strerror}") from error
     if not stat.S_ISDIR(mode):
         raise BlockDirUnusable(path, "it is not a directory")
-    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+    if access is Access.READ:
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise BlockDirUnusable(path, "it is not readable by this process")
+    elif not os.access(path, os.R_OK | os.W_OK | os.X_OK):
         raise BlockDirUnusable(path, "it is not readable and writable by this process")
     try:
-        wrote_marker = _check_or_write_marker(path, chunk_size)
-        made_fanout = _make_fanout_dirs(path)
-        if wrote_marker or made_fanout:
-            fsync_directory(path)
+        wrote_marker = _check_marker(path, chunk_size, owner, access)
+        try:
+            made_fanout = access is not Access.READ and _make_fanout_dirs(path)
+            if wrote_marker or made_fanout:
+                fsync_directory(path)
+        except OSError:
+            if access is Access.CLAIM and wrote_marker:
+                remove_marker(path, owner)  # not claimed after all: leave it as it was
+            raise
     except OSError as error:
         raise BlockDirUnusable(path, f"cannot lay it out: {error}") from error
     return path
@@ -115,35 +135,100 @@ def total_usage(directories: list[str]) -> tuple[int, int]:
     )
 
 
-def _check_or_write_marker(path: str, chunk_size: int) -> bool:
-    """Returns True if it wrote a new marker (the directory then needs an fsync)."""
-    marker = os.path.join(path, MARKER_NAME)
-    try:
-        with open(marker, encoding="utf-8") as file:
-            recorded = json.load(file)
-    except FileNotFoundError:
-        _write_marker(marker, chunk_size)
+def check_owner(path: str, owner: Owner) -> None:
+    """Raise BlockDirNotOwned unless the marker of `path` names `owner` (before deleting anything there)."""
+    problem = _ownership_problem(path, read_marker(path), owner)
+    if problem is not None:
+        raise problem
+
+
+def _check_marker(path: str, chunk_size: int, owner: Owner, access: Access) -> bool:
+    """Returns True if it wrote a marker (the directory then needs an fsync)."""
+    marker = read_marker(path)
+    if access is Access.CLAIM:
+        return _claim(path, marker, chunk_size, owner)
+    if marker is not None and marker.owner is None and access is Access.OPEN:
+        _check_chunk_size(path, marker, chunk_size)
+        write_marker(path, Marker(chunk_size, owner), exclusive=False)
+        log.info("block directory %s adopted by %s", path, owner.describe())
         return True
-    except ValueError as error:
-        raise BlockDirUnusable(path, f"its marker {MARKER_NAME} is not valid JSON: {error}") from error
-    if not isinstance(recorded, dict) or recorded.get("format") != MARKER_FORMAT:
-        raise BlockDirUnusable(path, f"its marker {MARKER_NAME} has an unknown format: {recorded!r}")
-    if recorded.get("chunk_size") != chunk_size:
-        # Checksum tables are sized by chunk; chunks of another size cannot be read with this configuration.
-        raise BlockDirUnusable(
-            path, f"it holds chunks of {recorded.get('chunk_size')} bytes, not the configured {chunk_size}"
-        )
+    problem = _ownership_problem(path, marker, owner)
+    if problem is not None:
+        raise problem
+    assert marker is not None
+    _check_chunk_size(path, marker, chunk_size)
     return False
 
 
-def _write_marker(marker: str, chunk_size: int) -> None:
-    # Write-then-rename so a crash never leaves a half-written marker that would make the directory unusable.
-    temporary = f"{marker}.{os.getpid()}.tmp"
-    with open(temporary, "w", encoding="utf-8") as file:
-        json.dump({"format": MARKER_FORMAT, "chunk_size": chunk_size}, file)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, marker)
+def _ownership_problem(path: str, marker: Marker | None, owner: Owner) -> BlockDirNotOwned | None:
+    if marker is None:
+        return BlockDirNotOwned(
+            path,
+            f"block directory {path} has no fusefs marker ({MARKER_NAME}): is the disk mounted? "
+            f"It should hold the chunks of {owner.describe()}",
+        )
+    if marker.owner is None:
+        return BlockDirNotOwned(
+            path,
+            f"block directory {path} has not been adopted by {owner.describe()} yet (it was made by an "
+            "older fusefs): mount the filesystem read-write once, which adopts it",
+        )
+    if marker.owner.fs_id != owner.fs_id:
+        return BlockDirNotOwned(
+            path,
+            f"block directory {path} belongs to {marker.owner.describe()}, not to {owner.describe()}: "
+            "check which disk is mounted there and the block directories of each filesystem (fusefs status)",
+        )
+    return None
+
+
+def _claim(path: str, marker: Marker | None, chunk_size: int, owner: Owner) -> bool:
+    if marker is not None:
+        if marker.owner is None:
+            raise _claimed(path, "to a filesystem made by an older fusefs (its marker names no owner)")
+        if marker.owner.fs_id != owner.fs_id:
+            raise _claimed(path, f"to {marker.owner.describe()}")
+        _check_chunk_size(path, marker, chunk_size)
+        return False
+    if _holds_chunk_files(path):
+        # Chunk files without a marker: the marker was removed, or this is part of another
+        # filesystem's directory; either way they would be taken for ours and deleted by our gc.
+        raise BlockDirNotOwned(
+            path,
+            f"block directory {path} holds chunk files but no fusefs marker (another filesystem's?): "
+            "use an empty directory",
+        )
+    try:
+        write_marker(path, Marker(chunk_size, owner), exclusive=True)
+    except FileExistsError:
+        # Another filesystem claimed it between our look and our write: refuse, naming it.
+        return _claim(path, read_marker(path), chunk_size, owner)
+    return True
+
+
+def _claimed(path: str, owner: str) -> BlockDirNotOwned:
+    return BlockDirNotOwned(
+        path, f"block directory {path} already belongs {owner}: give each filesystem its own block directory"
+    )
+
+
+def _check_chunk_size(path: str, marker: Marker, chunk_size: int) -> None:
+    if marker.chunk_size != chunk_size:
+        # Checksum tables are sized by chunk; chunks of another size cannot be read with this configuration.
+        raise BlockDirUnusable(
+            path, f"it holds chunks of {marker.chunk_size} bytes, not the configured {chunk_size}"
+        )
+
+
+def _holds_chunk_files(path: str) -> bool:
+    for name in FANOUT_NAMES:
+        try:
+            with os.scandir(os.path.join(path, name)) as entries:
+                if any(parse_chunk_name(entry.name) is not None for entry in entries):
+                    return True
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return False
 
 
 def _make_fanout_dirs(path: str) -> bool:
@@ -155,4 +240,3 @@ def _make_fanout_dirs(path: str) -> bool:
         except FileExistsError:
             pass
     return created
-

@@ -25,6 +25,15 @@ class BlockDirUnusable(BlockError):
         self.reason = reason
 
 
+class BlockDirNotOwned(BlockDirUnusable):
+    """A block directory's marker is missing or names another filesystem: using it could lose data."""
+
+    def __init__(self, path: str, message: str) -> None:
+        BlockError.__init__(self, message)
+        self.path = path
+        self.reason = message
+
+
 class BlockStoreFull(BlockError):
     """No usable block directory has room (ENOSPC or EDQUOT)."""
 

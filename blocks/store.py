@@ -18,10 +18,12 @@ from contextlib import contextmanager
 
 from . import directories as dirs
 from .checksums import CHECKSUM_BLOCK_BYTES, ZERO_BLOCK_CRC, ChecksumTable, block_count, block_crc
+from .directories import Access
 from .errors import BlockDirUnusable, BlockStoreFull, ChecksumMismatch, ChunkMissing
 from .fdcache import DEFAULT_MAX_OPEN_FDS, FdCache
 from .fileio import pread_into, punch_hole, pwrite_all
 from .layout import FANOUT_NAMES, chunk_path, fanout_index, parse_chunk_name
+from .marker import Owner, marker_path
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +34,28 @@ _CHUNK_FILE_MODE = 0o600
 
 
 class BlockStore:
+    """The chunk files of one filesystem, `owner`, in `directories`: each must carry `owner`'s marker, or
+    get it as `access` allows (directories.Access); deleting a chunk file checks the marker first."""
+
     def __init__(
-        self, directories: list[str], chunk_size: int, *, max_open_fds: int = DEFAULT_MAX_OPEN_FDS
+        self,
+        directories: list[str],
+        chunk_size: int,
+        owner: Owner,
+        *,
+        access: Access,
+        max_open_fds: int = DEFAULT_MAX_OPEN_FDS,
     ) -> None:
         if chunk_size <= 0 or chunk_size % _BLOCK:
             raise ValueError(f"chunk size must be a positive multiple of {_BLOCK}, not {chunk_size}")
         if not directories:
             raise ValueError("a block store needs at least one directory")
         self.chunk_size = chunk_size
+        self.owner = owner
         self.directories: list[str] = []
+        # Per directory, the stat signature of the marker last found to name `owner`: a deletion re-reads
+        # the marker only when it changed (a disk unmounted or swapped shows as another file or none).
+        self._owned_markers: dict[int, tuple[int, ...]] = {}
         self._lock = threading.Lock()
         self._fds = FdCache(max_open_fds)
         self._rng = random.Random()
@@ -48,21 +63,29 @@ class BlockStore:
         # starts out suspect: a previous process may have created files there and died before fsync.
         self._unsynced_dirs: set[tuple[int, int]] = set()
         for path in directories:
-            self.add_directory(path)
+            self.add_directory(path, access)
 
     # -- directories ---------------------------------------------------------------------------------
 
-    def add_directory(self, path: str) -> int:
-        prepared = dirs.prepare_directory(path, self.chunk_size)
-        identity = _identity(prepared)
+    def add_directory(self, path: str, access: Access) -> int:
+        self._check_not_listed(path)  # before a claim writes a marker
+        prepared = dirs.prepare_directory(path, self.chunk_size, self.owner, access)
         with self._lock:
-            for index, existing in enumerate(self.directories):
-                if _identity(existing) == identity:
-                    raise BlockDirUnusable(prepared, f"it is already block directory {index} ({existing})")
+            self._check_not_listed(prepared)
             index = len(self.directories)
             self.directories.append(prepared)
             self._unsynced_dirs.update((index, fanout) for fanout in range(len(FANOUT_NAMES)))
         return index
+
+    def _check_not_listed(self, path: str) -> None:
+        try:
+            identity = _identity(path)
+        except OSError:
+            return  # prepare_directory says what is wrong with it
+        for index, existing in enumerate(self.directories):
+            if _identity(existing) == identity:
+                reason = f"it is already block directory {index} ({existing})"
+                raise BlockDirUnusable(os.path.abspath(path), reason)
 
     def choose_directory(self) -> int:
         return dirs.choose(list(self.directories), self.chunk_size, self._rng)
@@ -183,7 +206,9 @@ class BlockStore:
             self._require_zero(dir_index, chunk_id, table, offset // _BLOCK, block_count(end))
 
     def delete(self, dir_index: int, chunk_id: int) -> None:
+        """Remove a chunk file; BlockDirNotOwned, deleting nothing, if its directory is not `owner`'s now."""
         path = self.path(dir_index, chunk_id)
+        self._check_owned(dir_index)
         self._fds.invalidate((dir_index, chunk_id))
         try:
             os.unlink(path)
@@ -236,6 +261,25 @@ class BlockStore:
         self._fds.close_all()
 
     # -- helpers -------------------------------------------------------------------------------------
+
+    def _check_owned(self, dir_index: int) -> None:
+        directory = self.directories[dir_index]
+        try:
+            status = os.stat(marker_path(directory))
+            signature: tuple[int, ...] | None = (
+                status.st_dev,
+                status.st_ino,
+                status.st_size,
+                status.st_mtime_ns,
+                status.st_ctime_ns,
+            )
+        except FileNotFoundError:
+            signature = None
+        if signature is not None and self._owned_markers.get(dir_index) == signature:
+            return
+        dirs.check_owner(directory, self.owner)
+        if signature is not None:
+            self._owned_markers[dir_index] = signature
 
     @contextmanager
     def _open(self, dir_index: int, chunk_id: int, *, create: bool) -> Iterator[int]:

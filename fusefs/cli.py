@@ -18,8 +18,16 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import NoReturn
 
-from blocks.store import BlockStore
+from blocks import Access, BlockStore
 from fusefs import daemon
+from fusefs.blockdirs import claim_new, open_block_store, owner_of, undo_claims_on_error
+from fusefs.limits import (
+    MAX_CHUNK_SIZE_BYTES,
+    MAX_INLINE_MAX_BYTES,
+    chunk_size_problem,
+    human,
+    inline_max_problem,
+)
 from metadata import sessions
 from metadata.changelog import read_log
 from metadata.keys import FsKeys
@@ -29,6 +37,7 @@ from metadata.model import (
     DEFAULT_LOG_RETENTION_S,
     Caller,
     FsConfig,
+    new_fs_id,
     now_ns,
 )
 from metadata.namespace import (
@@ -63,8 +72,6 @@ MOUNT_OPTIONS = {
 LOG_PAGE_RECORDS = 1000
 LOG_FOLLOW_POLL_S = 0.5
 UMOUNT_WAIT_S = 30.0
-#: Chunks carry one checksum per 4 KiB block (blocks/checksums.py), so chunk sizes are multiples of it.
-CHUNK_SIZE_UNIT_BYTES = 4096
 
 
 class UsageError(Exception):
@@ -127,25 +134,6 @@ def opened_store(url: str | None, **options: bool) -> Iterator[Store]:
         store.close()
 
 
-def _check_block_dirs(directories: list[str], chunk_size: int, *, must_be_empty: list[str]) -> list[str]:
-    """The block directories, absolute and laid out; ``BlockDirUnusable`` (or ValueError for a bad chunk
-    size) if any cannot hold chunks.  Those in ``must_be_empty`` must hold no chunk yet: chunk files of
-    another filesystem in a new directory would be taken for ours, and deleted by our gc."""
-    for directory in must_be_empty:
-        probe = BlockStore([directory], chunk_size)
-        try:
-            if any(True for _ in probe.iter_chunk_ids()):
-                raise CliError(
-                    f"block directory {probe.directories[0]} already holds chunk files (of another "
-                    "filesystem?): use an empty directory"
-                )
-        finally:
-            probe.close()
-    blocks = BlockStore(directories, chunk_size)  # also refuses the same directory twice
-    blocks.close()
-    return blocks.directories
-
-
 def positive_hours(text: str) -> int:
     try:
         hours = int(text)
@@ -170,16 +158,23 @@ def make_filesystem(
     if not block_dirs:
         block_dirs = [default_block_dir(name)]
         os.makedirs(block_dirs[0], exist_ok=True)
-    directories = _check_block_dirs(block_dirs, chunk_size, must_be_empty=block_dirs)
     config = FsConfig(
         name=name,
-        block_dirs=directories,
         inline_max_bytes=inline_max,
         chunk_size_bytes=chunk_size,
         log_retention_s=log_retention_s,
+        fs_id=new_fs_id(),
     )
-    # The root directory belongs to whoever made the filesystem, so a user's own mount is writable.
-    format_filesystem(store, config, Caller(uid=os.getuid(), gid=os.getgid()))
+    # Claimed before the filesystem exists, so that a directory another filesystem claims meanwhile is
+    # refused here rather than shared; undone if the filesystem cannot be created.
+    blocks = claim_new(block_dirs, chunk_size, owner_of(config, store))
+    try:
+        with undo_claims_on_error(blocks, 0):
+            config.block_dirs = list(blocks.directories)
+            # The root directory belongs to whoever made the filesystem, so a user's own mount is writable.
+            format_filesystem(store, config, Caller(uid=os.getuid(), gid=os.getgid()))
+    finally:
+        blocks.close()
     return config
 
 
@@ -192,12 +187,12 @@ def describe_config(config: FsConfig) -> str:
 
 # -- subcommands ------------------------------------------------------------------------------------------
 def _check_sizes(inline_max: int, chunk_size: int) -> None:
-    if chunk_size <= 0 or chunk_size % CHUNK_SIZE_UNIT_BYTES:
-        raise UsageError(f"--chunk-size must be a positive multiple of 4 KiB, not {chunk_size}")
-    if not 0 <= inline_max <= chunk_size:
-        raise UsageError(
-            f"--inline-max must be between 0 and the chunk size ({chunk_size}), not {inline_max}"
-        )
+    problem = chunk_size_problem(chunk_size)
+    if problem is not None:
+        raise UsageError(f"--chunk-size {problem}")
+    problem = inline_max_problem(inline_max, chunk_size)
+    if problem is not None:
+        raise UsageError(f"--inline-max {problem}")
 
 
 def cmd_mkfs(args: argparse.Namespace) -> int:
@@ -375,8 +370,7 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def _open_filesystem_blocks(store: Store, name: str) -> tuple[FsConfig, BlockStore]:
-    config = load_config(store, name)
-    return config, BlockStore(config.block_dirs, config.chunk_size_bytes)
+    return open_block_store(store, name, writable=True)
 
 
 def _refuse_if_mounted(store: Store, name: str) -> None:
@@ -414,12 +408,14 @@ def cmd_gc(args: argparse.Namespace) -> int:
 def cmd_blocks_add(args: argparse.Namespace) -> int:
     # Exclusive: a mounted daemon would not see the new directory, and could overwrite the settings.
     with opened_store(args.store) as store:
-        config = load_config(store, args.name)
-        new_dir = os.path.abspath(args.directory)
-        config.block_dirs = _check_block_dirs(
-            [*config.block_dirs, new_dir], config.chunk_size_bytes, must_be_empty=[new_dir]
-        )
-        save_config(store, config)
+        config, blocks = open_block_store(store, args.name, writable=True)
+        try:
+            with undo_claims_on_error(blocks, len(blocks.directories)):
+                new_dir = blocks.directories[blocks.add_directory(args.directory, Access.CLAIM)]
+                config.block_dirs = list(blocks.directories)
+                save_config(store, config)
+        finally:
+            blocks.close()
         print(f"added block directory {new_dir} to '{config.name}' ({len(config.block_dirs)} directories)")
     return 0
 
@@ -468,23 +464,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         action="append",
         default=[],
-        help=f"block directory for large files' chunks; repeat for several disks "
-        f"(default: {blocks_default}, created)",
+        help=f"block directory for large files' chunks, empty or never used by another filesystem; "
+        f"repeat for several disks (default: {blocks_default}, created)",
     )
     mkfs.add_argument(
         "--inline-max",
         metavar="BYTES",
         type=byte_size,
         default=DEFAULT_INLINE_MAX_BYTES,
-        help="files up to this size live inline in the metadata store "
-        f"(default: {DEFAULT_INLINE_MAX_BYTES // 1024} KiB; K, M, G suffixes accepted)",
+        help="files up to this size live inline in the metadata store; at most the chunk size and "
+        f"{human(MAX_INLINE_MAX_BYTES)} (default: {DEFAULT_INLINE_MAX_BYTES // 1024} KiB; "
+        "K, M, G suffixes accepted)",
     )
     mkfs.add_argument(
         "--chunk-size",
         metavar="BYTES",
         type=byte_size,
         default=DEFAULT_CHUNK_SIZE_BYTES,
-        help=f"chunk size of large files, a multiple of 4 KiB "
+        help=f"chunk size of large files, a multiple of 4 KiB up to {human(MAX_CHUNK_SIZE_BYTES)} "
         f"(default: {DEFAULT_CHUNK_SIZE_BYTES // (1024 * 1024)} MiB)",
     )
     mkfs.add_argument(

@@ -38,9 +38,8 @@ import pyfuse3
 import trio
 
 from blocks.errors import BlockError
-from blocks.store import BlockStore
 from fusefs import fuseloop
-from metadata.namespace import load_config
+from fusefs.blockdirs import SettingsUnusable, open_block_store
 from metadata.store import Store, StoreError
 from metadata.urls import data_dir, open_store
 
@@ -87,19 +86,28 @@ class MountRequest:
 # -- messages -------------------------------------------------------------------------------------------
 def is_expected(error: BaseException) -> bool:
     """Failures a user can meet and fix (their message says how); anything else is a bug."""
-    return isinstance(error, MountError | StoreError | BlockError | OSError)
+    return isinstance(_cause(error), MountError | SettingsUnusable | StoreError | BlockError | OSError)
 
 
 def one_line(error: BaseException) -> str:
     """A message for ``fusefs: error: ...``.  Errors of ours carry their own message; anything else is a
     bug or an environment problem, so its type is named as well."""
-    if isinstance(error, MountError | StoreError | BlockError):
+    error = _cause(error)
+    if isinstance(error, MountError | SettingsUnusable | StoreError | BlockError):
         text = str(error)
     elif isinstance(error, OSError) and error.strerror:
         text = f"{error.filename}: {error.strerror}" if error.filename else error.strerror
     else:
         text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     return " ".join(text.split()) or type(error).__name__
+
+
+def _cause(error: BaseException) -> BaseException:
+    """The first error inside trio's exception groups (a failure at mount, in recovery, arrives wrapped
+    in one), so that it is named rather than "Exceptions from Trio nursery"."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
 
 
 # -- mount table ----------------------------------------------------------------------------------------
@@ -391,8 +399,7 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
     )
     blocks = None
     try:
-        config = load_config(store, request.name)
-        blocks = BlockStore(config.block_dirs, config.chunk_size_bytes)
+        config, blocks = open_block_store(store, request.name, writable=not request.read_only)
         ops = FuseOperations(
             store,
             config,

@@ -15,6 +15,11 @@ gc beside it sees either the record or no record and no file that comes back.  T
 still refuses while any mount of the filesystem is alive (its session, metadata/sessions.py): that mount
 collects garbage itself.
 
+Only this filesystem's directories are collected: every deletion first checks that the directory's
+marker still names this filesystem (``BlockStore.delete``), and a directory whose marker is missing or
+foreign (a disk unmounted or swapped under a running mount) stops the collection with that error, having
+deleted nothing there.  Another filesystem's chunk files would otherwise all look unreferenced.
+
 Work is done in batches (one snapshot read transaction per ``BATCH_IDS`` ids), keeping transactions
 far below FoundationDB's 5 s and size limits whatever the number of chunk files.
 """

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import stat
 import time
+import uuid
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, NewType
 
@@ -41,7 +42,8 @@ def unpack(raw: bytes, what: str = "value") -> Any:
     try:
         return msgpack.unpackb(raw, raw=False)
     except Exception as error:  # msgpack raises several unrelated types for bad input
-        raise CorruptValue(f"corrupt {what}: {error}") from error
+        # Some of msgpack's errors have no message: name the error then, so the line says something.
+        raise CorruptValue(f"corrupt {what}: {str(error) or type(error).__name__}") from error
 
 
 def unpack_list(raw: bytes, what: str, types: tuple[type | tuple[type, ...], ...]) -> list[Any]:
@@ -135,6 +137,10 @@ _ATTR_TYPES = (int, int, int, int, int, int, int, int, int, bytes, bool, int, in
 _ATTR_FIELDS = tuple(f.name for f in fields(InodeAttr))[1:]
 
 
+def new_fs_id() -> str:
+    return str(uuid.uuid4())
+
+
 @dataclass
 class FsConfig:
     """A filesystem's settings, chosen at mkfs and stored with it."""
@@ -146,6 +152,9 @@ class FsConfig:
     #: Change-log records older than this are trimmed.
     log_retention_s: int = DEFAULT_LOG_RETENTION_S
     created_ns: int = 0
+    #: Unique id (a uuid4), named by the marker of each of its block directories.  Empty in settings
+    #: written before filesystems had ids; the first read-write mount assigns one (``assign_fs_id``).
+    fs_id: str = ""
 
     def encode(self) -> bytes:
         return pack(asdict(self))
@@ -157,9 +166,37 @@ class FsConfig:
             raise CorruptValue(f"corrupt filesystem settings: {values!r:.80}")
         known = {f.name for f in fields(cls)}
         try:
-            return cls(**{k: v for k, v in values.items() if k in known})
+            config = cls(**{k: v for k, v in values.items() if k in known})
         except TypeError as error:
             raise CorruptValue(f"corrupt filesystem settings: {error}") from error
+        config._check_types()
+        return config
+
+    def _check_types(self) -> None:
+        """Settings that decode but hold values no filesystem can have are as corrupt as undecodable ones:
+        caught here, they fail a mount with one line rather than deep inside it."""
+        problems = [
+            f"{name} is {getattr(self, name)!r:.80}"
+            for name, valid in _CONFIG_CHECKS.items()
+            if not valid(getattr(self, name))
+        ]
+        if problems:
+            raise CorruptValue(f"corrupt settings of filesystem {self.name!r:.80}: {'; '.join(problems)}")
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+_CONFIG_CHECKS = {
+    "name": lambda value: isinstance(value, str) and value != "",
+    "block_dirs": lambda value: isinstance(value, list) and all(isinstance(d, str) and d for d in value),
+    "inline_max_bytes": _is_count,
+    "chunk_size_bytes": lambda value: _is_count(value) and value > 0,
+    "log_retention_s": lambda value: _is_count(value) and value > 0,
+    "created_ns": _is_count,
+    "fs_id": lambda value: isinstance(value, str),
+}
 
 
 @dataclass

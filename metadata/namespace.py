@@ -36,6 +36,7 @@ from metadata.model import (
     InodeId,
     Removal,
     SetAttrRequest,
+    new_fs_id,
     now_ns,
     pack,
     unpack,
@@ -651,6 +652,7 @@ def _create_op(mode: int) -> str:
 # -- filesystems in a store ---------------------------------------------------------------------------
 def format_filesystem(store: Store, config: FsConfig, caller: Caller | None = None) -> None:
     config.created_ns = config.created_ns or now_ns()
+    config.fs_id = config.fs_id or new_fs_id()
     owner = caller or Caller(uid=0, gid=0)
     store.transact(lambda tr: Namespace(config).format(tr, owner))
 
@@ -664,6 +666,23 @@ def load_config(store: Store, name: str) -> FsConfig:
 
 def save_config(store: Store, config: FsConfig) -> None:
     store.transact(lambda tr: tr.set(FsKeys(config.name).config(), config.encode()))
+
+
+def assign_fs_id(store: Store, name: str, candidate: str) -> FsConfig:
+    """The settings of filesystem `name`, given id `candidate` first if they have none (made before
+    filesystems had ids).  An id already there is kept, so two mounts racing to assign one agree."""
+
+    def assign(tr: Transaction) -> FsConfig:
+        raw = tr.get(FsKeys(name).config())
+        if raw is None:
+            raise UnknownFilesystem(f"no filesystem named '{name}' in {store.url}")
+        config = FsConfig.decode(raw)
+        if not config.fs_id:
+            config.fs_id = candidate
+            tr.set(FsKeys(name).config(), config.encode())
+        return config
+
+    return store.transact(assign)
 
 
 def list_filesystems(store: Store) -> list[FsConfig]:

@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from bench.workloads import source_tarball  # noqa: E402
+from metadata.emulation import StoreEmulation  # noqa: E402
 from metadata.store import Store, Transaction  # noqa: E402
 from metadata.urls import open_store  # noqa: E402
 
@@ -177,12 +178,12 @@ def main() -> int:
         store_url, options = f"sqlite://{work / 'meta.db'}", ["shared"]
         env[LATENCY_ENV] = args.latency
         label = f"embedded store, shared mode, emulated latency {args.latency} ms (read, commit)"
-    os.environ.update({k: v for k, v in env.items() if k == LATENCY_ENV})
     (work / "blocks").mkdir()
     _fusefs("mkfs", "--store", store_url, "--blocks", str(work / "blocks"), name, env=env)
     rows: list[tuple[str, str, str, bool | None]] = []
     with mounted(store_url, name, options, env, work) as mp:
-        store = open_store(store_url, **({} if args.store else {"shared": True}))
+        # The floor through the same store and emulation as the mounts, from this process.
+        store = open_store(store_url, shared=True, emulation=StoreEmulation.from_env(env))
         try:
             read_ms, write_ms = floor_ms(store)
         finally:

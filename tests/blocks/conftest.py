@@ -15,6 +15,8 @@ _REPO_ROOT = str(Path(__file__).resolve().parents[2])
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
+from blocks_owner import claimed_store  # noqa: E402
+
 from blocks import BlockStore  # noqa: E402
 
 SMALL_CHUNK_BYTES = 256 * 1024
@@ -29,7 +31,7 @@ def block_dir(tmp_path: Path) -> str:
 
 @pytest.fixture
 def store(block_dir: str) -> Iterator[BlockStore]:
-    block_store = BlockStore([block_dir], SMALL_CHUNK_BYTES)
+    block_store = claimed_store([block_dir], SMALL_CHUNK_BYTES)
     yield block_store
     block_store.close()
 

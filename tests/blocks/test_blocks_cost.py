@@ -6,7 +6,9 @@ import os
 import random
 from collections.abc import Callable
 
-from blocks import CHECKSUM_BLOCK_BYTES, BlockStore, ChecksumTable
+from blocks_owner import claimed_store
+
+from blocks import CHECKSUM_BLOCK_BYTES, ChecksumTable
 
 B = CHECKSUM_BLOCK_BYTES
 CHUNK = 4 * 1024 * 1024
@@ -27,7 +29,7 @@ def _cost(action: Callable[[], object]) -> tuple[int, int]:
 
 
 def test_small_writes_and_reads_into_a_full_4mib_chunk_touch_only_their_blocks(block_dir: str) -> None:
-    store = BlockStore([block_dir], CHUNK)
+    store = claimed_store([block_dir], CHUNK)
     table = ChecksumTable(CHUNK)
     store.write(0, 1, 0, random.Random(1).randbytes(CHUNK), table)
     slack = 1024  # the /proc read itself
@@ -47,7 +49,7 @@ def test_small_writes_and_reads_into_a_full_4mib_chunk_touch_only_their_blocks(b
 
 
 def test_an_aligned_write_into_a_new_chunk_allocates_one_block(block_dir: str) -> None:
-    store = BlockStore([block_dir], CHUNK)
+    store = claimed_store([block_dir], CHUNK)
     table = ChecksumTable(CHUNK)
     store.write(0, 2, 2 * 1024 * 1024, b"\x01" * B, table)
     store.fsync(0, 2)

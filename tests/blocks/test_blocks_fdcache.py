@@ -8,7 +8,9 @@ import threading
 from functools import partial
 from pathlib import Path
 
-from blocks import BlockStore, ChecksumTable
+from blocks_owner import claimed_store
+
+from blocks import ChecksumTable
 from blocks.fdcache import FdCache
 
 CHUNK = 64 * 1024
@@ -56,7 +58,7 @@ def test_hit_reuses_the_descriptor(tmp_path: Path) -> None:
 
 
 def test_store_keeps_at_most_max_open_fds(tmp_path: Path) -> None:
-    store = BlockStore([str(tmp_path)], CHUNK, max_open_fds=3)
+    store = claimed_store([str(tmp_path)], CHUNK, max_open_fds=3)
     baseline = len(os.listdir("/proc/self/fd"))
     for chunk_id in range(1, 20):
         store.write(0, chunk_id, 0, b"q", ChecksumTable(CHUNK))
@@ -66,7 +68,7 @@ def test_store_keeps_at_most_max_open_fds(tmp_path: Path) -> None:
 
 
 def test_threads_writing_reading_and_deleting_through_a_tiny_cache(tmp_path: Path) -> None:
-    store = BlockStore([str(tmp_path)], CHUNK, max_open_fds=2)
+    store = claimed_store([str(tmp_path)], CHUNK, max_open_fds=2)
     errors: list[BaseException] = []
 
     def worker(seed: int) -> None:

@@ -7,15 +7,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from blocks_owner import claimed_store
 
-from blocks import BlockStore, BlockStoreFull, ChecksumTable
+from blocks import BlockStoreFull, ChecksumTable
 
 CHUNK = 64 * 1024
 
 
 def test_filling_the_disk_raises_block_store_full_and_keeps_earlier_chunks(tmpfs: Callable[[str], str]) -> None:
     directory = tmpfs("1m")
-    store = BlockStore([directory], CHUNK)
+    store = claimed_store([directory], CHUNK)
     rng = random.Random(11)
     written: dict[int, tuple[bytes, bytes]] = {}
     for chunk_id in range(1, 40):  # 16 chunks fill the disk: must fail well before 40
@@ -41,7 +42,7 @@ def test_filling_the_disk_raises_block_store_full_and_keeps_earlier_chunks(tmpfs
 
 def test_full_disk_during_a_write_leaves_the_rest_of_the_chunk_untouched(tmpfs: Callable[[str], str]) -> None:
     directory = tmpfs("1m")
-    store = BlockStore([directory], CHUNK)
+    store = claimed_store([directory], CHUNK)
     table = ChecksumTable(CHUNK)
     first_half = random.Random(12).randbytes(CHUNK // 2)
     store.write(0, 1, 0, first_half, table)

@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
+from blocks_owner import claimed_store
 
 import blocks.directories
 import blocks.fileio
@@ -104,7 +105,7 @@ def test_iter_chunk_ids_lists_every_chunk_file_and_nothing_else(tmp_path: Path) 
     paths = [tmp_path / "a", tmp_path / "b"]
     for path in paths:
         path.mkdir()
-    store = BlockStore([str(path) for path in paths], 8 * B)
+    store = claimed_store([str(path) for path in paths], 8 * B)
     expected = set()
     for chunk_id in range(1, 40):
         dir_index = chunk_id % 2

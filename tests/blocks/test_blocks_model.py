@@ -6,6 +6,7 @@ import os
 import random
 
 import pytest
+from blocks_owner import claimed_store
 
 from blocks import CHECKSUM_BLOCK_BYTES, BlockStore, ChecksumTable
 
@@ -56,7 +57,7 @@ def test_random_operations_match_a_bytearray_model(store: BlockStore, seed: int)
 
 def test_holes_read_as_zeros_and_take_no_space(tmp_path: object, block_dir: str) -> None:
     chunk_size = 4 * 1024 * 1024
-    store = BlockStore([block_dir], chunk_size)
+    store = claimed_store([block_dir], chunk_size)
     table = ChecksumTable(chunk_size)
     store.write(0, 1, chunk_size - B, b"\x01" * B, table)
     status = os.stat(store.path(0, 1))

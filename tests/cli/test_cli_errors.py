@@ -91,18 +91,28 @@ def test_unusable_block_directory_at_mkfs(cli, tmp_path):
     assert "0 filesystem(s)" in cli("status", "--store", f"sqlite://{tmp_path}/meta.db").stdout
 
 
-def test_block_directory_holding_another_filesystems_chunks(cli, tmp_path):
-    blocks = tmp_path / "blocks"
-    blocks.mkdir()
-    assert cli("mkfs", "--store", f"sqlite://{tmp_path}/a.db", "--blocks", str(blocks)).returncode == 0
-    from blocks.store import BlockStore
+def test_block_directory_holding_chunk_files_but_no_marker(cli, tmp_path):
+    """Chunk files of a filesystem whose marker is gone would be taken for ours, and deleted by our gc."""
+    from blocks.layout import chunk_path
 
-    store = BlockStore([str(blocks)], 4 * 1024 * 1024)
-    os.makedirs(os.path.dirname(store.path(0, 1)), exist_ok=True)
-    open(store.path(0, 1), "wb").close()
-    result = cli("mkfs", "--store", f"sqlite://{tmp_path}/b.db", "--blocks", str(blocks))
-    assert result.returncode == 1
-    assert "already holds chunk files" in result.one_line_error()
+    url = f"sqlite://{tmp_path}/meta.db"
+    (tmp_path / "first").mkdir()
+    assert cli("mkfs", "--store", url, "--blocks", str(tmp_path / "first"), "one").returncode == 0
+    blocks = tmp_path / "blocks"
+    chunk = chunk_path(str(blocks), 1)
+    os.makedirs(os.path.dirname(chunk))
+    open(chunk, "wb").close()
+    refused = (["mkfs", "--blocks", str(blocks), "two"], ["blocks", "add", "--name", "one", str(blocks)])
+    for command in refused:
+        result = cli(*command, "--store", url)
+        assert result.returncode == 1, command
+        assert result.one_line_error() == (
+            f"block directory {blocks} holds chunk files but no fusefs marker (another filesystem's?): "
+            "use an empty directory"
+        )
+        assert not (blocks / ".fusefs-blocks").exists()
+    assert os.path.exists(chunk)
+    assert "1 filesystem(s)" in cli("status", "--store", url).stdout
 
 
 def test_mkfs_twice(cli, tmp_path):

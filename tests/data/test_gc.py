@@ -64,9 +64,8 @@ def test_gc_refuses_while_mounted(data_mounts) -> None:
 
 def test_collect_garbage_in_batches(data_mounts) -> None:
     """collect_garbage itself, called as the gc command does, with batches of 3 ids."""
-    from blocks import BlockStore
+    from fusefs.blockdirs import open_block_store
     from fusefs.gc import collect_garbage
-    from metadata.namespace import load_config
     from metadata.urls import open_store
 
     mp = data_mounts.mount(**SMALL)
@@ -78,8 +77,7 @@ def test_collect_garbage_in_batches(data_mounts) -> None:
     m = data_mounts.factory.mounts[mp]
     store = open_store(m.store)
     try:
-        config = load_config(store, m.name)
-        blocks = BlockStore(config.block_dirs, config.chunk_size_bytes)
+        config, blocks = open_block_store(store, m.name, writable=True)
         try:
             report = collect_garbage(store, config, blocks, batch_ids=3)
         finally:

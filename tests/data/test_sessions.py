@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from blocks import BlockStore, ChecksumTable
+from blocks import Access, BlockStore, ChecksumTable
+from fusefs.blockdirs import owner_of
 from fusefs.operations import FuseOperations
 from metadata import filedata, sessions
 from metadata.keys import FsKeys
@@ -48,7 +49,9 @@ class Shared:
             self.store, FsConfig(name="t", block_dirs=[str(tmp_path / "blocks")], chunk_size_bytes=CHUNK)
         )
         self.config = load_config(self.store, "t")
-        self.blocks = BlockStore(self.config.block_dirs, CHUNK)
+        self.blocks = BlockStore(
+            self.config.block_dirs, CHUNK, owner_of(self.config, self.store), access=Access.CLAIM
+        )
         self.keys = FsKeys("t")
 
     def mount(self) -> FuseOperations:

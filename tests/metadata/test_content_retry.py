@@ -18,7 +18,8 @@ import pytest
 import trio
 from conftest import Fs, commit_unknown_once
 
-from blocks import BlockStore, ChecksumTable
+from blocks import Access, BlockStore, ChecksumTable
+from fusefs.blockdirs import owner_of
 from fusefs.idpool import IdPool
 from fusefs.openfile import OpenFile
 from fusefs.store_runner import StoreRunner
@@ -40,7 +41,8 @@ class DataPath:
     def __init__(self, store: SqliteStore, tmp_path: Path) -> None:
         self.fs = Fs(store, inline_max_bytes=INLINE_MAX, chunk_size_bytes=CHUNK)
         (tmp_path / "blocks").mkdir()
-        self.blocks = BlockStore([str(tmp_path / "blocks")], CHUNK)
+        owner = owner_of(self.fs.config, store)
+        self.blocks = BlockStore([str(tmp_path / "blocks")], CHUNK, owner, access=Access.CLAIM)
         self.writer = concurrent.futures.ThreadPoolExecutor(1)
         self.runner = StoreRunner(store)
         self.chunk_ids = IdPool(self.runner, self.fs.ns, "chunk")
