@@ -316,6 +316,18 @@ class OpenFile:
             self._dirty = True
             return dropped
 
+    async def count_allocated(self) -> None:
+        """Bring ``attr.allocated`` (st_blocks) up to the data written so far, flushed or not, as ext4
+        counts delayed allocations.  Waits for the writes in flight; an error of theirs stays for the
+        next write, flush or fsync to report."""
+        async with self._lock:
+            if self._inline is None and self.attr.chunked:
+                await self._behind.settle()
+                self.attr.allocated = self._allocated_bytes()
+
+    def _allocated_bytes(self) -> int:
+        return sum(table.allocated_bytes() for table in self._tables.values())
+
     # -- flushing -----------------------------------------------------------------------------------
     @property
     def has_unflushed_writes(self) -> bool:
@@ -350,7 +362,7 @@ class OpenFile:
         stored.ctime_ns = max(stored.ctime_ns, self.attr.mtime_ns, now_ns())
         stored.chunked = self.attr.chunked
         if self.attr.chunked:
-            self.attr.allocated = sum(table.allocated_bytes() for table in self._tables.values())
+            self.attr.allocated = self._allocated_bytes()
             stored.allocated = self.attr.allocated
         if self._inline is not None:
             filedata.write_inline(tr, self._keys, self.ino, bytes(self._inline))
