@@ -7,9 +7,12 @@ Exit status: 0 success, 1 failure, 2 usage error (bad arguments, options or stor
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import os
 import re
+import shlex
+import sqlite3
 import subprocess
 import sys
 import time
@@ -47,7 +50,8 @@ from metadata.namespace import (
     load_config,
     save_config,
 )
-from metadata.store import Store
+from metadata.printable import printable
+from metadata.store import CorruptValue, Store
 from metadata.urls import (
     SQLITE_PREFIX,
     StoreUrlError,
@@ -72,6 +76,8 @@ MOUNT_OPTIONS = {
 LOG_PAGE_RECORDS = 1000
 LOG_FOLLOW_POLL_S = 0.5
 UMOUNT_WAIT_S = 30.0
+#: How long `status` waits for a mount without a known daemon to answer (a hung one never does).
+STATUS_PROBE_S = 2.0
 
 
 class UsageError(Exception):
@@ -94,6 +100,16 @@ def filesystem_name(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"invalid filesystem name {text!r}: use up to 64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
+        )
+    return text
+
+
+def store_url_argument(text: str) -> str:
+    # An empty value would otherwise fall back to the default store, which is not what was asked for.
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "empty store URL: give sqlite:///ABSOLUTE/PATH or fdb://[/CLUSTER_FILE], "
+            "or leave --store out for the default store"
         )
     return text
 
@@ -130,6 +146,10 @@ def opened_store(url: str | None, **options: bool) -> Iterator[Store]:
     store = open_store(url or default_store_url(), **options)
     try:
         yield store
+    except (CorruptValue, sqlite3.DatabaseError) as error:
+        # A damaged value, or a damaged page of the embedded store's file met while reading: say which
+        # store, rather than show a decoding error (or SQLite's) as if it were a bug of ours.
+        raise CliError(f"store {printable(store.url)} is damaged: {daemon.one_line(error)}") from error
     finally:
         store.close()
 
@@ -180,7 +200,7 @@ def make_filesystem(
 
 def describe_config(config: FsConfig) -> str:
     return (
-        f"blocks {', '.join(config.block_dirs)}; inline max {config.inline_max_bytes} bytes; "
+        f"blocks {', '.join(map(printable, config.block_dirs))}; inline max {config.inline_max_bytes} bytes; "
         f"chunk {config.chunk_size_bytes} bytes; change log kept {config.log_retention_s // 3600} h"
     )
 
@@ -201,7 +221,7 @@ def cmd_mkfs(args: argparse.Namespace) -> int:
         config = make_filesystem(
             store, args.name, args.blocks, args.inline_max, args.chunk_size, args.log_retention_hours * 3600
         )
-        print(f"created filesystem '{config.name}' in {store.url} ({describe_config(config)})")
+        print(f"created filesystem '{config.name}' in {printable(store.url)} ({describe_config(config)})")
     return 0
 
 
@@ -291,26 +311,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not mounts:
         print("no fusefs filesystem is mounted")
     for entry in mounts:
-        name = entry.source.removeprefix("fusefs:")
-        record = owners.get(entry.mountpoint)
-        if record is None:  # the daemon's record is in another user's (or another) data directory
-            print(f"{entry.mountpoint}: '{name}' (store unknown: mounted by another user or data directory)")
-        else:
-            where = f"in {record.store_url} (pid {record.pid}, log {record.log_file})"
-            print(f"{entry.mountpoint}: '{name}' {where}")
+        print(f"{printable(entry.mountpoint)}: {_describe_mount(entry, owners.get(entry.mountpoint))}")
     url = args.store or default_store_url(create=False)
     if args.store is None and not os.path.exists(url.removeprefix(SQLITE_PREFIX)):
-        print(f"store {url}: does not exist yet ('fusefs mount' or 'fusefs mkfs' creates it)")
+        print(f"store {printable(url)}: does not exist yet ('fusefs mount' or 'fusefs mkfs' creates it)")
         return 0
     mounted_at = {record.name: record.mountpoint for record in owners.values() if record.store_url == url}
     with opened_store(url, read_only=True, exclusive=False) as store:
         filesystems = list_filesystems(store)
-        print(f"store {store.url}: {len(filesystems)} filesystem(s)")
+        print(f"store {printable(store.url)}: {len(filesystems)} filesystem(s)")
         for config in filesystems:
-            where = f", mounted at {mounted_at[config.name]}" if config.name in mounted_at else ""
-            print(f"  {config.name}: {describe_config(config)}{where}")
+            where = f", mounted at {printable(mounted_at[config.name])}" if config.name in mounted_at else ""
+            print(f"  {printable(config.name)}: {describe_config(config)}{where}")
             for line in _describe_sessions(_sessions_of(store, config.name)):
-                print(f"    {line}")
+                print(f"    {printable(line)}")
     return 0
 
 
@@ -342,6 +356,19 @@ def _describe_sessions(found: dict[bytes, sessions.Session]) -> list[str]:
 
 def _seconds(ns: int) -> str:
     return f"{max(ns, 0) / 1e9:.0f}s"
+
+
+def _describe_mount(entry: daemon.MountEntry, record: daemon.DaemonRecord | None) -> str:
+    name = printable(entry.source.removeprefix("fusefs:"))
+    if record is not None:
+        log_file = printable(record.log_file or "stderr")
+        return f"'{name}' in {printable(record.store_url)} (pid {record.pid}, log {log_file})"
+    if daemon.probe_errno(entry.mountpoint, STATUS_PROBE_S) == errno.ENOTCONN:
+        # The kernel keeps the mount of a daemon that died until it is unmounted.
+        command = printable(f"fusefs umount {shlex.quote(entry.mountpoint)}")
+        return f"'{name}' (daemon not running: run `{command}`)"
+    # The daemon's record is in another user's (or another) data directory.
+    return f"'{name}' (store unknown: mounted by another user or data directory)"
 
 
 def cmd_log(args: argparse.Namespace) -> int:
@@ -431,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(
             "--store",
             metavar="URL",
+            type=store_url_argument,
             help=f"metadata store: sqlite:///ABSOLUTE/PATH or fdb://[/CLUSTER_FILE] (default: {store_url})",
         )
 

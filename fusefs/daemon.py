@@ -40,6 +40,7 @@ import trio
 from blocks.errors import BlockError
 from fusefs import fuseloop
 from fusefs.blockdirs import SettingsUnusable, open_block_store
+from metadata.printable import printable
 from metadata.store import Store, StoreError
 from metadata.urls import data_dir, open_store
 
@@ -53,6 +54,9 @@ READAHEAD_KIB = 1024
 #: Idle FUSE worker tasks kept waiting for requests, and the most requests handled at once.  FoundationDB
 #: needs on the order of 200 transactions in flight to reach its throughput (design.md), so the ceiling
 #: is set above that; with the embedded store most handlers finish without yielding, so it costs nothing.
+#: pyfuse3 cannot count the idle tasks in our wait (fusefs/fuseloop.py), so it keeps up to the maximum;
+#: that wait gives requests to tasks that already hold a 1 MiB receive buffer before fresh ones, so
+#: buffers are touched only as far as requests overlap.
 FUSE_MIN_TASKS = 8
 FUSE_MAX_TASKS = 256
 #: How long ``fusefs mount`` waits for a background daemon to have the mount answering.  Generous
@@ -437,10 +441,20 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
 
 
 # -- foreground and background ----------------------------------------------------------------------------
+class OneLineFormatter(logging.Formatter):
+    """One line per record whatever a message quotes (file names, paths): its control characters are
+    escaped (metadata/printable.py), so no name can forge a record.  A traceback still follows the
+    record it belongs to, indented by Python."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
 def _configure_logging(debug: bool, stream: TextIO) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO, format=LOG_FORMAT, stream=stream, force=True
-    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(OneLineFormatter(LOG_FORMAT))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler], force=True)
     faulthandler.enable()  # a crash in C code (libfuse, libfdb_c) leaves a stack in the log
 
 
@@ -471,7 +485,8 @@ def mount_background(request: MountRequest) -> int:
         pid = _wait_until_ready(status_read, request)
     finally:
         os.close(status_read)
-    print(f"mounted '{request.name}' at {request.mountpoint} (pid {pid}, log {request.log_file})")
+    where, log_file = printable(request.mountpoint), printable(request.log_file)
+    print(f"mounted '{request.name}' at {where} (pid {pid}, log {log_file})")
     return 0
 
 
@@ -548,7 +563,7 @@ def _wait_until_ready(status_fd: int, request: MountRequest) -> int:
 
 
 def _wait_until_answering(mountpoint: str, deadline: float, log_file: str | None) -> None:
-    """The mount is in the mount table and a stat of its root gets an answer from the daemon."""
+    """The mount is in the mount table and the daemon answers a statfs."""
     while True:
         entry = mount_at(mountpoint)
         if entry is not None and is_fusefs(entry):
@@ -556,19 +571,28 @@ def _wait_until_answering(mountpoint: str, deadline: float, log_file: str | None
         if time.monotonic() > deadline:
             raise MountError(f"{mountpoint} did not appear in the mount table (see {log_file})")
         time.sleep(0.02)
-    # In a thread, so that a daemon that never answers costs a timeout, not a hung command.
+    failure = probe_errno(mountpoint, max(deadline - time.monotonic(), 0.1))
+    if failure is None:
+        raise MountError(f"{mountpoint} is mounted but does not answer (see {log_file})")
+    if failure:
+        raise MountError(f"{mountpoint} is mounted but statfs fails: {os.strerror(failure)} (see {log_file})")
+
+
+def probe_errno(path: str, timeout_s: float) -> int | None:
+    """0 if the filesystem mounted at ``path`` answers a statfs, its errno if it fails (ENOTCONN: a FUSE
+    mount whose daemon is gone), None if no answer comes within ``timeout_s``.  A statfs, because the
+    kernel always asks the daemon (a stat may be answered from the kernel's cache); in a thread, so
+    that a hung daemon costs a timeout, not a hung command."""
     answered = threading.Event()
-    failure: list[OSError] = []
+    outcome: list[int] = []
 
     def probe() -> None:
         try:
-            os.stat(mountpoint)
+            os.statvfs(path)
+            outcome.append(0)
         except OSError as error:
-            failure.append(error)
+            outcome.append(error.errno or errno.EIO)
         answered.set()
 
     threading.Thread(target=probe, daemon=True).start()
-    if not answered.wait(max(deadline - time.monotonic(), 0.1)):
-        raise MountError(f"{mountpoint} is mounted but does not answer (see {log_file})")
-    if failure:
-        raise MountError(f"{mountpoint} is mounted but stat fails: {failure[0].strerror} (see {log_file})")
+    return outcome[0] if answered.wait(timeout_s) else None

@@ -45,6 +45,8 @@ class PollingWait:
         self._one_reader = _LastInFirstOut()
         # Tasks handling a request: pyfuse3's loop calls the wait again right after its answer.
         self._busy: set[trio.lowlevel.Task] = set()
+        # Tasks that have read a request, and so hold a receive buffer (at most pyfuse3's max_tasks).
+        self._served: set[trio.lowlevel.Task] = set()
         self._stopping = False
 
     def stop(self) -> None:
@@ -54,7 +56,8 @@ class PollingWait:
     async def __call__(self) -> bool:
         task = trio.lowlevel.current_task()
         self._busy.discard(task)
-        async with self._one_reader:
+        await self._one_reader.acquire(fresh=task not in self._served)
+        try:
             if not await self._request_arrived_while_polling():
                 if self._stopping:
                     return False
@@ -65,7 +68,10 @@ class PollingWait:
                 if self._stopping:
                     return False
             self._busy.add(task)
+            self._served.add(task)
             return True
+        finally:
+            self._one_reader.release()
 
     async def _request_arrived_while_polling(self) -> bool:
         """Poll until a request is there (True), or until the loop has been idle for the polling time.
@@ -97,40 +103,44 @@ class PollingWait:
 
 
 class _LastInFirstOut:
-    """A lock handed to the task that began waiting last.
+    """A lock handed to the task that began waiting last, preferring tasks that hold a receive buffer.
 
     pyfuse3 keeps up to its maximum of worker tasks, each with a receive buffer of max_write (1 MiB)
-    that libfuse allocates at the task's first request.  Handing the next request to the most recent
-    idle task keeps the same few tasks busy, so buffers are touched only as far as requests overlap:
-    with trio's first-in-first-out lock every task took a turn, and a daemon that had received large
-    writes held all 256 buffers (RSS 307 MB after 1.5 GiB written with dd).
+    that libfuse allocates at the task's first request.  It counts idle tasks in its own wait, which
+    ``install()`` replaces, so it sees none idle and starts a new task after every request until it has
+    its maximum (256), and never retires one.  Were the lock handed to any task, each new task would take
+    a request and touch a buffer: a daemon that had received large writes held as many buffers as it had
+    tasks, more on a busy machine (RSS 130-240 MB after 512 MiB written with 1 MiB writes).  Handing it
+    to a task that already holds a buffer (the most recent idle one, whose buffer is warm) and to a
+    *fresh* task only when no such task waits bounds the buffers ever touched by the most requests
+    in progress at once, whatever the load.
     """
 
     def __init__(self) -> None:
         self._held = False
-        self._waiting: list[trio.Event] = []
+        self._waiting: list[trio.Event] = []  # tasks that have read requests before
+        self._fresh: list[trio.Event] = []  # tasks that never have
 
-    async def __aenter__(self) -> None:
+    async def acquire(self, *, fresh: bool) -> None:
         if not self._held:
             self._held = True
             return
+        queue = self._fresh if fresh else self._waiting
         handed_over = trio.Event()
-        self._waiting.append(handed_over)
+        queue.append(handed_over)
         try:
             await handed_over.wait()
         except BaseException:  # cancelled: pass the lock on if it had been handed over already
             if handed_over.is_set():
-                self._release()
+                self.release()
             else:
-                self._waiting.remove(handed_over)
+                queue.remove(handed_over)
             raise
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._release()
-
-    def _release(self) -> None:
-        if self._waiting:
-            self._waiting.pop().set()  # still held: by the task woken
+    def release(self) -> None:
+        queue = self._waiting or self._fresh
+        if queue:
+            queue.pop().set()  # still held: by the task woken
         else:
             self._held = False
 

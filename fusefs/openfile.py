@@ -312,6 +312,18 @@ class OpenFile:
             self._dirty = True
             return dropped
 
+    async def count_allocated(self) -> None:
+        """Bring ``attr.allocated`` (st_blocks) up to the data written so far, flushed or not, as ext4
+        counts delayed allocations.  Waits for the writes in flight; an error of theirs stays for the
+        next write, flush or fsync to report."""
+        async with self._lock:
+            if self._inline is None and self.attr.chunked:
+                await self._behind.settle()
+                self.attr.allocated = self._allocated_bytes()
+
+    def _allocated_bytes(self) -> int:
+        return sum(table.allocated_bytes() for table in self._tables.values())
+
     # -- flushing -----------------------------------------------------------------------------------
     @property
     def has_unflushed_writes(self) -> bool:
@@ -342,7 +354,7 @@ class OpenFile:
         chunks written since the last flush."""
         chunks: dict[int, ChunkRecord] = {}
         if self.attr.chunked:
-            self.attr.allocated = sum(table.allocated_bytes() for table in self._tables.values())
+            self.attr.allocated = self._allocated_bytes()
             for index in self._dirty_chunks:
                 record = self._chunks.get(index)
                 if record is not None:

@@ -357,6 +357,9 @@ class FuseOperations(pyfuse3.Operations):
 
     @fuse_handler
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext | None = None) -> pyfuse3.EntryAttributes:
+        open_file = self._open_files.get(inode)
+        if open_file is not None and open_file.has_unflushed_writes:
+            await open_file.count_allocated()  # st_blocks of data not flushed yet
         return self._entry(await self._run(self.ns.getattr, inode), counted=False)
 
     @fuse_handler
@@ -491,6 +494,10 @@ class FuseOperations(pyfuse3.Operations):
         ctx: pyfuse3.RequestContext,
     ) -> None:
         self._check_writable()
+        if flags & ~(pyfuse3.RENAME_NOREPLACE | pyfuse3.RENAME_EXCHANGE):
+            # RENAME_WHITEOUT (for overlayfs) would leave a whiteout at the old name: not implemented,
+            # so refused rather than done as a plain rename.
+            raise FSError(errno.EINVAL)
         rename = functools.partial(
             self.ns.rename,
             noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE),

@@ -45,9 +45,13 @@ class WriteBehind:
 
     async def drain(self) -> None:
         """Wait until every write has finished; raise the first error not reported yet."""
+        await self.settle()
+        self._raise_error()
+
+    async def settle(self) -> None:
+        """Wait until every write has finished, keeping an error for the next ``submit`` or ``drain``."""
         while self._in_flight:
             await self._finish_oldest()
-        self._raise_error()
 
     async def _finish_oldest(self) -> None:
         future, nbytes = self._in_flight[0]

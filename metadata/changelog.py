@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from metadata.keys import FsKeys
 from metadata.model import now_ns, pack, unpack_list
+from metadata.printable import printable
 from metadata.store import Transaction
 
 _OPTIONAL_INT = (int, type(None))
@@ -34,16 +35,14 @@ class LogRecord:
     session: bytes = b""
 
     def describe(self) -> str:
+        """One line, whatever the names hold (see metadata/printable.py)."""
         where = ""
         if self.parent is not None:
-            where = f" {self.parent}/{_show(self.name)}"
+            where = f" {self.parent}/{printable(self.name)}"
         if self.new_parent is not None:
-            where += f" -> {self.new_parent}/{_show(self.new_name)}"
-        return f"{self.versionstamp.hex()} {self.time_ns} {self.op} ino={self.ino} uid={self.uid}{where}"
-
-
-def _show(name: bytes | None) -> str:
-    return "" if name is None else name.decode(errors="backslashreplace")
+            where += f" -> {self.new_parent}/{printable(self.new_name)}"
+        op = printable(self.op)
+        return f"{self.versionstamp.hex()} {self.time_ns} {op} ino={self.ino} uid={self.uid}{where}"
 
 
 def append(

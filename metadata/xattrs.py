@@ -1,8 +1,9 @@
 """Extended attributes as transaction functions.
 
-Linux rules (xattr(7)): names carry a namespace prefix (user., trusted., security., system.); names are
-at most 255 bytes (ERANGE) and values at most 64 KiB (E2BIG); user.* attributes exist only on regular
-files and directories (EPERM elsewhere).  POSIX ACLs (system.posix_acl_*) are not supported."""
+Linux rules (xattr(7)): names carry a namespace prefix (user., trusted., security., system.) and
+something after it (a bare prefix is EINVAL, as on ext4); names are at most 255 bytes (ERANGE) and values
+at most 64 KiB (E2BIG); user.* attributes exist only on regular files and directories (EPERM
+elsewhere).  POSIX ACLs (system.posix_acl_*) are not supported."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ _NAMESPACES = (b"user.", b"trusted.", b"security.")
 def _check_name(name: bytes, attr: InodeAttr | None = None) -> None:
     if len(name) > XATTR_NAME_MAX_BYTES:
         raise FSError(errno.ERANGE)
-    if not name.startswith(_NAMESPACES) or name in _NAMESPACES:
+    if name in _NAMESPACES:  # nothing after the prefix: EINVAL, as from Linux's own handlers
+        raise FSError(errno.EINVAL)
+    if not name.startswith(_NAMESPACES):
         raise FSError(errno.EOPNOTSUPP)
     if attr is not None and name.startswith(b"user.") and not (attr.is_reg or attr.is_dir):
         raise FSError(errno.EPERM)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from fusefs.fuseloop import POLL_SECONDS, PollingWait
 from fusefs.quicklock import QuickLock
@@ -163,6 +164,42 @@ def test_the_reader_role_goes_to_the_task_that_waited_last(pipe: tuple[int, int]
     assert trio.run(main) == [0, 3, 2, 1]
 
 
+def test_a_task_that_has_read_before_is_preferred_to_a_fresh_one(pipe: tuple[int, int]) -> None:
+    """pyfuse3 starts a task after every request (it cannot see our idle ones): a fresh task would
+    touch a new 1 MiB receive buffer, so it reads only when no task that holds one is waiting."""
+    read_end, write_end = pipe
+
+    async def main() -> list[str]:
+        wait = PollingWait(read_end, poll_seconds=0)
+        order: list[str] = []
+
+        async def reader(name: str, times: int) -> None:
+            for _ in range(times):
+                assert await wait()
+                order.append(name)
+                os.read(read_end, 1)
+
+        async def request() -> None:
+            os.write(write_end, b"r")
+            await trio.testing.wait_all_tasks_blocked()
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(reader, "a", 2)
+                await trio.testing.wait_all_tasks_blocked()  # a waits in epoll
+                nursery.start_soon(reader, "b", 1)
+                await trio.testing.wait_all_tasks_blocked()  # b queues, fresh
+                await request()  # a reads, then queues again: it holds a buffer now; b waits in epoll
+                nursery.start_soon(reader, "c", 1)
+                await trio.testing.wait_all_tasks_blocked()  # c queues, fresh, after a
+                await request()  # b
+                await request()  # a, although c began waiting after it
+                await request()  # c, the only one left
+        return order
+
+    assert trio.run(main) == ["a", "b", "a", "c"]
+
+
 def test_a_cancelled_waiter_passes_the_reader_role_on(pipe: tuple[int, int]) -> None:
     read_end, write_end = pipe
 
@@ -213,7 +250,10 @@ def test_quick_lock_excludes_and_hands_over() -> None:
 
 def test_large_writes_touch_few_receive_buffers(mount_fs) -> None:
     """pyfuse3 keeps up to 256 worker tasks with a 1 MiB receive buffer each; taking turns, they all
-    held one after many large writes (RSS ~300 MB)."""
+    held one after many large writes (RSS ~300 MB).  Handed to the last idle task, they still spread
+    over the tasks pyfuse3 kept starting (RSS 120 MB idle, 150-240 MB on a busy machine); handed to
+    tasks that already hold a buffer first, one sequential writer keeps the RSS near 36 MB, busy or
+    not, so the bound below leaves room for a busy machine and a slower allocator."""
     mnt = mount_fs()
     block = os.urandom(1 << 20)
     with open(mnt / "big", "wb") as f:
@@ -222,4 +262,4 @@ def test_large_writes_touch_few_receive_buffers(mount_fs) -> None:
     # Log lines read "date time pid level ...": the foreground daemon is the mounting process.
     pid = int(re.search(r"^\S+ \S+ (\d+) INFO ", mount_fs.daemon_log(mnt), re.M).group(1))
     rss_kib = int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))
-    assert rss_kib < 200 * 1024, f"daemon RSS {rss_kib // 1024} MiB after 512 MiB written"
+    assert rss_kib < 100 * 1024, f"daemon RSS {rss_kib // 1024} MiB after 512 MiB written"
