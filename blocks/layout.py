@@ -30,7 +30,7 @@ def chunk_path(directory: str, chunk_id: int) -> str:
 
 def parse_chunk_name(name: str) -> int | None:
     """The chunk id a file name encodes, or None for anything else (temporary or foreign files)."""
-    stem, suffix = name[:-len(CHUNK_SUFFIX)], name[-len(CHUNK_SUFFIX):]
+    stem, suffix = name[: -len(CHUNK_SUFFIX)], name[-len(CHUNK_SUFFIX) :]
     if suffix != CHUNK_SUFFIX or len(stem) != 16:
         return None
     try:

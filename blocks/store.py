@@ -316,7 +316,9 @@ class BlockStore:
         if table is not None and table.chunk_size != self.chunk_size:
             raise ValueError(f"checksum table is for {table.chunk_size}-byte chunks, not {self.chunk_size}")
 
-    def _require_zero(self, dir_index: int, chunk_id: int, table: ChecksumTable, first: int, stop: int) -> None:
+    def _require_zero(
+        self, dir_index: int, chunk_id: int, table: ChecksumTable, first: int, stop: int
+    ) -> None:
         """A missing chunk file is only fine where the table says the blocks were never written."""
         if not table.all_zero(first, stop):
             raise ChunkMissing(chunk_id, self.path(dir_index, chunk_id))
