@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from metadata.emulation import StoreEmulation
 from metadata.sqlite_store import SqliteStore
 from metadata.store import StoreError, StoreLocked
 from metadata.urls import StoreUrlError, data_dir, default_store_url, open_store
@@ -42,7 +43,7 @@ def test_sqlite_url_is_exclusive_unless_asked(tmp_path):
 
 
 def test_sqlite_url_with_chaos_fails_some_commits_retryably(tmp_path):
-    store = open_store(f"sqlite://{tmp_path}/meta.db", chaos_conflict_rate=0.5)
+    store = open_store(f"sqlite://{tmp_path}/meta.db", emulation=StoreEmulation(chaos_conflict_rate=0.5))
     attempts = []
 
     def write(tr):
