@@ -9,9 +9,9 @@ the commit fails with ``TransactionConflict`` and the retry loop runs the functi
 Two modes:
 
 - **Sole owner** (the default, and the fast path): one process owns a writable store (an exclusive
-  ``flock`` on ``<path>.lock``).  The commit version lives in memory (persisted every 256 commits; a
-  restart skips ahead by as much) and the write ranges of recent commits in a list, both guarded by one
-  lock: conflicts between this process's threads are all there are.
+  ``flock`` on ``<path>.lock``).  The commit version lives in memory (reserved 256 at a time in the
+  file, so a restart never reuses one) and the write ranges of recent commits in a list, both guarded by
+  one lock: conflicts between this process's threads are all there are.
 - **Shared** (``shared=True``, ``fusefs mount -o shared``): several processes write one file at once, as
   several mounts write one FoundationDB.  Each holds a *shared* ``flock`` on ``<path>.lock``, so sole
   owners and shared processes exclude each other.  Everything the resolver needs is in the file:
@@ -72,7 +72,12 @@ from metadata.store import (
 )
 
 _RANGE_BATCH_ROWS = 1000
-_VERSION_PERSIST_EVERY = 256
+#: A sole owner reserves commit versions this many at a time: it persists "no version above V was used"
+#: before using one above V, so a restart (even after kill -9) never hands out a version again.
+_VERSION_RESERVE = 256
+#: Versions skipped when a writable handle opens: stores written before versions were reserved ahead
+#: persisted them only every 256 commits and may have used up to 511 past the persisted value.
+_VERSION_SKIP_ON_OPEN = 2 * _VERSION_RESERVE
 _MMAP_BYTES = 1 << 30
 #: Shared mode keeps the write ranges of the commits of this many seconds (FoundationDB's MVCC window).
 MVCC_WINDOW_S = 5.0
@@ -424,7 +429,8 @@ class SqliteStore(Store):
         self._poll_lock = threading.Lock()
         try:
             self._writer = self._connect()
-            self._version = self._skip_ahead_shared() if self.shared_mode else self._load_version()
+            self._version = self._skip_ahead()
+            self._reserved = self._version
         except sqlite3.DatabaseError as error:
             self.close()
             raise StoreUnavailable(f"{self.path}: not a usable SQLite store ({error})") from error
@@ -460,24 +466,25 @@ class SqliteStore(Store):
         conn.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
         return conn
 
-    def _load_version(self) -> int:
-        """The commit version to continue from.  A sole owner persists it only every
-        ``_VERSION_PERSIST_EVERY`` commits, so after a crash skip ahead by that much: versionstamps must
-        never repeat or go backwards."""
-        return _stored_version(self._writer) + _VERSION_PERSIST_EVERY
+    def _skip_ahead(self) -> int:
+        """The commit version to continue from: versionstamps must never repeat or go backwards.
 
-    def _skip_ahead_shared(self) -> int:
-        """Shared mode keeps the version in the file; the same skip ahead covers the versions a sole
-        owner used after it last persisted one (harmless when the last writer was shared)."""
-        conn = self._writer
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = _stored_version(conn) + _VERSION_PERSIST_EVERY
-            _persist_version(conn, version)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        A read-only handle reads it; a sole owner starts past it and reserves on its first commit; a
+        shared process persists the skip at once, since the others take their versions from the file."""
+        version = _stored_version(self._writer)
+        if self.read_only:
+            return version
+        version += _VERSION_SKIP_ON_OPEN
+        if self.shared_mode:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                version = max(version, _stored_version(conn))
+                _persist_version(conn, version)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
         return version
 
     # -- emulation ----------------------------------------------------------------------------------
@@ -609,8 +616,9 @@ class SqliteStore(Store):
             writes.extend((key, _key_after(key)) for key, _ in upserts)
             if self.shared_mode:
                 self._record_commit(conn, version, writes)
-            elif version % _VERSION_PERSIST_EVERY == 0:
-                _persist_version(conn, version)
+            elif version > self._reserved:
+                reserved = version + _VERSION_RESERVE
+                _persist_version(conn, reserved)
             conn.execute("COMMIT")
         except RetryableError:
             conn.execute("ROLLBACK")
@@ -619,6 +627,8 @@ class SqliteStore(Store):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise self._sqlite_error(error, "commit") from error
+        if not self.shared_mode and version > self._reserved:
+            self._reserved = reserved
         return version, writes
 
     def _resolve_shared(self, conn: sqlite3.Connection, tr: SqliteTransaction) -> int:
