@@ -56,6 +56,9 @@ MOUNT_OPTIONS = {
     "strict": "invalidate kernel caches as soon as another mount's change is seen, not after a timeout",
     "writeback_cache": "let the kernel gather writes in its page cache and send them in large pieces: "
     "faster small writes (tar -x), slower rename, unlink and first stat after a write",
+    "shared": "several read-write mounts of one embedded store file at once, behaving as on FoundationDB "
+    "(transactions in worker threads, 1 s kernel cache timeouts and change-log invalidation); every "
+    "read-write mount of the file needs it (FoundationDB is always shared: accepted and ignored there)",
 }
 LOG_PAGE_RECORDS = 1000
 LOG_FOLLOW_POLL_S = 0.5
@@ -249,6 +252,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
         allow_other="allow_other" in options,
         strict="strict" in options,
         writeback_cache="writeback_cache" in options,
+        shared="shared" in options,
         log_file=os.path.abspath(log_file) if log_file else None,
         debug=args.debug,
     )
