@@ -104,7 +104,9 @@ class StoreRunner:
                     f"store {self.store.url} still failing after {waited:.0f} s, giving up: {failure}"
                 ) from failure
             if not warned and waited >= WARN_AFTER_S:
-                log.warning("store %s failing for %.0f s, still retrying: %s", self.store.url, waited, failure)
+                log.warning(
+                    "store %s failing for %.0f s, still retrying: %s", self.store.url, waited, failure
+                )
                 warned = True
             # Shielded once an attempt may have committed: the caller must then learn the outcome.
             with trio.CancelScope(shield=operation.maybe_committed):
@@ -119,7 +121,9 @@ class StoreRunner:
                 log.warning("store %s answers again after %.1f s", self.store.url, time.monotonic() - started)
             return result
 
-    async def _transact(self, fn: Callable[..., T], args: tuple[Any, ...], operation: Operation, timeout_s: float) -> T:
+    async def _transact(
+        self, fn: Callable[..., T], args: tuple[Any, ...], operation: Operation, timeout_s: float
+    ) -> T:
         call = functools.partial(
             self.store.transact,
             functools.partial(_with_args, fn, args),

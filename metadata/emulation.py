@@ -44,9 +44,8 @@ class StoreEmulation:
         if self.chaos_conflict_rate:
             parts.append(f"{self.chaos_conflict_rate:.0%} of commits fail with an injected conflict")
         if self.read_delay_s or self.commit_delay_s:
-            parts.append(
-                f"{self.read_delay_s * 1000:g} ms per read round, {self.commit_delay_s * 1000:g} ms per commit"
-            )
+            read_ms, commit_ms = self.read_delay_s * 1000, self.commit_delay_s * 1000
+            parts.append(f"{read_ms:g} ms per read round, {commit_ms:g} ms per commit")
         if self.fault_file:
             parts.append(f"commits fail while {self.fault_file} exists")
         return "; ".join(parts)

@@ -641,7 +641,9 @@ class SqliteStore(Store):
                     f"{self.path}: the transaction's read version is older than the conflict history "
                     f"kept ({self._mvcc_window_s:g} s)"
                 )
-            for (encoded,) in conn.execute("SELECT ranges FROM commits WHERE version > ?", (tr.read_version,)):
+            for (encoded,) in conn.execute(
+                "SELECT ranges FROM commits WHERE version > ?", (tr.read_version,)
+            ):
                 if _overlaps(tr._reads, msgpack.unpackb(encoded)):
                     raise TransactionConflict("a concurrent transaction wrote what this one read")
         return version + 1

@@ -45,7 +45,7 @@ def main() -> None:
                 assert tr is not None
                 tr.commit()
             elif command == "write":
-                store.transact(lambda t: t.set(raw[0], raw[1]))
+                store.transact(lambda t, k=raw[0], v=raw[1]: t.set(k, v))
             else:
                 reply = f"error ValueError unknown command {command}"
         except StoreError as error:
