@@ -202,7 +202,7 @@ def _check_sizes(inline_max: int, chunk_size: int) -> None:
 
 def cmd_mkfs(args: argparse.Namespace) -> int:
     _check_sizes(args.inline_max, args.chunk_size)  # before the store file is created
-    with opened_store(args.store) as store:
+    with opened_store(args.store, create=True) as store:
         config = make_filesystem(
             store, args.name, args.blocks, args.inline_max, args.chunk_size, args.log_retention_hours * 3600
         )
@@ -226,7 +226,7 @@ def _ensure_default_filesystem() -> None:
         with opened_store(url, read_only=True, exclusive=False) as store:
             if _has_filesystem(store, DEFAULT_NAME):
                 return
-    with opened_store(url) as store:
+    with opened_store(url, create=True) as store:
         if not _has_filesystem(store, DEFAULT_NAME):
             config = make_filesystem(
                 store, DEFAULT_NAME, [], DEFAULT_INLINE_MAX_BYTES, DEFAULT_CHUNK_SIZE_BYTES

@@ -200,7 +200,7 @@ def _user_allow_other() -> bool:
 # -- records of running daemons (for `fusefs status` and `fusefs umount`) ------------------------------
 def _state_dir() -> str:
     path = os.path.join(data_dir(), "mounts")
-    os.makedirs(path, exist_ok=True)
+    os.makedirs(path, mode=0o700, exist_ok=True)
     return path
 
 

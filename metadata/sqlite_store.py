@@ -399,6 +399,7 @@ class SqliteStore(Store):
         read_only: bool = False,
         exclusive: bool = True,
         shared: bool = False,
+        create: bool = True,
         emulation: StoreEmulation = NO_EMULATION,
         chaos_seed: int | None = None,
         mvcc_window_s: float = MVCC_WINDOW_S,
@@ -423,6 +424,9 @@ class SqliteStore(Store):
         self.emulated_read_rounds = 0
         self.emulated_commits = 0
         self._lock_fd: int | None = None
+        if (read_only or not create) and not os.path.exists(self.path):
+            # Checked before the lock file is made: a mistyped path must leave nothing behind.
+            raise StoreUnavailable(f"no store at {self.path}: create one with fusefs mkfs")
         if not read_only and exclusive:
             self._lock_fd = _take_lock(self.path, shared=self.shared_mode)
         self._poll_conn: sqlite3.Connection | None = None
@@ -447,14 +451,13 @@ class SqliteStore(Store):
 
     def _connect(self) -> sqlite3.Connection:
         if self.read_only:
-            if not os.path.exists(self.path):
-                raise StoreUnavailable(f"{self.path}: no such store")
             conn = sqlite3.connect(
                 f"file:{self.path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
             )
         else:
             if not os.path.isdir(os.path.dirname(self.path)):
                 raise StoreUnavailable(f"{self.path}: directory {os.path.dirname(self.path)} does not exist")
+            _create_private(self.path)
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S
             )
@@ -738,6 +741,15 @@ class SqliteStore(Store):
             self._lock_fd = None
 
 
+def _create_private(path: str) -> None:
+    """Create the database file 0600 if it is missing: SQLite gives its -wal and -shm files the database
+    file's mode, and the store holds every file name and small file's contents."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 def _stored_value(conn: sqlite3.Connection, name: str) -> int:
     row = conn.execute("SELECT value FROM store_meta WHERE name = ?", (name,)).fetchone()
     return 0 if row is None else int(row[0])
@@ -760,7 +772,7 @@ def _take_lock(path: str, *, shared: bool) -> int:
     (``LOCK_SH``).  A sole owner writes its pid into the lock file for the refusal message."""
     lock_path = path + ".lock"
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as error:
         raise StoreUnavailable(f"cannot open {lock_path}: {error.strerror}") from error
     try:

@@ -97,12 +97,14 @@ def open_store(
     read_only: bool = False,
     exclusive: bool = True,
     shared: bool = False,
+    create: bool = False,
     emulation: StoreEmulation | None = None,
 ) -> Store:
     """Open the store ``url`` names.
 
     ``read_only``, ``exclusive`` and ``shared`` concern the embedded store (one writing owner at a time,
-    or several writers in shared mode; read-only handles beside either); FoundationDB is shared by
+    or several writers in shared mode; read-only handles beside either; ``create`` a missing store file,
+    which only ``mkfs`` and the first mount of the default store do); FoundationDB is shared by
     design and ignores them, as it ignores ``emulation``, which exists to make the embedded store
     produce the conflicts, latency and outages FoundationDB produces anyway."""
     backend, location = _parse(url)
@@ -115,6 +117,7 @@ def open_store(
             read_only=read_only,
             exclusive=exclusive,
             shared=shared,
+            create=create,
             emulation=emulation or NO_EMULATION,
         )
     # Imported here: loading the FoundationDB client library is needless (and may fail) for users of
