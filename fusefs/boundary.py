@@ -17,7 +17,7 @@ import pyfuse3
 
 from blocks import BlockError
 from metadata.model import FSError
-from metadata.store import LimitExceeded, StoreError
+from metadata.store import LimitExceeded, StoreError, StoreFull
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ def errno_of(error: BaseException) -> int:
         return int(getattr(error, "errno", errno.EIO))
     if isinstance(error, LimitExceeded):
         return errno.EFBIG
+    if isinstance(error, StoreFull):
+        return errno.ENOSPC
     if isinstance(error, OSError) and error.errno:
         return error.errno
     return errno.EIO

@@ -58,6 +58,7 @@ from metadata.store import (
     RetryableError,
     Store,
     StoreError,
+    StoreFull,
     StoreLocked,
     StoreUnavailable,
     Transaction,
@@ -627,6 +628,7 @@ class SqliteStore(Store):
             conn.execute("ROLLBACK")
             raise
         except sqlite3.Error as error:
+            # SQLite rolls some failures back itself (SQLITE_FULL may): roll back only what is left.
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise self._sqlite_error(error, "commit") from error
@@ -670,6 +672,8 @@ class SqliteStore(Store):
         text = str(error)
         if isinstance(error, sqlite3.DatabaseError) and "malformed" in text:
             return CorruptValue(f"{self.path}: {text}")
+        if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            return StoreFull(f"{self.path}: {doing} failed: the disk holding the store is full")
         if isinstance(error, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
             # Another process held SQLite's lock past the busy timeout: the attempt may simply be run again.
             return RetryableError(f"{self.path}: {doing} failed: {text}")

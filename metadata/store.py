@@ -90,6 +90,10 @@ class StoreLocked(StoreError):
     """Another process owns the store (for example, a mounted daemon)."""
 
 
+class StoreFull(StoreError):
+    """The disk under the store is full: the transaction did not commit (ENOSPC for the application)."""
+
+
 class CorruptValue(StoreError):
     """A stored value could not be decoded."""
 
