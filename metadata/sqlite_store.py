@@ -497,7 +497,8 @@ class SqliteStore(Store):
         time.sleep(self.read_delay_s)
 
     def _check_fault(self) -> None:
-        if self._fault_file is not None and os.path.exists(self._fault_file):
+        assert self._fault_file is not None
+        if os.path.exists(self._fault_file):
             time.sleep(_FAULT_PAUSE_S)
             raise RetryableError(f"{self.path}: emulated store recovery ({self._fault_file} exists)")
 
@@ -557,7 +558,8 @@ class SqliteStore(Store):
         del self._history[:cut]
 
     def _commit(self, tr: SqliteTransaction) -> None:
-        self._check_fault()
+        if self._fault_file is not None:
+            self._check_fault()
         if not tr.has_writes():
             # A read-only transaction commits trivially, as in FoundationDB, but its watches still
             # become active (FoundationDB's get_and_watch is a read-only transaction).
