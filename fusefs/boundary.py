@@ -26,7 +26,7 @@ import pyfuse3
 from blocks import BlockError
 from metadata.model import FSError
 from metadata.printable import printable
-from metadata.store import LimitExceeded, StoreError, TransactionTimedOut
+from metadata.store import LimitExceeded, StoreError, StoreFull
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +34,16 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
 def errno_of(error: BaseException) -> int:
+    """The errno for ``error``.  A store that stays unavailable (timeouts, an outage the runner gave up
+    on) is EIO, as a disk that stopped answering: ETIMEDOUT would read as a network error to programs."""
     if isinstance(error, FSError):
         return error.errno
     if isinstance(error, BlockError):
         return int(getattr(error, "errno", errno.EIO))
     if isinstance(error, LimitExceeded):
         return errno.EFBIG
-    if isinstance(error, TransactionTimedOut):
-        return errno.ETIMEDOUT
+    if isinstance(error, StoreFull):
+        return errno.ENOSPC
     if isinstance(error, OSError) and error.errno:
         return error.errno
     return errno.EIO

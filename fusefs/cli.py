@@ -72,6 +72,9 @@ MOUNT_OPTIONS = {
     "strict": "invalidate kernel caches as soon as another mount's change is seen, not after a timeout",
     "writeback_cache": "let the kernel gather writes in its page cache and send them in large pieces: "
     "faster small writes (tar -x), slower rename, unlink and first stat after a write",
+    "shared": "several read-write mounts of one embedded store file at once, behaving as on FoundationDB "
+    "(transactions in worker threads, 1 s kernel cache timeouts and change-log invalidation); every "
+    "read-write mount of the file needs it (FoundationDB is always shared: accepted and ignored there)",
 }
 LOG_PAGE_RECORDS = 1000
 LOG_FOLLOW_POLL_S = 0.5
@@ -217,7 +220,7 @@ def _check_sizes(inline_max: int, chunk_size: int) -> None:
 
 def cmd_mkfs(args: argparse.Namespace) -> int:
     _check_sizes(args.inline_max, args.chunk_size)  # before the store file is created
-    with opened_store(args.store) as store:
+    with opened_store(args.store, create=True) as store:
         config = make_filesystem(
             store, args.name, args.blocks, args.inline_max, args.chunk_size, args.log_retention_hours * 3600
         )
@@ -241,7 +244,7 @@ def _ensure_default_filesystem() -> None:
         with opened_store(url, read_only=True, exclusive=False) as store:
             if _has_filesystem(store, DEFAULT_NAME):
                 return
-    with opened_store(url) as store:
+    with opened_store(url, create=True) as store:
         if not _has_filesystem(store, DEFAULT_NAME):
             config = make_filesystem(
                 store, DEFAULT_NAME, [], DEFAULT_INLINE_MAX_BYTES, DEFAULT_CHUNK_SIZE_BYTES
@@ -267,6 +270,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
         allow_other="allow_other" in options,
         strict="strict" in options,
         writeback_cache="writeback_cache" in options,
+        shared="shared" in options,
         log_file=os.path.abspath(log_file) if log_file else None,
         debug=args.debug,
     )

@@ -40,6 +40,8 @@ import trio
 from blocks.errors import BlockError
 from fusefs import fuseloop
 from fusefs.blockdirs import SettingsUnusable, open_block_store
+from fusefs.store_runner import patience_from_env
+from metadata.emulation import StoreEmulation
 from metadata.printable import printable
 from metadata.store import Store, StoreError
 from metadata.urls import data_dir, open_store
@@ -63,7 +65,6 @@ FUSE_MAX_TASKS = 256
 #: because opening a FoundationDB cluster and recovering orphans may take a while.
 START_TIMEOUT_S = 60.0
 FUSE_DEVICE = "/dev/fuse"
-CHAOS_ENV = "FUSEFS_CHAOS_CONFLICT_RATE"
 LOG_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
 
 
@@ -83,6 +84,9 @@ class MountRequest:
     strict: bool = False
     #: The kernel's writeback cache (see ``FuseOperations``).
     writeback_cache: bool = False
+    #: Open an embedded store in shared mode: several read-write mounts of one store file, each behaving
+    #: as on FoundationDB (FoundationDB is always shared).
+    shared: bool = False
     log_file: str | None = None
     debug: bool = False
 
@@ -208,7 +212,7 @@ def _user_allow_other() -> bool:
 # -- records of running daemons (for `fusefs status` and `fusefs umount`) ------------------------------
 def _state_dir() -> str:
     path = os.path.join(data_dir(), "mounts")
-    os.makedirs(path, exist_ok=True)
+    os.makedirs(path, mode=0o700, exist_ok=True)
     return path
 
 
@@ -368,19 +372,18 @@ def _write_readahead(mountpoint: str) -> None:
         log.info("kernel readahead left at its default (%s: %s)", path, error.strerror)
 
 
-def _chaos_rate() -> float:
-    """The embedded store's retry chaos for this daemon (tests set it to prove every transaction
-    function of a real mount retry-safe); FoundationDB ignores it."""
-    text = os.environ.get(CHAOS_ENV, "").strip()
+def _store_emulation() -> StoreEmulation:
+    """The embedded store's development aids for this daemon (metadata/emulation.py: retry chaos,
+    latency, an outage switch), from the environment; FoundationDB ignores them.  The store runner's
+    patience is checked here too, so a bad value fails the mount with one line."""
     try:
-        rate = float(text) if text else 0.0
-    except ValueError:
-        raise MountError(f"{CHAOS_ENV}={text!r} is not a number between 0 and 1") from None
-    if not 0.0 <= rate < 1.0:
-        raise MountError(f"{CHAOS_ENV}={text!r} is not a number between 0 and 1")
-    if rate:
-        log.warning("retry chaos: %.0f%% of commits fail with an injected conflict", rate * 100)
-    return rate
+        emulation = StoreEmulation.from_env(os.environ)
+        patience_from_env(os.environ)
+    except ValueError as error:
+        raise MountError(str(error)) from None
+    if emulation.active:
+        log.warning("embedded store emulation on: %s", emulation.describe())
+    return emulation
 
 
 def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
@@ -394,12 +397,14 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
     # the `finally` blocks below (unmount, close the store) runs for both.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     # A read-only mount takes no ownership of the store: on the embedded store it can run beside the
-    # daemon that owns it, following its change log like a mount on a shared store.
+    # daemon that owns it (or the shared-mode ones), following the change log like a mount on a shared
+    # store.
     store: Store = open_store(
         request.store_url,
         read_only=request.read_only,
         exclusive=not request.read_only,
-        chaos_conflict_rate=_chaos_rate(),
+        shared=request.shared,
+        emulation=_store_emulation(),
     )
     blocks = None
     try:
@@ -414,9 +419,10 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
         )
         options = _fuse_options(ops, request)
         log.info(
-            "mounting %r from %s at %s with options %s",
+            "mounting %r from %s%s at %s with options %s",
             request.name,
             store.url,
+            " (shared mode)" if request.shared and not request.read_only else "",
             request.mountpoint,
             ",".join(sorted(options)),
         )

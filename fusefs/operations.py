@@ -184,30 +184,31 @@ class FuseOperations(pyfuse3.Operations):
             open_file = self._open_files.get(ino)
         if open_file is None:
             attr = known if known is not None else await self._run(self.ns.getattr, ino)
-            # Another request may have opened it while the attributes were read (transactions yield
-            # on a shared store): two OpenFiles of one inode would each flush their own data, and the
-            # last flush would silently drop the other's writes.
+            # Another open may have made it while the store was read (transactions in worker threads):
+            # two open files of one inode would each write back their own copy of its data.
             open_file = self._open_files.get(ino)
-        if open_file is None:
-            open_file = OpenFile(
-                attr,
-                self.ns,
-                self.blocks,
-                self.runner,
-                self._chunk_ids,
-                self.store.sync,
-                self._chunk_writer,
-                kernel_tracks_mtime=self.enable_writeback_cache,
-            )
-            self._open_files[ino] = open_file
+            if open_file is None:
+                open_file = OpenFile(
+                    attr,
+                    self.ns,
+                    self.blocks,
+                    self.runner,
+                    self._chunk_ids,
+                    self.store.sync,
+                    self._chunk_writer,
+                    kernel_tracks_mtime=self.enable_writeback_cache,
+                )
+                self._open_files[ino] = open_file
         open_file.refs += 1
         return open_file
 
     async def _close_file(self, open_file: OpenFile) -> None:
-        open_file.refs -= 1
+        # The reference is dropped after the flush: an open meanwhile must find this open file (whose
+        # data may not be in the store yet), not load a stale copy of its own.
         try:
             await open_file.flush()
         finally:
+            open_file.refs -= 1
             if open_file.refs == 0 and self._open_files.get(open_file.ino) is open_file:
                 del self._open_files[open_file.ino]
                 self._queue_if_unused(open_file.ino)

@@ -25,6 +25,7 @@ from metadata.store import (
     MAX_TRANSACTION_BYTES,
     CommitUnknownResult,
     KeyTooLarge,
+    Operation,
     RetryableError,
     RetryLimitReached,
     Store,
@@ -372,12 +373,15 @@ class FdbStore(Store):
         *,
         retry_limit: int = DEFAULT_RETRY_LIMIT,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        operation: Operation | None = None,
     ) -> T:
         """The interface's retry loop, with FoundationDB's own policy: one ``fdb.Transaction`` for every
         attempt, ``on_error`` to back off and reset it, and the timeout set on the transaction so that it
-        covers all attempts (API >= 610 keeps it across ``on_error``) and also interrupts a blocked read."""
+        covers all attempts (API >= 610 keeps it across ``on_error``) and also interrupts a blocked read.
+        The retry limit is set on the transaction too, so the database's default limit never ends a
+        loop that the caller bounds by time."""
         fdb = self._fdb
-        operation_id = new_operation_id()
+        op = operation if operation is not None else Operation()
         deadline = time.monotonic() + timeout_s
         try:
             tr = self._db.create_transaction()
@@ -387,14 +391,18 @@ class FdbStore(Store):
             raise _store_error(error, fdb) from None
         timed_out = f"transaction on {self.url} still failing after {timeout_s:g} s"
         committed = False
-        maybe_committed = False
         try:
             for attempt in range(retry_limit + 1):
-                attempt_tr = FdbTransaction(self, tr, operation_id)
-                attempt_tr.maybe_committed = maybe_committed
+                attempt_tr = FdbTransaction(self, tr, op.id)
+                attempt_tr.maybe_committed = op.maybe_committed
                 try:
                     result = fn(attempt_tr)
-                    attempt_tr.commit()
+                    try:
+                        attempt_tr.commit()
+                    except TransactionTimedOut:
+                        # The commit was sent and no answer came: it may have been applied.
+                        op.maybe_committed = True
+                        raise
                     committed = True
                     return result
                 except RetryableError as error:
@@ -405,7 +413,7 @@ class FdbStore(Store):
                             COMMIT_UNKNOWN_RESULT if isinstance(error, CommitUnknownResult) else NOT_COMMITTED
                         )
                     if isinstance(error, CommitUnknownResult):
-                        maybe_committed = True
+                        op.maybe_committed = True
                 if attempt == retry_limit:
                     break
                 try:

@@ -6,13 +6,34 @@ version*, buffers its writes, and at commit is checked against the write ranges 
 committed after that read version.  If one of them wrote something this transaction read (serializably),
 the commit fails with ``TransactionConflict`` and the retry loop runs the function again.
 
+Two modes:
+
+- **Sole owner** (the default, and the fast path): one process owns a writable store (an exclusive
+  ``flock`` on ``<path>.lock``).  The commit version lives in memory (reserved 256 at a time in the
+  file, so a restart never reuses one) and the write ranges of recent commits in a list, both guarded by
+  one lock: conflicts between this process's threads are all there are.
+- **Shared** (``shared=True``, ``fusefs mount -o shared``): several processes write one file at once, as
+  several mounts write one FoundationDB.  Each holds a *shared* ``flock`` on ``<path>.lock``, so sole
+  owners and shared processes exclude each other.  Everything the resolver needs is in the file:
+  ``store_meta.version`` is written by every commit, so the read version is the version a transaction's
+  SQLite snapshot sees, and a commit, under SQLite's write lock (``BEGIN IMMEDIATE``), reads the current
+  version, checks its read ranges against the ``commits`` table (version, time, msgpack write ranges) for
+  versions above its read version, then writes its data, its own ``commits`` row and version + 1 in the
+  same SQLite transaction: versions (hence versionstamps) increase strictly across processes.  Rows older
+  than ``MVCC_WINDOW_S`` (5 s, FoundationDB's MVCC window) are trimmed, and ``store_meta.trimmed_through``
+  remembers how far: a reading transaction whose read version is below it fails with the retryable
+  ``TransactionTooOld``, as FoundationDB's error 1007.  Watches poll their key every ``WATCH_POLL_S``
+  (other processes' commits fire nothing here); this process's commits still fire them at once.  The
+  store then says ``shared`` and ``blocks_event_loop``, so the daemon takes FoundationDB's path:
+  transactions in worker threads, short kernel cache timeouts and change-log invalidation.
+
 Durability: SQLite runs in WAL mode with ``synchronous=NORMAL``.  A commit is written to the WAL file
 before ``commit()`` returns, so it survives the daemon being killed (kill -9); it survives a machine
 crash once ``sync()`` has fsynced the WAL (the filesystem calls it on fsync(2) and syncfs), or after
 SQLite's next checkpoint.
 
-One process owns a writable store at a time (an exclusive ``flock`` on ``<path>.lock``); read-only
-handles can be opened alongside it.
+Read-only handles take no lock and can be opened beside either mode.  ``metadata.emulation`` describes
+the development aids (retry chaos, latency, an outage switch).
 """
 
 from __future__ import annotations
@@ -25,18 +46,25 @@ import random
 import sqlite3
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 
+import msgpack
+
+from metadata.emulation import StoreEmulation
 from metadata.store import (
     MAX_TRANSACTION_BYTES,
     CorruptValue,
+    RetryableError,
     Store,
     StoreError,
+    StoreFull,
     StoreLocked,
     StoreUnavailable,
     Transaction,
     TransactionConflict,
     TransactionTooLarge,
+    TransactionTooOld,
     Watch,
     check_key,
     check_value,
@@ -45,11 +73,26 @@ from metadata.store import (
 )
 
 _RANGE_BATCH_ROWS = 1000
-_VERSION_PERSIST_EVERY = 256
+#: A sole owner reserves commit versions this many at a time: it persists "no version above V was used"
+#: before using one above V, so a restart (even after kill -9) never hands out a version again.
+_VERSION_RESERVE = 256
+#: Versions skipped when a writable handle opens: stores written before versions were reserved ahead
+#: persisted them only every 256 commits and may have used up to 511 past the persisted value.
+_VERSION_SKIP_ON_OPEN = 2 * _VERSION_RESERVE
 _MMAP_BYTES = 1 << 30
+#: Shared mode keeps the write ranges of the commits of this many seconds (FoundationDB's MVCC window).
+MVCC_WINDOW_S = 5.0
+#: How often a watch in shared mode looks at its key's value.
+WATCH_POLL_S = 0.03
+#: How long a statement waits for another process's SQLite lock before the attempt is retried.
+_BUSY_TIMEOUT_S = 5.0
+#: How long a commit takes to fail while the emulated fault is on (FoundationDB's look during recovery).
+_FAULT_PAUSE_S = 0.1
+NO_EMULATION = StoreEmulation()
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS commits (version INTEGER PRIMARY KEY, t REAL NOT NULL, ranges BLOB NOT NULL);
 """
 
 KeyRange = tuple[bytes, bytes]
@@ -74,7 +117,21 @@ class _SqliteWatch(Watch):
         self._event.set()
 
     def wait(self, timeout_s: float | None = None) -> bool:
-        return self._event.wait(timeout_s)
+        if not self._store.shared_mode:
+            return self._event.wait(timeout_s)
+        # Other processes' commits fire nothing here: poll the key's value (our own commits still set
+        # the event at once).
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            step = WATCH_POLL_S if deadline is None else min(WATCH_POLL_S, deadline - time.monotonic())
+            if self._event.wait(max(step, 0.0)):
+                return True
+            if self._store._changed(self):
+                self._store._unregister_watch(self)
+                self.fire()
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
 
     def cancel(self) -> None:
         self._store._unregister_watch(self)
@@ -99,6 +156,7 @@ class SqliteTransaction(Transaction):
         self._watches: list[_SqliteWatch] = []
         self._size_bytes = 0
         self._done = False
+        self._in_read_round = False  # get_many: one emulated read round for all its keys
 
     # -- reads --------------------------------------------------------------------------------------
     def _snapshot(self) -> sqlite3.Connection:
@@ -119,12 +177,24 @@ class SqliteTransaction(Transaction):
             return self._writes[key]
         if self._in_cleared(key):
             return None
+        if self._store.read_delay_s and not self._in_read_round:
+            self._store._emulate_read_round()
         value = self._db_get(key)
         if not snapshot:
             self._reads.append((key, _key_after(key)))
         if key in self._atomics:
             value = _apply_atomics(value, self._atomics[key])
         return value
+
+    def get_many(self, keys: list[bytes], *, snapshot: bool = False) -> list[bytes | None]:
+        if not self._store.read_delay_s:
+            return [self.get(key, snapshot=snapshot) for key in keys]
+        self._store._emulate_read_round()
+        self._in_read_round = True
+        try:
+            return [self.get(key, snapshot=snapshot) for key in keys]
+        finally:
+            self._in_read_round = False
 
     def _db_rows(self, begin: bytes, end: bytes, reverse: bool) -> Iterator[tuple[bytes, bytes]]:
         conn = self._snapshot()
@@ -134,6 +204,8 @@ class SqliteTransaction(Transaction):
             query = "SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?"
         low, high = begin, end
         while True:
+            if self._store.read_delay_s:
+                self._store._emulate_read_round()
             rows = conn.execute(query, (low, high, _RANGE_BATCH_ROWS)).fetchall()
             for key, value in rows:
                 yield bytes(key), bytes(value)
@@ -327,22 +399,43 @@ class SqliteStore(Store):
         *,
         read_only: bool = False,
         exclusive: bool = True,
-        chaos_conflict_rate: float = 0.0,
+        shared: bool = False,
+        create: bool = True,
+        emulation: StoreEmulation = NO_EMULATION,
         chaos_seed: int | None = None,
+        mvcc_window_s: float = MVCC_WINDOW_S,
     ) -> None:
         self.path = os.path.abspath(path)
         self.url = f"sqlite://{self.path}"
         self.read_only = read_only
-        # A read-only handle may sit beside the process that owns the store and writes to it.
-        self.shared = read_only
-        self._chaos_rate = chaos_conflict_rate
+        #: Several read-write processes at once (see the module docstring).  A read-only handle is a
+        #: shared reader either way.
+        self.shared_mode = shared and not read_only
+        self.shared = read_only or self.shared_mode
+        # Shared mode takes FoundationDB's path through the daemon: transactions in worker threads.  So
+        # does any emulated delay: a sleeping transaction must not hold up the event loop.
+        self.blocks_event_loop = self.shared_mode or emulation.slows_calls
+        self.read_delay_s = emulation.read_delay_s
+        self._commit_delay_s = emulation.commit_delay_s
+        self._fault_file = emulation.fault_file
+        self._chaos_rate = emulation.chaos_conflict_rate
         self._chaos = random.Random(chaos_seed)
+        self._mvcc_window_s = mvcc_window_s
+        #: Emulated delays taken so far (tests count them rather than time them).
+        self.emulated_read_rounds = 0
+        self.emulated_commits = 0
         self._lock_fd: int | None = None
+        if (read_only or not create) and not os.path.exists(self.path):
+            # Checked before the lock file is made: a mistyped path must leave nothing behind.
+            raise StoreUnavailable(f"no store at {self.path}: create one with fusefs mkfs")
         if not read_only and exclusive:
-            self._lock_fd = _take_owner_lock(self.path)
+            self._lock_fd = _take_lock(self.path, shared=self.shared_mode)
+        self._poll_conn: sqlite3.Connection | None = None
+        self._poll_lock = threading.Lock()
         try:
             self._writer = self._connect()
-            self._version = self._load_version()
+            self._version = self._skip_ahead()
+            self._reserved = self._version
         except sqlite3.DatabaseError as error:
             self.close()
             raise StoreUnavailable(f"{self.path}: not a usable SQLite store ({error})") from error
@@ -359,15 +452,16 @@ class SqliteStore(Store):
 
     def _connect(self) -> sqlite3.Connection:
         if self.read_only:
-            if not os.path.exists(self.path):
-                raise StoreUnavailable(f"{self.path}: no such store")
             conn = sqlite3.connect(
                 f"file:{self.path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
             )
         else:
             if not os.path.isdir(os.path.dirname(self.path)):
                 raise StoreUnavailable(f"{self.path}: directory {os.path.dirname(self.path)} does not exist")
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            _create_private(self.path)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
         conn.execute("PRAGMA synchronous=NORMAL")
@@ -376,12 +470,37 @@ class SqliteStore(Store):
         conn.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
         return conn
 
-    def _load_version(self) -> int:
-        """The commit version to continue from.  It is persisted only every ``_VERSION_PERSIST_EVERY``
-        commits (and at close), so after a crash skip ahead by that much: versionstamps must never
-        repeat or go backwards."""
-        row = self._writer.execute("SELECT value FROM store_meta WHERE name = 'version'").fetchone()
-        return 0 if row is None else int(row[0]) + _VERSION_PERSIST_EVERY
+    def _skip_ahead(self) -> int:
+        """The commit version to continue from: versionstamps must never repeat or go backwards.
+
+        A read-only handle reads it; a sole owner starts past it and reserves on its first commit; a
+        shared process persists the skip at once, since the others take their versions from the file."""
+        version = _stored_version(self._writer)
+        if self.read_only:
+            return version
+        version += _VERSION_SKIP_ON_OPEN
+        if self.shared_mode:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                version = max(version, _stored_version(conn))
+                _persist_version(conn, version)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return version
+
+    # -- emulation ----------------------------------------------------------------------------------
+    def _emulate_read_round(self) -> None:
+        self.emulated_read_rounds += 1
+        time.sleep(self.read_delay_s)
+
+    def _check_fault(self) -> None:
+        assert self._fault_file is not None
+        if os.path.exists(self._fault_file):
+            time.sleep(_FAULT_PAUSE_S)
+            raise RetryableError(f"{self.path}: emulated store recovery ({self._fault_file} exists)")
 
     # -- transactions -------------------------------------------------------------------------------
     def begin(self) -> SqliteTransaction:
@@ -400,13 +519,23 @@ class SqliteStore(Store):
     def _start_read(self, tr: SqliteTransaction) -> tuple[sqlite3.Connection, int]:
         with self._commit_lock:
             conn = self._free_connection()
+            conn.execute("BEGIN")
+            try:
+                if self.shared_mode:
+                    # The snapshot starts with this read, so the version it sees is the read version.
+                    version = _stored_version(conn)
+                else:
+                    # Taking the snapshot under the commit lock ties it to exactly this read version.
+                    conn.execute("SELECT 1 FROM store_meta LIMIT 1").fetchall()
+                    version = self._version
+            except sqlite3.OperationalError as error:  # another process holds SQLite's locks too long
+                conn.execute("ROLLBACK")
+                self._put_back(conn)
+                raise self._sqlite_error(error, "read") from error
             if conn is self._writer:
                 self._writer_reading = True
-            # Taking the WAL snapshot under the commit lock ties it to exactly this read version.
-            conn.execute("BEGIN")
-            conn.execute("SELECT 1 FROM store_meta LIMIT 1").fetchall()
-            self._active_reads[id(tr)] = self._version
-            return conn, self._version
+            self._active_reads[id(tr)] = version
+            return conn, version
 
     def _end_read(self, tr: SqliteTransaction, conn: sqlite3.Connection) -> None:
         with self._commit_lock:
@@ -429,6 +558,8 @@ class SqliteStore(Store):
         del self._history[:cut]
 
     def _commit(self, tr: SqliteTransaction) -> None:
+        if self._fault_file is not None:
+            self._check_fault()
         if not tr.has_writes():
             # A read-only transaction commits trivially, as in FoundationDB, but its watches still
             # become active (FoundationDB's get_and_watch is a read-only transaction).
@@ -441,10 +572,13 @@ class SqliteStore(Store):
             return
         if self.read_only:
             raise StoreError(f"{self.path} is open read-only")
+        if self._commit_delay_s:
+            self.emulated_commits += 1
+            time.sleep(self._commit_delay_s)
         with self._commit_lock:
             if self._chaos_rate and self._chaos.random() < self._chaos_rate:
                 raise TransactionConflict("injected conflict (retry chaos)")
-            if tr.read_version is not None:
+            if tr.read_version is not None and not self.shared_mode:
                 for version, writes in self._history:
                     if version > tr.read_version and _overlaps(tr._reads, writes):
                         raise TransactionConflict("a concurrent transaction wrote what this one read")
@@ -453,10 +587,9 @@ class SqliteStore(Store):
             tr._release_reader(self._end_read_locked)
             conn = self._free_connection()
             try:
-                version = self._version + 1
-                write_ranges = self._apply(conn, tr, version)
+                version, write_ranges = self._apply(conn, tr)
                 self._version = version
-                if self._active_reads:
+                if self._active_reads and not self.shared_mode:
                     self._history.append((version, write_ranges))
                 self._fire_watches(conn, write_ranges)
                 for watch in tr._watches:
@@ -464,40 +597,89 @@ class SqliteStore(Store):
             finally:
                 self._put_back(conn)
 
-    def _apply(self, conn: sqlite3.Connection, tr: SqliteTransaction, version: int) -> list[KeyRange]:
-        """Write a transaction's mutations in one SQLite transaction (few statements: each costs µs)."""
-        writes: list[KeyRange] = []
+    def _apply(self, conn: sqlite3.Connection, tr: SqliteTransaction) -> tuple[int, list[KeyRange]]:
+        """Write a transaction's mutations in one SQLite transaction (few statements: each costs µs);
+        its commit version and write ranges."""
         deletes = [(key,) for key, value in tr._writes.items() if value is None]
         upserts = [(key, value) for key, value in tr._writes.items() if value is not None]
-        stamp = struct.pack(">QH", version, 0)
-        for template, value in tr._stamped:
-            (offset,) = struct.unpack("<I", template[-4:])
-            upserts.append((template[:offset] + stamp + template[offset + 10 : -4], value))
-        conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute("BEGIN IMMEDIATE")
+            version = self._resolve_shared(conn, tr) if self.shared_mode else self._version + 1
+            stamp = struct.pack(">QH", version, 0)
+            for template, value in tr._stamped:
+                (offset,) = struct.unpack("<I", template[-4:])
+                upserts.append((template[:offset] + stamp + template[offset + 10 : -4], value))
             for begin, end in tr._cleared:
                 conn.execute("DELETE FROM kv WHERE k >= ? AND k < ?", (begin, end))
-                writes.append((begin, end))
             for key, ops in tr._atomics.items():
                 row = conn.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
                 upserts.append((key, _apply_atomics(None if row is None else bytes(row[0]), ops)))
             if deletes:
                 conn.executemany("DELETE FROM kv WHERE k = ?", deletes)
             conn.executemany("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", upserts)
-            if version % _VERSION_PERSIST_EVERY == 0:
-                self._persist_version(conn, version)
+            writes = list(tr._cleared)
+            writes.extend((key, _key_after(key)) for (key,) in deletes)
+            writes.extend((key, _key_after(key)) for key, _ in upserts)
+            if self.shared_mode:
+                self._record_commit(conn, version, writes)
+            elif version > self._reserved:
+                reserved = version + _VERSION_RESERVE
+                _persist_version(conn, reserved)
             conn.execute("COMMIT")
-        except sqlite3.Error as error:
+        except RetryableError:
             conn.execute("ROLLBACK")
-            if isinstance(error, sqlite3.DatabaseError) and "malformed" in str(error):
-                raise CorruptValue(f"{self.path}: {error}") from error
-            raise StoreError(f"{self.path}: commit failed: {error}") from error
-        writes.extend((key, _key_after(key)) for (key,) in deletes)
-        writes.extend((key, _key_after(key)) for key, _ in upserts)
-        return writes
+            raise
+        except sqlite3.Error as error:
+            # SQLite rolls some failures back itself (SQLITE_FULL may): roll back only what is left.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise self._sqlite_error(error, "commit") from error
+        if not self.shared_mode and version > self._reserved:
+            self._reserved = reserved
+        return version, writes
 
-    def _persist_version(self, conn: sqlite3.Connection, version: int) -> None:
-        conn.execute("INSERT OR REPLACE INTO store_meta (name, value) VALUES ('version', ?)", (version,))
+    def _resolve_shared(self, conn: sqlite3.Connection, tr: SqliteTransaction) -> int:
+        """FoundationDB's resolver across processes, under SQLite's write lock: the commit version, or
+        ``TransactionConflict`` if a commit after the read version wrote what ``tr`` read."""
+        version = _stored_version(conn)
+        if tr._reads and tr.read_version is not None:
+            if tr.read_version < _stored_value(conn, "trimmed_through"):
+                raise TransactionTooOld(
+                    f"{self.path}: the transaction's read version is older than the conflict history "
+                    f"kept ({self._mvcc_window_s:g} s)"
+                )
+            for (encoded,) in conn.execute(
+                "SELECT ranges FROM commits WHERE version > ?", (tr.read_version,)
+            ):
+                if _overlaps(tr._reads, msgpack.unpackb(encoded)):
+                    raise TransactionConflict("a concurrent transaction wrote what this one read")
+        return version + 1
+
+    def _record_commit(self, conn: sqlite3.Connection, version: int, writes: list[KeyRange]) -> None:
+        """Persist the version and this commit's write ranges for other processes' resolvers, and drop
+        the records older than the MVCC window (remembering how far, for ``TransactionTooOld``)."""
+        now = time.time()
+        conn.execute(
+            "INSERT INTO commits (version, t, ranges) VALUES (?, ?, ?)", (version, now, msgpack.packb(writes))
+        )
+        _persist_version(conn, version)
+        cutoff = now - self._mvcc_window_s
+        (oldest,) = conn.execute("SELECT t FROM commits ORDER BY version LIMIT 1").fetchone()
+        if oldest < cutoff:
+            (last,) = conn.execute("SELECT max(version) FROM commits WHERE t < ?", (cutoff,)).fetchone()
+            conn.execute("DELETE FROM commits WHERE version <= ?", (last,))
+            _store_value(conn, "trimmed_through", last)
+
+    def _sqlite_error(self, error: sqlite3.Error, doing: str) -> StoreError:
+        text = str(error)
+        if isinstance(error, sqlite3.DatabaseError) and "malformed" in text:
+            return CorruptValue(f"{self.path}: {text}")
+        if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            return StoreFull(f"{self.path}: {doing} failed: the disk holding the store is full")
+        if isinstance(error, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+            # Another process held SQLite's lock past the busy timeout: the attempt may simply be run again.
+            return RetryableError(f"{self.path}: {doing} failed: {text}")
+        return StoreError(f"{self.path}: {doing} failed: {text}")
 
     # -- watches ------------------------------------------------------------------------------------
     def _register_watch(self, conn: sqlite3.Connection, watch: _SqliteWatch) -> None:
@@ -510,6 +692,18 @@ class SqliteStore(Store):
             watchers = self._watches.get(watch.key, [])
             if watch in watchers:
                 watchers.remove(watch)
+
+    def _changed(self, watch: _SqliteWatch) -> bool:
+        """Whether the watched key's latest committed value differs from the watch's (shared mode polls
+        this: other processes' commits fire nothing here)."""
+        with self._poll_lock:
+            if self._poll_conn is None:
+                self._poll_conn = self._connect()
+            try:
+                row = self._poll_conn.execute("SELECT v FROM kv WHERE k = ?", (watch.key,)).fetchone()
+            except sqlite3.OperationalError:  # busy: no answer this time, the next poll looks again
+                return False
+        return (None if row is None else bytes(row[0])) != watch.value
 
     def _fire_watches(self, conn: sqlite3.Connection, write_ranges: list[KeyRange]) -> None:
         if not self._watches:
@@ -544,26 +738,74 @@ class SqliteStore(Store):
     def close(self) -> None:
         for conn in getattr(self, "_idle_readers", []):
             conn.close()
-        writer = getattr(self, "_writer", None)
-        if writer is not None:
-            writer.close()
+        for conn in (getattr(self, "_writer", None), self._poll_conn):
+            if conn is not None:
+                conn.close()
+        self._poll_conn = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
 
 
-def _take_owner_lock(path: str) -> int:
+def _create_private(path: str) -> None:
+    """Create the database file 0600 if it is missing: SQLite gives its -wal and -shm files the database
+    file's mode, and the store holds every file name and small file's contents."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
+def _stored_value(conn: sqlite3.Connection, name: str) -> int:
+    row = conn.execute("SELECT value FROM store_meta WHERE name = ?", (name,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _store_value(conn: sqlite3.Connection, name: str, value: int) -> None:
+    conn.execute("INSERT OR REPLACE INTO store_meta (name, value) VALUES (?, ?)", (name, value))
+
+
+def _stored_version(conn: sqlite3.Connection) -> int:
+    return _stored_value(conn, "version")
+
+
+def _persist_version(conn: sqlite3.Connection, version: int) -> None:
+    _store_value(conn, "version", version)
+
+
+def _take_lock(path: str, *, shared: bool) -> int:
+    """Sole owners exclude everyone (``LOCK_EX``); shared-mode processes exclude only sole owners
+    (``LOCK_SH``).  A sole owner writes its pid into the lock file for the refusal message."""
     lock_path = path + ".lock"
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as error:
         raise StoreUnavailable(f"cannot open {lock_path}: {error.strerror}") from error
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
-        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        message = _refusal(fd, path, shared)
         os.close(fd)
-        raise StoreLocked(f"store {path} is in use by another process (pid {owner})") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        raise StoreLocked(message) from None
+    if not shared:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def _refusal(fd: int, path: str, shared: bool) -> str:
+    if not shared:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # granted only if the holders are shared
+        except BlockingIOError:
+            pass
+        else:
+            return (
+                f"store {path} is mounted in shared mode by other processes: mount it with -o shared too, "
+                "or unmount them"
+            )
+    owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+    message = f"store {path} is in use by another process (pid {owner})"
+    if shared:
+        message += " that owns it alone: unmount it, or mount both with -o shared"
+    return message

@@ -17,6 +17,7 @@ import random
 import struct
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 # FoundationDB's documented limits; the embedded backend enforces the same ones so that code that works
@@ -45,6 +46,11 @@ class TransactionConflict(RetryableError):
 
 class CommitUnknownResult(RetryableError):
     """The commit may or may not have been applied (FoundationDB error 1021)."""
+
+
+class TransactionTooOld(RetryableError):
+    """The transaction's read version is older than the conflict history the store keeps (FoundationDB
+    error 1007, after its 5-second MVCC window)."""
 
 
 class LimitExceeded(StoreError):
@@ -82,6 +88,10 @@ class StoreUnavailable(StoreError):
 
 class StoreLocked(StoreError):
     """Another process owns the store (for example, a mounted daemon)."""
+
+
+class StoreFull(StoreError):
+    """The disk under the store is full: the transaction did not commit (ENOSPC for the application)."""
 
 
 class CorruptValue(StoreError):
@@ -223,23 +233,24 @@ class Store(abc.ABC):
         *,
         retry_limit: int = DEFAULT_RETRY_LIMIT,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        operation: Operation | None = None,
     ) -> T:
         """Run ``fn`` in a transaction and commit, retrying on retryable errors with a short backoff.
 
-        Ends in ``RetryLimitReached`` or ``TransactionTimedOut`` rather than retrying forever."""
-        operation_id = new_operation_id()
+        Ends in ``RetryLimitReached`` or ``TransactionTimedOut`` rather than retrying forever.  A caller
+        that retries further passes the same ``operation`` to every call."""
+        op = operation if operation is not None else Operation()
         deadline = time.monotonic() + timeout_s
-        maybe_committed = False
         for attempt in range(retry_limit + 1):
             tr = self.begin()
-            tr.operation_id = operation_id
-            tr.maybe_committed = maybe_committed
+            tr.operation_id = op.id
+            tr.maybe_committed = op.maybe_committed
             try:
                 result = fn(tr)
                 tr.commit()
                 return result
             except CommitUnknownResult:
-                maybe_committed = True
+                op.maybe_committed = True
             except RetryableError:
                 pass
             finally:
@@ -247,7 +258,7 @@ class Store(abc.ABC):
             if time.monotonic() > deadline:
                 raise TransactionTimedOut(f"transaction on {self.url} still failing after {timeout_s:g} s")
             if attempt:
-                time.sleep(min(0.001 * 2**attempt, 0.1) * random.random())
+                time.sleep(backoff_s(attempt))
         raise RetryLimitReached(f"transaction on {self.url} failed {retry_limit + 1} times in a row")
 
     @abc.abstractmethod
@@ -260,6 +271,22 @@ class Store(abc.ABC):
 
 def new_operation_id() -> bytes:
     return os.urandom(16)
+
+
+@dataclass
+class Operation:
+    """One logical operation across all its attempts, even across several ``transact`` calls (a caller
+    that rides through a store outage calls ``transact`` again after a timeout): the same id every time,
+    and ``maybe_committed`` once any attempt ended with its commit outcome unknown."""
+
+    id: bytes = field(default_factory=new_operation_id)
+    maybe_committed: bool = False
+
+
+def backoff_s(attempt: int) -> float:
+    """A random pause before retry ``attempt``: growing from 1 ms up to 0.1 s (the exponent is capped,
+    since a retry loop bounded by time may run thousands of attempts)."""
+    return min(0.001 * 2 ** min(attempt, 7), 0.1) * random.random()
 
 
 _VERSIONSTAMP_TYPE_CODE = b"\x33"  # fdb.tuple's code for a 96-bit versionstamp element

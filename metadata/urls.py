@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+from metadata.emulation import StoreEmulation
 from metadata.store import Store, StoreError
 
 SQLITE_PREFIX = "sqlite://"
@@ -95,20 +96,29 @@ def open_store(
     *,
     read_only: bool = False,
     exclusive: bool = True,
-    chaos_conflict_rate: float = 0.0,
+    shared: bool = False,
+    create: bool = False,
+    emulation: StoreEmulation | None = None,
 ) -> Store:
     """Open the store ``url`` names.
 
-    ``read_only`` and ``exclusive`` concern the embedded store (one writing owner at a time; read-only
-    handles beside it); FoundationDB is shared by design and ignores them, as it ignores the retry chaos
-    switch, which exists to make the embedded store produce the conflicts FoundationDB produces anyway."""
+    ``read_only``, ``exclusive`` and ``shared`` concern the embedded store (one writing owner at a time,
+    or several writers in shared mode; read-only handles beside either; ``create`` a missing store file,
+    which only ``mkfs`` and the first mount of the default store do); FoundationDB is shared by
+    design and ignores them, as it ignores ``emulation``, which exists to make the embedded store
+    produce the conflicts, latency and outages FoundationDB produces anyway."""
     backend, location = _parse(url)
     if backend == "sqlite":
-        from metadata.sqlite_store import SqliteStore
+        from metadata.sqlite_store import NO_EMULATION, SqliteStore
 
         assert location is not None
         return SqliteStore(
-            location, read_only=read_only, exclusive=exclusive, chaos_conflict_rate=chaos_conflict_rate
+            location,
+            read_only=read_only,
+            exclusive=exclusive,
+            shared=shared,
+            create=create,
+            emulation=emulation or NO_EMULATION,
         )
     # Imported here: loading the FoundationDB client library is needless (and may fail) for users of
     # the embedded store.

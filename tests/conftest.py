@@ -329,7 +329,7 @@ class MountFactory:
             cmd = ["bindfs", "-f", *opts, str(m.source), str(m.path)]
         else:
             cmd = [PYTHON, "-m", "fusefs", "mount", "--store", m.store, "--name", m.name]
-            options = (*m.options, *store_mount_options())
+            options = tuple(dict.fromkeys((*m.options, *store_mount_options())))
             if options:
                 cmd += ["-o", ",".join(options)]
             cmd += ["--foreground", str(m.path)]

@@ -1,6 +1,8 @@
 """The ``store`` fixture: every conformance test runs once per backend.
 
 - ``sqlite``: a fresh ``SqliteStore`` in the test's temporary directory.
+- ``sqlite-shared``: the same in shared mode (cross-process conflict detection through the file, watches
+  that poll), the mode that takes FoundationDB's paths through the daemon.
 - ``fdb``: ``FdbStore(os.environ["FDB_CLUSTER_FILE"])``; skipped, with the reason shown by ``pytest -ra``,
   when the variable is unset or libfdb_c cannot be loaded.  A cluster that is named but unreachable is an
   error, not a skip.
@@ -27,7 +29,7 @@ if _ROOT not in sys.path:
 
 from metadata.store import Store, StoreUnavailable  # noqa: E402
 
-BACKENDS = ["sqlite", "fdb"]
+BACKENDS = ["sqlite", "sqlite-shared", "fdb"]
 
 
 def open_fdb_store() -> Store:
@@ -50,10 +52,10 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def store(backend: str, tmp_path: Path) -> Iterator[Store]:
-    if backend == "sqlite":
+    if backend.startswith("sqlite"):
         from metadata.sqlite_store import SqliteStore
 
-        opened: Store = SqliteStore(str(tmp_path / "meta.sqlite"))
+        opened: Store = SqliteStore(str(tmp_path / "meta.sqlite"), shared=backend == "sqlite-shared")
     else:
         opened = open_fdb_store()
     try:

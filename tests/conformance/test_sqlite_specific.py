@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from metadata.emulation import StoreEmulation
 from metadata.sqlite_store import SqliteStore
 from metadata.store import StoreLocked, decode_int64, encode_int64
 
@@ -19,7 +20,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_chaos_conflicts_still_count_exactly(tmp_path: Path) -> None:
-    store = SqliteStore(str(tmp_path / "chaos.sqlite"), chaos_conflict_rate=0.5, chaos_seed=1234)
+    store = SqliteStore(
+        str(tmp_path / "chaos.sqlite"), emulation=StoreEmulation(chaos_conflict_rate=0.5), chaos_seed=1234
+    )
     attempts: list[int] = []
     lock = threading.Lock()
 

@@ -28,6 +28,7 @@ if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
 from metadata import changelog  # noqa: E402
+from metadata.emulation import StoreEmulation  # noqa: E402
 from metadata.model import ROOT_CALLER, ROOT_INODE, Caller, FsConfig, FSError, InodeAttr  # noqa: E402
 from metadata.namespace import Namespace, format_filesystem, load_config  # noqa: E402
 from metadata.sqlite_store import SqliteStore  # noqa: E402
@@ -54,7 +55,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqliteStor
     request.node.user_properties.append(("chaos", f"rate={rate} seed={seed}"))
     print(f"embedded store: chaos_conflict_rate={rate} chaos_seed={seed} "
           f"(FUSEFS_TEST_CHAOS_SEED={seed} reproduces)")
-    opened = SqliteStore(str(tmp_path / "meta.db"), chaos_conflict_rate=rate, chaos_seed=seed)
+    opened = SqliteStore(
+        str(tmp_path / "meta.db"), emulation=StoreEmulation(chaos_conflict_rate=rate), chaos_seed=seed
+    )
     yield opened
     opened.close()
 

@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from metadata.emulation import StoreEmulation
 from metadata.sqlite_store import SqliteStore
 from metadata.store import StoreError, StoreLocked
 from metadata.urls import StoreUrlError, data_dir, default_store_url, open_store
@@ -13,7 +14,7 @@ from metadata.urls import StoreUrlError, data_dir, default_store_url, open_store
 
 def test_sqlite_url_opens_the_embedded_store(tmp_path):
     path = tmp_path / "meta.db"
-    store = open_store(f"sqlite://{path}")
+    store = open_store(f"sqlite://{path}", create=True)
     try:
         assert isinstance(store, SqliteStore)
         assert store.path == str(path)
@@ -31,7 +32,7 @@ def test_sqlite_url_opens_the_embedded_store(tmp_path):
 
 def test_sqlite_url_is_exclusive_unless_asked(tmp_path):
     url = f"sqlite://{tmp_path}/meta.db"
-    owner = open_store(url)
+    owner = open_store(url, create=True)
     try:
         with pytest.raises(StoreLocked, match=f"pid {os.getpid()}"):
             open_store(url)
@@ -42,7 +43,7 @@ def test_sqlite_url_is_exclusive_unless_asked(tmp_path):
 
 
 def test_sqlite_url_with_chaos_fails_some_commits_retryably(tmp_path):
-    store = open_store(f"sqlite://{tmp_path}/meta.db", chaos_conflict_rate=0.5)
+    store = open_store(f"sqlite://{tmp_path}/meta.db", create=True, emulation=StoreEmulation(chaos_conflict_rate=0.5))
     attempts = []
 
     def write(tr):
@@ -85,7 +86,7 @@ def test_default_store_url_lives_in_xdg_data_home(tmp_path, monkeypatch):
     url = default_store_url()
     assert url == f"sqlite://{tmp_path}/xdg/fusefs/meta.db"
     assert os.path.isdir(tmp_path / "xdg" / "fusefs")
-    open_store(url).close()
+    open_store(url, create=True).close()
 
 
 def test_default_data_dir_ignores_a_relative_xdg_data_home(tmp_path, monkeypatch):
