@@ -35,12 +35,11 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from bench.workloads import source_tarball  # noqa: E402
-from metadata.emulation import StoreEmulation  # noqa: E402
+from metadata.emulation import LATENCY_ENV, StoreEmulation  # noqa: E402
 from metadata.store import Store, Transaction  # noqa: E402
 from metadata.urls import open_store  # noqa: E402
 
 DEFAULT_LATENCY = "0.56,0.91"
-LATENCY_ENV = "FUSEFS_STORE_LATENCY"
 FLOOR_SAMPLES = 200
 PROCESSES = 8
 MOUNT_TIMEOUT_S = 60.0
@@ -138,6 +137,7 @@ def _create_files(directory: str, count: int, payload: bytes) -> None:
 
 def files_per_s(base: Path, processes: int, count: int, payload: bytes) -> float:
     """Files made per second by ``processes`` processes making ``count`` files each in its own dir."""
+    base.mkdir()
     dirs = [str(base / f"p{n}") for n in range(processes)]
     workers = [multiprocessing.Process(target=_create_files, args=(d, count, payload)) for d in dirs]
     start = time.perf_counter()

@@ -281,9 +281,13 @@ class OursColumn(MountColumn):
 
     store: str = ""  # empty: the embedded store in the work directory
     fs_name: str = "bench"
+    #: Mount options (``shared`` for the emulated-FoundationDB column).
+    options: tuple[str, ...] = ()
+    #: Extra environment of the daemon (``FUSEFS_STORE_LATENCY`` for that column).
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        env = dict(os.environ, **self.extra_env)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
         return env
 
@@ -332,6 +336,7 @@ class OursColumn(MountColumn):
             self.store,
             "--name",
             self.fs_name,
+            *(["-o", ",".join(self.options)] if self.options else []),
             "--foreground",
             mountpoint,
         ]
