@@ -178,7 +178,9 @@ def check(store: Store, config: FsConfig, progress: Callable[[int], None] = lamb
         elif ino not in reachable and ino not in orphans:
             result.findings.append(
                 Finding(
-                    UNREACHABLE, f"inode {ino} ({_type(node.mode)}) in a directory loop cut off from the root"
+                    UNREACHABLE,
+                    f"inode {ino} ({_type(node.mode)}) in a directory loop cut off from the root",
+                    _unchanged(keys, ino, node.raw),
                 )
             )
         if stat.S_ISDIR(node.mode):
@@ -278,22 +280,42 @@ def _check_chunk_records(store: Store, keys: FsKeys, result: Scan, damaged: set[
         try:
             owners[keys.chunk_owner_id(key)] = filedata.unpack_ino(raw)
         except CorruptValue as error:
-            result.findings.append(Finding(DAMAGED, f"owner of chunk {keys.chunk_owner_id(key)}: {error}"))
+            result.findings.append(
+                Finding(
+                    DAMAGED,
+                    f"owner of chunk {keys.chunk_owner_id(key)}: {error}",
+                    _still_damaged(key, filedata.unpack_ino),
+                )
+            )
     result.owned_chunk_ids = set(owners)
     for key, raw in scan(store, *keys.all_chunks()):
         ino, index = keys.data_key_of(key)
         try:
             record = ChunkRecord.decode(raw)
         except CorruptValue as error:
-            result.findings.append(Finding(DAMAGED, f"chunk {index} of inode {ino}: {error}"))
+            result.findings.append(
+                Finding(
+                    DAMAGED, f"chunk {index} of inode {ino}: {error}", _still_damaged(key, ChunkRecord.decode)
+                )
+            )
             continue
         if ino not in result.inodes and ino not in damaged:
-            result.findings.append(Finding(CHUNK_RECORDS, f"chunk {index} of missing inode {ino}"))
+            result.findings.append(
+                Finding(
+                    CHUNK_RECORDS,
+                    f"chunk {index} of missing inode {ino}",
+                    lambda tr, key=key, ino=ino: (
+                        tr.get(key, snapshot=True) is not None
+                        and tr.get(keys.attr(ino), snapshot=True) is None
+                    ),
+                )
+            )
         elif owners.get(record.chunk_id) != ino:
             result.findings.append(
                 Finding(
                     CHUNK_RECORDS,
                     f"chunk {index} of inode {ino} (id {record.chunk_id}): owner key missing or wrong",
+                    lambda tr, ino=ino, index=index: _owner_wrong(tr, keys, ino, index),
                     repair=lambda tr, ino=ino, index=index: _restore_owner(tr, keys, ino, index),
                 )
             )
@@ -407,6 +429,27 @@ def _inline_repair(keys: FsKeys, ino: int) -> Repair:
             filedata.write_inline(tr, keys, ino, filedata.read_inline(tr, keys, ino, attr.size))
 
     return repair
+
+
+def _owner_wrong(tr: Transaction, keys: FsKeys, ino: int, index: int) -> bool:
+    raw = tr.get(keys.chunk(ino, index), snapshot=True)
+    if raw is None:
+        return False
+    owner = tr.get(keys.chunk_owner(ChunkRecord.decode(raw).chunk_id), snapshot=True)
+    return owner is None or filedata.unpack_ino(owner) != ino
+
+
+def chunk_unchanged(keys: FsKeys, ino: int, index: int, record: ChunkRecord) -> Recheck:
+    """For a chunk file found missing or failing its checksums: its record is still the one checked.
+    Files are deleted only after their records are dropped, so a file missing before this re-check,
+    whose record is still there, was missing while its record existed."""
+    return lambda tr: tr.get(keys.chunk(ino, index), snapshot=True) == record.encode()
+
+
+def chunk_unowned(keys: FsKeys, chunk_id: int) -> Recheck:
+    """For a chunk file no record owned at the scan: still none (a record is committed before its file
+    is created, so a file listed before this re-check that has no owner now never will)."""
+    return lambda tr: not filedata.chunk_is_live(tr, keys, chunk_id)
 
 
 def _restore_owner(tr: Transaction, keys: FsKeys, ino: int, index: int) -> None:
