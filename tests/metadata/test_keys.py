@@ -7,7 +7,7 @@ import random
 
 import fdb.tuple
 
-from metadata.keys import _element
+from metadata.keys import FsKeys, _element
 
 
 def test_elements_encode_like_fdb_tuple() -> None:
