@@ -41,7 +41,10 @@ def _cli():  # type: ignore[no-untyped-def]
 @contextlib.contextmanager
 def _progress(what: str, unit: str) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr, only when stderr is a terminal."""
-    with tqdm(desc=what, unit=unit, disable=not sys.stderr.isatty(), file=sys.stderr, leave=False) as bar:
+    # delay: a run that ends within a second shows no bar at all.
+    with tqdm(
+        desc=what, unit=unit, disable=not sys.stderr.isatty(), file=sys.stderr, leave=False, delay=1.0
+    ) as bar:
         yield bar.update
 
 

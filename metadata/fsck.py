@@ -36,7 +36,7 @@ from metadata.model import (
 )
 from metadata.namespace import Namespace
 from metadata.scan import scan
-from metadata.store import Store, Transaction, decode_int64, encode_int64
+from metadata.store import Store, StoreError, Transaction, decode_int64, encode_int64
 
 LOST_FOUND = b"lost+found"
 
@@ -67,6 +67,11 @@ CLASSES = [
     UNOWNED_CHUNKS,
     COUNTERS,
 ]
+
+
+class LostFoundUnusable(StoreError):
+    """/lost+found exists but cannot take unreachable inodes."""
+
 
 Recheck = Callable[[Transaction], bool]
 Repair = Callable[[Transaction], None]
@@ -467,9 +472,13 @@ def lost_found(store: Store, config: FsConfig) -> int:
     """The inode of ``/lost+found``, made (mode 0700, root's) if missing."""
     ns = Namespace(config)
     try:
-        return int(store.transact(lambda tr: ns.lookup(tr, ROOT_INODE, LOST_FOUND)).ino)
+        found = store.transact(lambda tr: ns.lookup(tr, ROOT_INODE, LOST_FOUND))
     except FSError:
         pass
+    else:
+        if not found.is_dir:
+            raise LostFoundUnusable("/lost+found is not a directory: rename it so that fsck can make one")
+        return int(found.ino)
     ino = store.transact(lambda tr: ns.reserve_ids(tr, "inode", 1))
     attr = store.transact(
         lambda tr: ns.create(tr, ROOT_INODE, LOST_FOUND, ino, stat.S_IFDIR | 0o700, ROOT_CALLER)

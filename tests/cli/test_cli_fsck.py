@@ -235,3 +235,14 @@ def test_a_mounted_filesystem_is_checked_read_only_and_repair_is_refused(cli, fs
     assert cli("umount", str(fuse_mountpoint)).returncode == 0
     assert cli("fsck", "--store", url, "--name", "fs", "--repair").returncode == 0
     assert cli("fsck", "--store", url, "--name", "fs").returncode == 0
+
+
+def test_repair_refuses_a_lost_found_that_is_not_a_directory(cli, fs):
+    url, db, tree = fs
+    _damage(db, lambda tr, keys: _unreachable(tr, keys, tree))
+    _damage(
+        db, lambda tr, keys: tr.set(keys.entry(ROOT_INODE, b"lost+found"), pack([tree.link, stat.S_IFLNK]))
+    )
+    repaired = cli("fsck", "--store", url, "--name", "fs", "--repair")
+    assert repaired.returncode == 1
+    assert "/lost+found is not a directory" in repaired.one_line_error()
