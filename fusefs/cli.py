@@ -597,6 +597,10 @@ def build_parser() -> argparse.ArgumentParser:
     store_option(add)
     name_option(add)
     add.add_argument("directory", metavar="DIR")
+
+    from fusefs import fsck  # fsck, dump and load
+
+    fsck.register(command, lambda sub: (store_option(sub), name_option(sub)))
     return parser
 
 

@@ -55,6 +55,12 @@ def _element(part: str | bytes | int) -> bytes:
     return fdb.tuple.pack((part,))
 
 
+def _ino_of(raw: object) -> int:
+    """The inode number of a key element made by ``_ino``."""
+    assert isinstance(raw, bytes)
+    return int(struct.unpack("<Q", raw)[0])
+
+
 def _range_of(prefix: bytes) -> tuple[bytes, bytes]:
     return prefix, prefix + b"\xff"
 
@@ -88,11 +94,26 @@ class FsKeys:
     def attr(self, ino: int) -> bytes:
         return self._key(_ATTR, _ino(ino))
 
+    def attrs(self) -> tuple[bytes, bytes]:
+        """Every inode's attributes (in key order, not inode order): for whole-filesystem scans."""
+        return _range_of(self._key(_ATTR))
+
+    def attr_ino(self, key: bytes) -> int:
+        return _ino_of(fdb.tuple.unpack(key[len(self.prefix) :])[1])
+
     def entry(self, parent: int, name: bytes) -> bytes:
         return self._key(_ENTRY, _ino(parent), name)
 
     def entries(self, parent: int) -> tuple[bytes, bytes]:
         return _range_of(self._key(_ENTRY, _ino(parent)))
+
+    def all_entries(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_ENTRY))
+
+    def entry_of(self, key: bytes) -> tuple[int, bytes]:
+        """(parent, name) of an entry key."""
+        _, parent, name = fdb.tuple.unpack(key[len(self.prefix) :])
+        return _ino_of(parent), bytes(name)
 
     def entry_name(self, key: bytes) -> bytes:
         name = fdb.tuple.unpack(key[len(self.prefix) :])[2]
@@ -105,6 +126,14 @@ class FsKeys:
     def xattrs(self, ino: int) -> tuple[bytes, bytes]:
         return _range_of(self._key(_XATTR, _ino(ino)))
 
+    def all_xattrs(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_XATTR))
+
+    def xattr_of(self, key: bytes) -> tuple[int, bytes]:
+        """(inode, name) of an xattr key."""
+        _, ino, name = fdb.tuple.unpack(key[len(self.prefix) :])
+        return _ino_of(ino), bytes(name)
+
     def xattr_name(self, key: bytes) -> bytes:
         name = fdb.tuple.unpack(key[len(self.prefix) :])[2]
         assert isinstance(name, bytes)
@@ -116,6 +145,17 @@ class FsKeys:
 
     def inline_pieces(self, ino: int) -> tuple[bytes, bytes]:
         return _range_of(self._key(_INLINE, _ino(ino)))
+
+    def all_inline_pieces(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_INLINE))
+
+    def all_chunks(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_CHUNK))
+
+    def data_key_of(self, key: bytes) -> tuple[int, int]:
+        """(inode, index) of an inline piece or chunk record key."""
+        _, ino, index = fdb.tuple.unpack(key[len(self.prefix) :])
+        return _ino_of(ino), int(index)
 
     def chunk(self, ino: int, index: int) -> bytes:
         return self._key(_CHUNK, _ino(ino), index)
@@ -134,6 +174,12 @@ class FsKeys:
     def chunk_owner(self, chunk_id: int) -> bytes:
         """Reverse index chunk id → inode, so garbage collection can tell a live chunk file."""
         return self._key(_CHUNK_OWNER, chunk_id)
+
+    def chunk_owners(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_CHUNK_OWNER))
+
+    def chunk_owner_id(self, key: bytes) -> int:
+        return int(fdb.tuple.unpack(key[len(self.prefix) :])[1])
 
     def dirty_chunk(self, ino: int, index: int) -> bytes:
         """Marks a chunk being written: its checksums may not match its file until the writer is done.
@@ -173,6 +219,13 @@ class FsKeys:
 
     def counter(self, name: str, shard: int) -> bytes:
         return self._key(_COUNTER, name, shard)
+
+    def all_counters(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_COUNTER))
+
+    def counter_of(self, key: bytes) -> tuple[str, int]:
+        _, name, shard = fdb.tuple.unpack(key[len(self.prefix) :])
+        return str(name), int(shard)
 
     def counters(self, name: str) -> tuple[bytes, bytes]:
         return _range_of(self._key(_COUNTER, name))

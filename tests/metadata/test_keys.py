@@ -7,7 +7,7 @@ import random
 
 import fdb.tuple
 
-from metadata.keys import _element
+from metadata.keys import FsKeys, _element
 
 
 def test_elements_encode_like_fdb_tuple() -> None:
@@ -43,3 +43,26 @@ def test_keys_sort_like_their_tuples() -> None:
     ]
     encoded = sorted(values, key=lambda v: _element(v[0]) + _element(v[1]))
     assert encoded == sorted(values)
+
+
+def test_whole_filesystem_ranges_hold_their_keys_and_keys_decode_back():
+    keys = FsKeys("fs")
+    ino, parent, name = 2**40 + 3, 7, b"a\x00name"
+    cases = [
+        (keys.attrs(), keys.attr(ino), lambda key: keys.attr_ino(key) == ino),
+        (keys.all_entries(), keys.entry(parent, name), lambda key: keys.entry_of(key) == (parent, name)),
+        (keys.all_xattrs(), keys.xattr(ino, b"user.x"), lambda key: keys.xattr_of(key) == (ino, b"user.x")),
+        (keys.all_inline_pieces(), keys.inline_piece(ino, 4), lambda key: keys.data_key_of(key) == (ino, 4)),
+        (keys.all_chunks(), keys.chunk(ino, 9), lambda key: keys.data_key_of(key) == (ino, 9)),
+        (keys.chunk_owners(), keys.chunk_owner(12345), lambda key: keys.chunk_owner_id(key) == 12345),
+        (keys.all_counters(), keys.counter("bytes", 3), lambda key: keys.counter_of(key) == ("bytes", 3)),
+    ]
+    for (begin, end), key, decodes in cases:
+        assert begin <= key < end and decodes(key)
+        # No other kind of record falls in the range (the config key shares the first letter of chunks).
+        others = [k for (_, k, _) in cases if k != key] + [
+            keys.config(),
+            keys.orphan(ino),
+            keys.id_pool("inode"),
+        ]
+        assert not [other for other in others if begin <= other < end]

@@ -1,0 +1,251 @@
+"""The ``fusefs fsck``, ``fusefs dump`` and ``fusefs load`` commands.
+
+fsck: the metadata checks of metadata/fsck.py plus the chunk files (missing, failing their checksums,
+owned by no record).  On a filesystem with a live mount session the check is read-only and every finding
+is re-checked in one transaction before it is reported (the scan is not one snapshot); ``--repair`` is
+refused there.  Repair runs in rounds (a fix may reveal the next: a removed dangling entry leaves its
+target unreachable) until nothing repairable remains, then reports what could not be fixed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO
+
+from tqdm import tqdm
+
+from blocks import BlockStore, ChecksumMismatch, ChecksumTable, ChunkMissing
+from fusefs.blockdirs import open_block_store
+from metadata import fsck, sessions
+from metadata.dump import DumpError, dump, load
+from metadata.keys import FsKeys
+from metadata.model import FsConfig, now_ns
+from metadata.namespace import load_config
+from metadata.printable import printable
+from metadata.store import Store
+
+#: Repair rounds: each round's fixes can only make the next round's findings fewer.
+REPAIR_ROUNDS = 4
+
+
+def _cli():  # type: ignore[no-untyped-def]
+    from fusefs import cli  # cli registers these commands: imported late to avoid the cycle
+
+    return cli
+
+
+@contextlib.contextmanager
+def _progress(what: str, unit: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr, only when stderr is a terminal."""
+    # delay: a run that ends within a second shows no bar at all.
+    with tqdm(
+        desc=what, unit=unit, disable=not sys.stderr.isatty(), file=sys.stderr, leave=False, delay=1.0
+    ) as bar:
+        yield bar.update
+
+
+def live_mount(store: Store, name: str) -> sessions.Session | None:
+    found = store.transact(lambda tr: sessions.list_sessions(tr, FsKeys(name)))
+    live = sessions.live_sessions(
+        found, now_ns=now_ns(), timeout_s=sessions.timeout_s(), here=sessions.this_process()
+    )
+    return live[0] if live else None
+
+
+# -- fsck -------------------------------------------------------------------------------------------------
+def _chunk_findings(scan: fsck.Scan, config: FsConfig, blocks: BlockStore) -> list[fsck.Finding]:
+    keys = FsKeys(config.name)
+    findings = []
+    for ino, index, record in scan.chunks:
+        node = scan.inodes.get(ino)
+        if node is None or record.dirty:
+            continue  # a dirty chunk's checksums are recomputed at the next mount
+        length = min(config.chunk_size_bytes, node.size - index * config.chunk_size_bytes)
+        if length <= 0:
+            continue
+        table = ChecksumTable(config.chunk_size_bytes, record.checksums)
+        where = f"chunk {index} of inode {ino} (id {record.chunk_id})"
+        unchanged = fsck.chunk_unchanged(keys, ino, index, record)
+        try:
+            blocks.read(record.dir_index, record.chunk_id, 0, length, table)
+        except ChunkMissing as error:
+            findings.append(fsck.Finding(fsck.MISSING_CHUNKS, f"{where}: {error}", unchanged))
+        except ChecksumMismatch as error:
+            findings.append(fsck.Finding(fsck.BAD_CHECKSUMS, f"{where}: {error}", unchanged))
+        except IndexError as error:
+            findings.append(fsck.Finding(fsck.MISSING_CHUNKS, f"{where}: {error}", unchanged))
+    for dir_index, chunk_id in blocks.iter_chunk_ids():
+        if chunk_id not in scan.owned_chunk_ids:
+            path = blocks.path(dir_index, chunk_id)
+            findings.append(
+                UnownedChunk(
+                    fsck.UNOWNED_CHUNKS,
+                    printable(path),
+                    fsck.chunk_unowned(keys, chunk_id),
+                    chunk=(dir_index, chunk_id),
+                )
+            )
+    return findings
+
+
+@dataclass
+class UnownedChunk(fsck.Finding):
+    """A chunk file no record owns: garbage, deleted by repair as gc would (marker checked)."""
+
+    chunk: tuple[int, int] = (0, 0)
+
+
+def _check(store: Store, config: FsConfig, blocks: BlockStore) -> list[fsck.Finding]:
+    with _progress("fsck", "inodes") as progress:
+        scan = fsck.check(store, config, progress)
+    return scan.findings + _chunk_findings(scan, config, blocks)
+
+
+def _confirmed(store: Store, findings: list[fsck.Finding]) -> list[fsck.Finding]:
+    """On a mounted filesystem the scan is not one snapshot: keep what one transaction confirms.  The
+    usage counters move with every write and cannot be summed in one bounded transaction: not judged."""
+    counters = [finding for finding in findings if finding.kind == fsck.COUNTERS]
+    if counters:
+        print("fsck: usage counters not checked: the filesystem is mounted")
+    return [
+        f for f in findings if f.kind != fsck.COUNTERS and (f.recheck is None or store.transact(f.recheck))
+    ]
+
+
+def _report(findings: list[fsck.Finding], heading: str) -> None:
+    for kind in fsck.CLASSES:
+        mine = [finding for finding in findings if finding.kind == kind]
+        if mine:
+            print(f"{heading}{kind}: {len(mine)}")
+            for finding in mine:
+                print(f"  {printable(finding.text)}")
+
+
+def _repair(store: Store, config: FsConfig, blocks: BlockStore, findings: list[fsck.Finding]) -> int:
+    fixed = 0
+    lost_found: int | None = None
+    for finding in findings:
+        if finding.lost is not None:
+            lost_found = lost_found or fsck.lost_found(store, config)
+            store.transact(fsck.reconnect(config, lost_found, finding.lost))
+        elif finding.repair is not None:
+            store.transact(finding.repair)
+        elif isinstance(finding, UnownedChunk):
+            blocks.delete(*finding.chunk)
+        else:
+            continue
+        fixed += 1
+    return fixed
+
+
+def _repairable(finding: fsck.Finding) -> bool:
+    return finding.repair is not None or finding.lost is not None or isinstance(finding, UnownedChunk)
+
+
+def cmd_fsck(args: argparse.Namespace) -> int:
+    cli = _cli()
+    # Looked up beside a running daemon (not exclusive), so a mounted filesystem is named, not just busy.
+    with cli.opened_store(args.store, read_only=True, exclusive=False) as store:
+        load_config(store, args.name)
+        mount = live_mount(store, args.name)
+    if mount is not None and args.repair:
+        raise cli.CliError(
+            f"{args.name} is mounted ({mount.host} pid {mount.pid} at {mount.mountpoint}): "
+            "unmount every mount to repair it (without --repair, fsck checks it read-only)"
+        )
+    # A repair owns the embedded store (exclusive): no mount can start meanwhile.
+    with cli.opened_store(args.store, read_only=not args.repair, exclusive=args.repair) as store:
+        config, blocks = open_block_store(store, args.name, writable=args.repair)
+        try:
+            findings = _check(store, config, blocks)
+            if mount is not None:
+                findings = _confirmed(store, findings)
+            if not args.repair:
+                _report(findings, "")
+                print(f"fsck: {args.name}: " + (f"{len(findings)} problem(s) found" if findings else "clean"))
+                return 1 if findings else 0
+            fixed = 0
+            for _ in range(REPAIR_ROUNDS):
+                if not any(map(_repairable, findings)):
+                    break
+                _report([f for f in findings if _repairable(f)], "repairing ")
+                fixed += _repair(store, config, blocks, findings)
+                findings = _check(store, config, blocks)
+        finally:
+            blocks.close()
+    _report(findings, "could not repair: ")
+    print(f"fsck: {args.name}: {fixed} repair(s) made, {len(findings)} problem(s) left")
+    return 1 if findings else 0
+
+
+# -- dump and load ----------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _open_file(path: str, mode: str) -> Iterator[IO[str]]:
+    if path == "-":
+        yield sys.stdout if "w" in mode else sys.stdin
+        return
+    with open(path, mode, encoding="utf-8") as file:
+        yield file
+
+
+def cmd_dump(args: argparse.Namespace) -> int:
+    cli = _cli()
+    with cli.opened_store(args.store, read_only=True, exclusive=False) as store:
+        load_config(store, args.name)
+        mount = live_mount(store, args.name)
+        if mount is not None:
+            raise cli.CliError(
+                f"{args.name} is mounted ({mount.host} pid {mount.pid} at {mount.mountpoint}): a dump is "
+                "a consistent copy only of an unmounted filesystem; unmount it first"
+            )
+        with _open_file(args.file, "w") as out, _progress("dump", "records") as progress:
+            for line in dump(store, args.name):
+                out.write(line + "\n")
+                progress(1)
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    cli = _cli()
+    with cli.opened_store(args.store, create=True) as store, _open_file(args.file, "r") as source:
+        with _progress("load", "records") as progress:
+            try:
+                config = load(store, args.name, source, progress)
+            except DumpError as error:
+                raise cli.CliError(str(error)) from None
+            except UnicodeDecodeError:
+                raise cli.CliError("not a fusefs dump: it is not UTF-8 text") from None
+    print(
+        f"loaded filesystem '{config.name}' (id {config.fs_id}) into {printable(store.url)}; it uses the "
+        f"block directories {', '.join(map(printable, config.block_dirs))} (chunk files are not copied)"
+    )
+    return 0
+
+
+def register(
+    command: Callable[..., argparse.ArgumentParser], options: Callable[[argparse.ArgumentParser], None]
+) -> None:
+    """Add the commands to the ``fusefs`` parser (``command`` and ``options`` are build_parser's)."""
+    check = command("fsck", cmd_fsck, "check a filesystem's metadata and chunk files (and repair them)")
+    options(check)
+    check.add_argument(
+        "--repair",
+        action="store_true",
+        help="fix what is safe to fix (unreachable inodes go to /lost+found, counts are recomputed, "
+        "dangling entries removed); refused while the filesystem is mounted",
+    )
+    out = command("dump", cmd_dump, "write a filesystem's metadata as JSON lines (the filesystem unmounted)")
+    options(out)
+    out.add_argument("file", metavar="FILE", help="output file, or - for standard output")
+    into = command(
+        "load",
+        cmd_load,
+        "recreate a dumped filesystem in a store; it uses the same block directories (chunk files are "
+        "not copied)",
+    )
+    options(into)
+    into.add_argument("file", metavar="FILE", help="a file written by 'fusefs dump', or - for standard input")
