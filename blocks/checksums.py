@@ -32,7 +32,7 @@ def table_bytes(chunk_size: int) -> int:
     return CHECKSUM_BYTES * block_count(chunk_size)
 
 
-def block_crc(block: bytes | memoryview) -> int:
+def block_crc(block: bytes | bytearray | memoryview) -> int:
     """crc32 of one block of at most 4096 bytes, zero-padded to 4096."""
     crc = zlib.crc32(block)
     padding = CHECKSUM_BLOCK_BYTES - len(block)

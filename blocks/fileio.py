@@ -25,7 +25,7 @@ def _load_fallocate() -> Callable[[int, int, int, int], int] | None:
     if function is not None:
         function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
         function.restype = ctypes.c_int
-    return function  # type: ignore[no-any-return]
+    return function
 
 
 _fallocate = _load_fallocate()

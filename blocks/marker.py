@@ -105,8 +105,7 @@ def _parse(directory: str, recorded: object) -> Marker:
     if recorded.get("format") == LEGACY_FORMAT:
         return Marker(chunk_size, None)
     fields = [recorded.get(name) for name in ("fs_id", "name", "store")]
-    if recorded.get("format") != MARKER_FORMAT or not all(
-        isinstance(field, str) and field for field in fields
-    ):
+    owner = [field for field in fields if isinstance(field, str) and field]
+    if recorded.get("format") != MARKER_FORMAT or len(owner) != len(fields):
         raise unknown()
-    return Marker(chunk_size, Owner(*fields))
+    return Marker(chunk_size, Owner(*owner))

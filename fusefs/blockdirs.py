@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from blocks import CHECKSUM_BLOCK_BYTES, Access, BlockStore, Owner
 from blocks.marker import remove_marker
 from fusefs.limits import chunk_size_problem, inline_max_problem
+from metadata.migration import format_problem, upgrade
 from metadata.model import FsConfig, new_fs_id
-from metadata.namespace import assign_fs_id, load_config
+from metadata.namespace import load_config
 from metadata.store import Store
 
 
@@ -35,7 +36,7 @@ def open_block_store(store: Store, name: str, *, writable: bool) -> tuple[FsConf
     and its directories are adopted.  Settings out of bounds (an older mkfs accepted any chunk size)
     are refused for writing but may still be read."""
     if writable:
-        config = assign_fs_id(store, name, new_fs_id())
+        config = upgrade(store, name, new_fs_id())
     else:
         config = load_config(store, name)
         if not config.fs_id:
@@ -43,6 +44,8 @@ def open_block_store(store: Store, name: str, *, writable: bool) -> tuple[FsConf
                 f"filesystem '{name}' was made by an older fusefs and has no id yet: mount it read-write "
                 "once (without -o ro), which gives it one and adopts its block directories"
             )
+    if (problem := format_problem(config)) is not None:
+        raise SettingsUnusable(problem)
     problem = _settings_problem(config)
     if problem is not None and (writable or config.chunk_size_bytes % CHECKSUM_BLOCK_BYTES):
         hint = "; mount it read-only (-o ro) to copy its files out" if writable else ""

@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 #: Kernel readahead on the mount, matching the 1 MiB writes the kernel sends (max_pages 256).
 READAHEAD_KIB = 1024
 #: Idle FUSE worker tasks kept waiting for requests, and the most requests handled at once.  FoundationDB
-#: needs on the order of 200 transactions in flight to reach its throughput (design.md), so the ceiling
+#: needs on the order of 200 transactions in flight to reach its throughput, so the ceiling
 #: is set above that; with the embedded store most handlers finish without yielding, so it costs nothing.
 #: pyfuse3 cannot count the idle tasks in our wait (fusefs/fuseloop.py), so it keeps up to the maximum;
 #: that wait gives requests to tasks that already hold a 1 MiB receive buffer before fresh ones, so

@@ -1,11 +1,58 @@
-"""The key layout: every key of a filesystem is built here and nowhere else.
+"""The schema: every key of a filesystem is built here and nowhere else, and this table says what each holds.
 
 All keys of one filesystem live under the subspace ``('fusefs', name)``, so several filesystems share a
-store (one FoundationDB cluster) without seeing each other.  Inode numbers inside keys are 8-byte
-little-endian strings, so consecutive inodes scatter over FoundationDB's shards instead of piling onto
-one (JuiceFS and 3FS do the same).  Within an inode's prefix sit its attributes, its directory entries
-(when it is a directory: one range read lists it, in name order), its xattrs, inline data pieces and
-chunk records.
+store (one FoundationDB cluster) without seeing each other.  Keys are tuples (FoundationDB's tuple
+encoding, so they sort element by element) whose first element is the record kind: records of one kind
+are contiguous, and a range read lists one directory, one file's chunks or every orphan.  An inode
+number inside a key is always ``ino8``, an 8-byte little-endian string, so consecutive inodes scatter
+over FoundationDB's shards instead of piling onto one (JuiceFS and 3FS do the same); within a kind,
+the records of one inode are contiguous (``ino8`` is the element after the kind).  Values are msgpack
+unless said otherwise (metadata/model.py decodes and checks them).
+
+==================  ======================================  ============================================
+kind                key (under ``('fusefs', name)``)        value
+==================  ======================================  ============================================
+settings            ``('conf',)``                           ``FsConfig`` as a map (model.py): block
+                                                            dirs, sizes, ``fs_id``, ``format_version``
+inode attributes    ``('a', ino8)``                         ``InodeAttr`` fields as a list (model.py)
+directory entry     ``('e', parent ino8, name bytes)``      ``[ino, S_IFMT of its mode]``
+xattr               ``('x', ino8, name bytes)``             the raw value (bytes, not msgpack)
+inline data piece   ``('d', ino8, index int)``              raw bytes, ``INLINE_PIECE_BYTES`` each
+                                                            (filedata.py); the last may be shorter
+chunk record        ``('c', ino8, index int)``              ``ChunkRecord`` as a list: chunk id, block
+                                                            dir index, checksum table, dirty flag
+chunk owner         ``('b', chunk id int)``                 ``ino`` (int)
+dirty chunk mark    ``('w', ino8, index int)``              the writer's session id (raw bytes; ``b""``
+                                                            before sessions existed)
+orphan              ``('o', ino8)``                         ``[unlinked at ns, session id]`` (a bare
+                                                            time before sessions existed)
+mount session       ``('s', session id bytes)``             ``Session`` as a list (sessions.py)
+counter shard       ``('n', name str, shard int)``          little-endian int64, changed by atomic add
+id pool             ``('id', kind str)``                    the next free id (int) of ``inode``, ``chunk``
+operation result    ``('op', minute int, op id bytes,       a piece of a committed operation's result
+                    piece int)``                            (idempotency.py), trimmed after minutes
+change-log record   ``('L', versionstamp)``                 ``[time ns, op, uid, ino, parent, name,
+                                                            new parent, new name, session]``
+change-log head     ``('H',)``                              little-endian int64, +1 per log record
+==================  ======================================  ============================================
+
+Invariants (each transaction function keeps them, in one transaction):
+
+* Every inode but the root has at least one entry naming it, or is an orphan (its ``nlink`` is 0 and it
+  is still open) and has an orphan record; the root has attributes from ``format`` on.
+* An entry's ``ino`` has attributes; a directory's attributes name its ``parent``, and its ``nlink`` is
+  2 plus its subdirectories.
+* A file's data is either inline pieces (``chunked`` false: they hold exactly ``size`` bytes) or chunk
+  records (``chunked`` true, never back); each chunk record's chunk id has a chunk owner record naming
+  that inode, and no chunk id is used twice.
+* A dirty mark exists only beside a chunk record (or for a chunk being created) and names a session;
+  a session without a live mount's heartbeat is recovered by a live one (sessions.py, recovery.py).
+* The counters ``inodes`` and ``bytes`` (summed over their shards for statvfs) change in the
+  transaction that creates or deletes the inode or changes the size; an id pool's value is above every
+  id it handed out.
+
+``FORMAT_VERSION`` is the version of this layout, recorded in the settings: a filesystem written with
+an older one is migrated at its first read-write opening (metadata/migration.py).
 """
 
 from __future__ import annotations
@@ -17,6 +64,15 @@ import fdb.tuple
 from metadata.store import versionstamped_key
 
 _FS_ROOT = "fusefs"
+
+#: The version of the key layout (recorded in the settings as ``format_version``):
+#: 1: orphan and dirty-chunk keys held their inode as a tuple integer;
+#: 2: every inode inside a key is ``ino8``.
+FORMAT_VERSION = 2
+
+# fdb.tuple's type codes: a key's element after the kind starts with one of them.
+_BYTES_CODE = b"\x01"
+_INT_CODES = (b"\x0b", b"\x1e")  # every integer (negative, zero, positive) sorts in [0x0b, 0x1e)
 
 # Record kinds (one byte strings keep keys short).
 _CONFIG = "conf"
@@ -62,7 +118,13 @@ def _ino_of(raw: object) -> int:
 
 
 def _range_of(prefix: bytes) -> tuple[bytes, bytes]:
+    """Every key extending ``prefix`` by whole elements (an element never starts with 0xff)."""
     return prefix, prefix + b"\xff"
+
+
+def _ino_of(element: object) -> int:
+    assert isinstance(element, bytes) and len(element) == 8, element
+    return int.from_bytes(element, "little")
 
 
 def all_filesystems_range() -> tuple[bytes, bytes]:
@@ -184,30 +246,47 @@ class FsKeys:
     def dirty_chunk(self, ino: int, index: int) -> bytes:
         """Marks a chunk being written: its checksums may not match its file until the writer is done.
         The value is the writer's session id (empty in filesystems made before sessions existed)."""
-        return self._key(_DIRTY_CHUNK, ino, index)
+        return self._key(_DIRTY_CHUNK, _ino(ino), index)
 
     def dirty_chunks_of(self, ino: int) -> tuple[bytes, bytes]:
-        return _range_of(self._key(_DIRTY_CHUNK, ino))
+        return _range_of(self._key(_DIRTY_CHUNK, _ino(ino)))
 
     def dirty_chunks(self) -> tuple[bytes, bytes]:
-        return _range_of(self._key(_DIRTY_CHUNK))
+        return self._typed_range(_DIRTY_CHUNK, _BYTES_CODE, b"\x02")
 
     def dirty_chunk_of(self, key: bytes) -> tuple[int, int]:
         _, ino, index = fdb.tuple.unpack(key[len(self.prefix) :])
-        return int(ino), int(index)
+        return _ino_of(ino), int(index)
 
     # bookkeeping
     def orphan(self, ino: int) -> bytes:
         """An inode without names, still open: the value names the session that unlinked it."""
-        return self._key(_ORPHAN, ino)
+        return self._key(_ORPHAN, _ino(ino))
 
     def orphans(self) -> tuple[bytes, bytes]:
-        return _range_of(self._key(_ORPHAN))
+        return self._typed_range(_ORPHAN, _BYTES_CODE, b"\x02")
 
     def orphan_ino(self, key: bytes) -> int:
-        ino = fdb.tuple.unpack(key[len(self.prefix) :])[1]
-        assert isinstance(ino, int)
-        return ino
+        return _ino_of(fdb.tuple.unpack(key[len(self.prefix) :])[1])
+
+    # format 1's keys, read only by the migration to format 2 (metadata/migration.py)
+    def v1_orphans(self) -> tuple[bytes, bytes]:
+        """Orphan keys of format 1: ``('o', ino int)``."""
+        return self._typed_range(_ORPHAN, *_INT_CODES)
+
+    def v1_dirty_chunks(self) -> tuple[bytes, bytes]:
+        """Dirty-chunk marks of format 1: ``('w', ino int, index int)``."""
+        return self._typed_range(_DIRTY_CHUNK, *_INT_CODES)
+
+    def v1_parts(self, key: bytes) -> tuple[int, ...]:
+        """The integers after the kind of a format-1 orphan or dirty-chunk key."""
+        return tuple(int(part) for part in fdb.tuple.unpack(key[len(self.prefix) :])[1:])
+
+    def _typed_range(self, kind: str, first_code: bytes, end_code: bytes) -> tuple[bytes, bytes]:
+        """The keys of ``kind`` whose next element's type code is in [first_code, end_code): it keeps
+        one format's keys apart from another's of the same kind."""
+        kind_key = self._key(kind)
+        return kind_key + first_code, kind_key + end_code
 
     # mount sessions
     def session(self, session_id: bytes) -> bytes:

@@ -14,6 +14,7 @@ from typing import Any, NewType
 
 import msgpack
 
+from metadata.keys import FORMAT_VERSION
 from metadata.store import CorruptValue
 
 InodeId = NewType("InodeId", int)
@@ -155,6 +156,9 @@ class FsConfig:
     #: Unique id (a uuid4), named by the marker of each of its block directories.  Empty in settings
     #: written before filesystems had ids; the first read-write mount assigns one (``assign_fs_id``).
     fs_id: str = ""
+    #: The key layout the filesystem's records are in (``keys.FORMAT_VERSION``); settings without one
+    #: were written in format 1.
+    format_version: int = FORMAT_VERSION
 
     def encode(self) -> bytes:
         return pack(asdict(self))
@@ -165,6 +169,7 @@ class FsConfig:
         if not isinstance(values, dict):
             raise CorruptValue(f"corrupt filesystem settings: {values!r:.80}")
         known = {f.name for f in fields(cls)}
+        values.setdefault("format_version", 1)
         try:
             config = cls(**{k: v for k, v in values.items() if k in known})
         except TypeError as error:
@@ -196,6 +201,7 @@ _CONFIG_CHECKS = {
     "log_retention_s": lambda value: _is_count(value) and value > 0,
     "created_ns": _is_count,
     "fs_id": lambda value: isinstance(value, str),
+    "format_version": lambda value: _is_count(value) and value > 0,
 }
 
 

@@ -1,9 +1,9 @@
 """The transactional key-value interface every metadata backend implements.
 
-The model is FoundationDB's (see ../shared/design.md, "The store interface"): ordered byte keys,
-serializable optimistic transactions, read-your-writes, snapshot reads that add no read conflict,
-atomic add/max, versionstamped keys and watches.  A *transaction function* ``fn(tr) -> result`` may run
-more than once, so it must be a pure function of what it reads through ``tr``.
+The model is FoundationDB's: ordered byte keys, serializable optimistic transactions, read-your-writes,
+snapshot reads that add no read conflict, atomic add/max, versionstamped keys and watches.  A
+*transaction function* ``fn(tr) -> result`` may run more than once, so it must be a pure function of
+what it reads through ``tr``.
 
 Backends are synchronous: ``Store.transact`` blocks the calling thread.  The trio side decides how to
 call it (``Store.blocks_event_loop`` tells whether running it inline on the event loop is acceptable).

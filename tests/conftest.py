@@ -16,7 +16,8 @@ with a conflict, so every transaction function is retried).  ``FUSEFS_TEST_CHAOS
 every mount.
 
 The mount fixtures refuse to let a test run silently on the local disk: each mount is checked to be a
-``fuse.fusefs`` mount with its own device number, and the daemon's log must hold no traceback.
+``fuse.fusefs`` mount with its own device number, and the daemon's log must hold no traceback and no
+ERROR record the test did not declare with ``mount_fs.expect_errors(regex)``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ PYTHON = sys.executable
 CHAOS_RATE = 0.3
 MOUNT_TIMEOUT = 20.0
 FSTYPE = "fuse.fusefs"
+
+#: A record the daemon logged at ERROR or CRITICAL (its LOG_FORMAT: time, pid, level, logger, message).
+ERROR_RECORD = re.compile(r"^\S+ \S+ \d+ (?:ERROR|CRITICAL) .*$", re.MULTILINE)
 
 TEST_USER = "fusefs-test"
 TEST_GROUP = "fusefs-test-grp"  # a supplementary group of TEST_USER
@@ -82,9 +86,7 @@ def store_mount_options() -> tuple[str, ...]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes minutes (CPython's own test suites)")
-    config.addinivalue_line(
-        "markers", "chaos: run twice, with the embedded store's retry chaos off and on"
-    )
+    config.addinivalue_line("markers", "chaos: run twice, with the embedded store's retry chaos off and on")
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -95,9 +97,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if metafunc.definition.get_closest_marker("chaos") and "chaos_rate" in metafunc.fixturenames:
-        metafunc.parametrize(
-            "chaos_rate", [0.0, CHAOS_RATE], ids=["chaos-off", "chaos-on"], indirect=True
-        )
+        metafunc.parametrize("chaos_rate", [0.0, CHAOS_RATE], ids=["chaos-off", "chaos-on"], indirect=True)
 
 
 @pytest.fixture
@@ -184,8 +184,9 @@ class MountRefused(Exception):
 
 
 class _Mounted:
-    def __init__(self, path: Path, name: str, store: str, options: tuple[str, ...], rate: float,
-                 workdir: Path) -> None:
+    def __init__(
+        self, path: Path, name: str, store: str, options: tuple[str, ...], rate: float, workdir: Path
+    ) -> None:
         self.path = path
         self.name = name
         self.store = store
@@ -203,7 +204,8 @@ class MountFactory:
 
     ``mount_fs.remount(path)`` unmounts cleanly and mounts the same filesystem again at the same place
     (for persistence checks); ``mount_fs.unmount(path)`` unmounts early.  Every mount is unmounted at
-    teardown whatever the test did, and the test fails if a daemon logged a traceback."""
+    teardown whatever the test did, and the test fails if a daemon logged a traceback or an ERROR record
+    that no ``mount_fs.expect_errors(regex)`` of the test matches."""
 
     def __init__(self, tmp_path: Path, base: Path, rate: float, label: str) -> None:
         self.tmp_path = tmp_path
@@ -212,6 +214,8 @@ class MountFactory:
         self.label = re.sub(r"[^A-Za-z0-9_.-]", "_", label)[:60]
         self.mounts: dict[Path, _Mounted] = {}
         self.problems: list[str] = []
+        self.expected_errors: list[re.Pattern[str]] = []
+        self._checked_logs: set[Path] = set()
         self.target = TARGET
         self.Refused = MountRefused
         self.entry = mount_entry
@@ -300,6 +304,11 @@ class MountFactory:
         self._check_log(m)
         return rc
 
+    def expect_errors(self, regex: str) -> None:
+        """Declare that this test provokes daemon ERROR records matching ``regex`` (re.search on the
+        record's line) on purpose: they no longer fail it."""
+        self.expected_errors.append(re.compile(regex))
+
     def daemon_log(self, path: Path) -> str:
         m = self.mounts[path]
         return "".join(_tail(p, 10**9) for p in m.logs)
@@ -315,8 +324,7 @@ class MountFactory:
 
     def _run_cli(self, m: _Mounted, args: list[str]) -> None:
         cmd = [PYTHON, "-m", "fusefs", *args]
-        res = subprocess.run(cmd, cwd=m.workdir, env=self._env(m), capture_output=True, text=True,
-                             timeout=60)
+        res = subprocess.run(cmd, cwd=m.workdir, env=self._env(m), capture_output=True, text=True, timeout=60)
         if res.returncode != 0 or "Traceback" in res.stderr:
             pytest.fail(f"{' '.join(cmd)} failed (rc {res.returncode}):\n{res.stdout}\n{res.stderr}")
 
@@ -336,8 +344,15 @@ class MountFactory:
         with open(log, "wb") as out:
             out.write(("$ " + " ".join(cmd) + "\n").encode())
             out.flush()
-            m.proc = subprocess.Popen(cmd, cwd=m.workdir, env=self._env(m), stdin=subprocess.DEVNULL,
-                                      stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            m.proc = subprocess.Popen(
+                cmd,
+                cwd=m.workdir,
+                env=self._env(m),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + MOUNT_TIMEOUT
         while mount_entry(m.path) is None:
             if m.proc.poll() is not None:
@@ -397,8 +412,23 @@ class MountFactory:
         m.proc = None
 
     def _check_log(self, m: _Mounted) -> None:
-        if m.log is not None and "Traceback" in _tail(m.log, 10**9):
+        if m.log is None or m.log in self._checked_logs:
+            return
+        self._checked_logs.add(m.log)
+        text = _tail(m.log, 10**9)
+        if "Traceback" in text:
             self.problems.append(f"daemon for {m.path} logged a traceback:\n{_tail(m.log)}")
+        unexpected = [
+            line
+            for line in ERROR_RECORD.findall(text)
+            if not any(pattern.search(line) for pattern in self.expected_errors)
+        ]
+        if unexpected:
+            listed = "\n".join(line[:300] for line in unexpected[:20])
+            self.problems.append(
+                f"daemon for {m.path} logged {len(unexpected)} unexpected ERROR record(s) (declare the ones "
+                f"the test provokes with mount_fs.expect_errors(regex)):\n{listed}"
+            )
 
     def close(self) -> None:
         for m in self.mounts.values():
@@ -411,8 +441,9 @@ class MountFactory:
 
 
 @pytest.fixture
-def mount_fs(tmp_path: Path, mount_base: Path, chaos_rate: float,
-             request: pytest.FixtureRequest) -> Iterator[MountFactory]:
+def mount_fs(
+    tmp_path: Path, mount_base: Path, chaos_rate: float, request: pytest.FixtureRequest
+) -> Iterator[MountFactory]:
     factory = MountFactory(tmp_path, mount_base, chaos_rate, request.node.name)
     try:
         yield factory
@@ -457,12 +488,27 @@ class User:
         self.group = grp.getgrnam(TEST_GROUP).gr_gid  # supplementary
         self.other_group = grp.getgrnam(OTHER_GROUP).gr_gid  # not a member
 
-    def run(self, cmd: list[str], *, cwd: str | os.PathLike | None = None, check: bool = False,
-            input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-        full = ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups",
-                "--reset-env", "--", *cmd]
-        res = subprocess.run(full, cwd=cwd or "/", capture_output=True, text=True, input=input,
-                             timeout=timeout)
+    def run(
+        self,
+        cmd: list[str],
+        *,
+        cwd: str | os.PathLike | None = None,
+        check: bool = False,
+        input: str | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess:
+        full = [
+            "setpriv",
+            f"--reuid={self.uid}",
+            f"--regid={self.gid}",
+            "--init-groups",
+            "--reset-env",
+            "--",
+            *cmd,
+        ]
+        res = subprocess.run(
+            full, cwd=cwd or "/", capture_output=True, text=True, input=input, timeout=timeout
+        )
         if check and res.returncode != 0:
             raise AssertionError(f"as {self.name}: {cmd} → rc {res.returncode}\n{res.stdout}\n{res.stderr}")
         return res

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from blocks_owner import claimed_store
 
-# Until the project's pyproject sets pythonpath, make `import blocks` work from `pytest tests/blocks`.
-_REPO_ROOT = str(Path(__file__).resolve().parents[2])
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
-
-from blocks_owner import claimed_store  # noqa: E402
-
-from blocks import BlockStore  # noqa: E402
+from blocks import BlockStore
 
 SMALL_CHUNK_BYTES = 256 * 1024
 
@@ -47,7 +40,9 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], str]]:
         target = tmp_path / f"tmpfs{len(mounted)}"
         target.mkdir()
         result = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)], capture_output=True, text=True
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)],
+            capture_output=True,
+            text=True,
         )
         if result.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")

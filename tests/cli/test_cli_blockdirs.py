@@ -12,12 +12,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import fdb.tuple
 import pytest
 from fusefs_cli_helpers import mounted_type
 
 from blocks.layout import chunk_path
-from metadata.keys import FsKeys
-from metadata.model import pack
+from metadata.keys import FORMAT_VERSION, FsKeys
+from metadata.model import FsConfig, pack, unpack
 from metadata.namespace import load_config
 from metadata.urls import open_store
 
@@ -33,6 +34,14 @@ def _mkfs(cli, url: str, blocks: Path, name: str) -> None:
     blocks.mkdir(exist_ok=True)
     result = cli("mkfs", "--store", url, "--blocks", str(blocks), name)
     assert result.returncode == 0, result.stderr
+
+
+def _config(url: str, name: str) -> FsConfig:
+    store = open_store(url)
+    try:
+        return load_config(store, name)
+    finally:
+        store.close()
 
 
 def _fs_id(url: str, name: str) -> str:
@@ -282,8 +291,49 @@ def test_a_filesystem_made_before_ids_is_adopted_at_its_first_read_write_mount(
     _check_files(cli, url, "A", fuse_mountpoint, data)
     fs_id = _fs_id(url, "A")
     assert len(fs_id) == 36
+    assert _config(url, "A").format_version == FORMAT_VERSION  # migrated from format 1 as well
     assert _marker(blocks) == {"format": 2, "chunk_size": 4 << 20, "fs_id": fs_id, "name": "A", "store": url}
     assert f"adopted by filesystem 'A' (id {fs_id})" in (cli.data_dir / "A.log").read_text()
     _check_files(cli, url, "A", fuse_mountpoint, data, "-o", "ro")
     _check_files(cli, url, "A", fuse_mountpoint, data)
     assert _fs_id(url, "A") == fs_id  # given once
+
+
+def test_a_filesystem_of_format_1_is_migrated_at_its_first_read_write_mount(cli, tmp_path, fuse_mountpoint):
+    """Orphan and dirty-chunk keys as format 1 wrote them (inode as a tuple integer): a read-only mount
+    is refused with one line; the first read-write mount re-keys them and records format 2."""
+    url, blocks = _url(tmp_path), tmp_path / "blocks"
+    _mkfs(cli, url, blocks, "A")
+    data = _write_files(cli, url, "A", fuse_mountpoint)
+    store = open_store(url)
+    try:
+        settings = load_config(store, "A").__dict__
+        del settings["format_version"]  # as format 1 wrote the settings
+        large = store.transact(lambda tr: tr.get(FsKeys("A").entry(1, b"large")))
+        ino = unpack(large)[0]
+        old_mark = fdb.tuple.pack(("fusefs", "A", "w", ino, 0))  # a writer of format 1 died mid-chunk
+
+        def downgrade(tr):
+            tr.set(FsKeys("A").config(), pack(settings))
+            tr.set(old_mark, b"")
+
+        store.transact(downgrade)
+    finally:
+        store.close()
+    read_only = cli("mount", "--store", url, "--name", "A", "-o", "ro", str(fuse_mountpoint))
+    assert read_only.returncode == 1
+    assert read_only.one_line_error() == (
+        "filesystem 'A' was made by an older fusefs (format 1): mount it read-write once (without -o ro), "
+        "which brings it to the current format"
+    )
+    _check_files(cli, url, "A", fuse_mountpoint, data)
+    assert _config(url, "A").format_version == FORMAT_VERSION
+    store = open_store(url)
+    try:
+        keys = FsKeys("A")
+        assert store.transact(lambda tr: tr.get(old_mark)) is None
+        # the mount's recovery found the re-keyed mark of a dead session and checked the chunk: gone
+        assert store.transact(lambda tr: tr.get_range(*keys.dirty_chunks())) == []
+    finally:
+        store.close()
+    _check_files(cli, url, "A", fuse_mountpoint, data, "-o", "ro")

@@ -14,7 +14,6 @@ cleared afterwards, so the suite can run against a shared cluster.
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,12 +21,7 @@ from pathlib import Path
 import fdb.tuple
 import pytest
 
-# Make the repository importable however pytest is started (`pytest tests/conformance` from the root).
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from metadata.store import Store, StoreUnavailable  # noqa: E402
+from metadata.store import Store, StoreUnavailable
 
 BACKENDS = ["sqlite", "sqlite-shared", "fdb"]
 

@@ -20,11 +20,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from blocks.layout import CHUNK_SUFFIX, parse_chunk_name  # noqa: E402
+from blocks.layout import CHUNK_SUFFIX, parse_chunk_name
 
 #: Settings that move a file from inline to chunks (8 KiB) and across chunks (64 KiB) all the time.
 SMALL = {"inline_max": 8192, "chunk_size": 65536}
@@ -49,9 +45,16 @@ class DataMounts:
         factory._env = env
 
     # -- mounting ---------------------------------------------------------------------------------
-    def mount(self, *, inline_max: int | None = None, chunk_size: int | None = None,
-              blocks_tmpfs: str | None = None, block_dirs: int = 1, options: tuple[str, ...] = (),
-              env: dict[str, str] | None = None) -> Path:
+    def mount(
+        self,
+        *,
+        inline_max: int | None = None,
+        chunk_size: int | None = None,
+        blocks_tmpfs: str | None = None,
+        block_dirs: int = 1,
+        options: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> Path:
         if self.factory.target != "fusefs":
             pytest.skip("file-data tests look at chunk files and kill the daemon: fusefs only")
         extra: list[str] = []
@@ -70,8 +73,19 @@ class DataMounts:
                     extra.extend(["--blocks", str(blocks)])
                 if blocks_tmpfs is not None:
                     for blocks in [m.workdir / "blocks", *more]:
-                        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={blocks_tmpfs},mode=0755", "tmpfs",
-                                        str(blocks)], check=True, capture_output=True)
+                        subprocess.run(
+                            [
+                                "mount",
+                                "-t",
+                                "tmpfs",
+                                "-o",
+                                f"size={blocks_tmpfs},mode=0755",
+                                "tmpfs",
+                                str(blocks),
+                            ],
+                            check=True,
+                            capture_output=True,
+                        )
                         self._tmpfs.append(blocks)
                 args = [args[0], *extra, *args[1:]]
             shared_run_cli(m, args)
@@ -145,20 +159,26 @@ class DataMounts:
         keys = FsKeys(m.name)
         store = open_store(m.store, read_only=True, exclusive=False)
         try:
-            assert wait_for(lambda: not store.transact(lambda tr: tr.get_range(*keys.dirty_chunks(), limit=1)),
-                            timeout), f"chunks still marked dirty {timeout} s after mounting"
+            assert wait_for(
+                lambda: not store.transact(lambda tr: tr.get_range(*keys.dirty_chunks(), limit=1)), timeout
+            ), f"chunks still marked dirty {timeout} s after mounting"
         finally:
             store.close()
 
     def log(self, mp: Path) -> str:
         return self.factory.daemon_log(mp)
 
+    def expect_errors(self, regex: str) -> None:
+        """See ``MountFactory.expect_errors``: ERROR records this test provokes on purpose."""
+        self.factory.expect_errors(regex)
+
     def cli(self, mp: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """``python -m fusefs ARGS --store URL --name NAME`` for this mount's filesystem."""
         m = self._m(mp)
         cmd = [sys.executable, "-m", "fusefs", *args, "--store", m.store, "--name", m.name]
-        res = subprocess.run(cmd, cwd=m.workdir, env=self.factory._env(m), capture_output=True, text=True,
-                             timeout=120)
+        res = subprocess.run(
+            cmd, cwd=m.workdir, env=self.factory._env(m), capture_output=True, text=True, timeout=120
+        )
         if check and (res.returncode != 0 or "Traceback" in res.stderr):
             pytest.fail(f"{' '.join(cmd)} failed (rc {res.returncode}):\n{res.stdout}\n{res.stderr}")
         return res
@@ -198,13 +218,13 @@ class DataMounts:
 def _kind(keys, key: bytes) -> str:
     import fdb.tuple
 
-    return str(fdb.tuple.unpack(key[len(keys.prefix):])[0])
+    return str(fdb.tuple.unpack(key[len(keys.prefix) :])[0])
 
 
 def _part(keys, key: bytes, index: int):
     import fdb.tuple
 
-    return fdb.tuple.unpack(key[len(keys.prefix):])[index]
+    return fdb.tuple.unpack(key[len(keys.prefix) :])[index]
 
 
 @pytest.fixture

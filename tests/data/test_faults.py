@@ -53,6 +53,7 @@ def _pread(path: Path, offset: int, n: int) -> bytes:
 
 # -- corruption -------------------------------------------------------------------------------------------------
 def test_flipped_byte_while_unmounted_reads_as_eio(data_mounts) -> None:
+    data_mounts.expect_errors(r"checksum mismatch in chunk \d+ block \d+")
     mp = data_mounts.mount(**SMALL)
     (mp / "other").write_bytes(other := os.urandom(100_000))
     before = set(data_mounts.chunk_files(mp))
@@ -83,6 +84,7 @@ def test_flipped_byte_while_unmounted_reads_as_eio(data_mounts) -> None:
 
 
 def test_flipped_byte_while_mounted_reads_as_eio(data_mounts) -> None:
+    data_mounts.expect_errors(r"checksum mismatch in chunk \d+ block \d+")
     mp = data_mounts.mount(**SMALL)
     data = os.urandom(2 * 65536)
     (mp / "f").write_bytes(data)
@@ -97,6 +99,7 @@ def test_flipped_byte_while_mounted_reads_as_eio(data_mounts) -> None:
 
 
 def test_missing_chunk_file_reads_as_eio(data_mounts) -> None:
+    data_mounts.expect_errors(r"answered EIO: chunk \d+ is missing")
     mp = data_mounts.mount(**SMALL)
     data = os.urandom(2 * 65536)
     (mp / "f").write_bytes(data)
@@ -112,6 +115,7 @@ def test_missing_chunk_file_reads_as_eio(data_mounts) -> None:
 # -- a full block directory ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("options", [(), ("writeback_cache",)], ids=["default", "writeback"])
 def test_full_block_directory_gives_enospc_and_harms_nothing_else(data_mounts, options) -> None:
+    data_mounts.expect_errors(r"answered ENOSPC: no space left in block directories")
     mp = data_mounts.mount(**SMALL, blocks_tmpfs="8m", options=options)
     keep = {"small": os.urandom(3000), "chunked": os.urandom(300_000), "big": os.urandom(2 * MiB)}
     for name, data in keep.items():
@@ -185,6 +189,7 @@ def test_unusable_block_directory_fails_the_mount_with_one_line(data_mounts, dam
 def test_a_failing_background_service_does_not_unmount(data_mounts) -> None:
     """A corrupt change-log record makes the log-trimming service fail at mount: it is logged and
     retried, and the filesystem stays mounted and usable."""
+    data_mounts.expect_errors(r"_trim_records failed \(CorruptValue: corrupt change-log record")
     import sqlite3
 
     from metadata.keys import FsKeys
@@ -209,6 +214,7 @@ def test_a_failing_background_service_does_not_unmount(data_mounts) -> None:
 def test_a_corrupt_metadata_value_is_eio_and_the_mount_survives(data_mounts) -> None:
     """A value in the store that does not decode (here an inode's attributes) makes operations on that
     inode fail with EIO and a log line naming it; the rest of the filesystem keeps working."""
+    data_mounts.expect_errors(r"corrupt attributes of inode \d+")
     import sqlite3
 
     from metadata.keys import FsKeys

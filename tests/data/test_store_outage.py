@@ -61,6 +61,8 @@ def test_operations_wait_out_an_outage_and_succeed(data_mounts, tmp_path: Path) 
 def test_past_its_patience_an_operation_fails_with_eio_and_the_mount_stays_up(
     data_mounts, tmp_path: Path
 ) -> None:
+    data_mounts.expect_errors(r"answered EIO: store .* still failing after")
+    data_mounts.expect_errors(r"background service \w+ failed \(StoreOutage: ")
     mp, fault = _outage_mount(data_mounts, tmp_path, FUSEFS_STORE_PATIENCE_S="2")
     (mp / "before").write_bytes(b"kept")
     fault.touch()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,18 +20,12 @@ from typing import Any
 
 import pytest
 
-# Until the project's pyproject sets pythonpath, make `import metadata` work from `pytest tests/metadata`
-# (tests/ is on sys.path first, where `metadata` would be this test directory).
-_REPO_ROOT = str(Path(__file__).resolve().parents[2])
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
-
-from metadata import changelog  # noqa: E402
-from metadata.emulation import StoreEmulation  # noqa: E402
-from metadata.model import ROOT_CALLER, ROOT_INODE, Caller, FsConfig, FSError, InodeAttr  # noqa: E402
-from metadata.namespace import Namespace, format_filesystem, load_config  # noqa: E402
-from metadata.sqlite_store import SqliteStore  # noqa: E402
-from metadata.store import CommitUnknownResult, Transaction  # noqa: E402
+from metadata import changelog
+from metadata.emulation import StoreEmulation
+from metadata.model import ROOT_CALLER, ROOT_INODE, Caller, FsConfig, FSError, InodeAttr
+from metadata.namespace import Namespace, format_filesystem, load_config
+from metadata.sqlite_store import SqliteStore
+from metadata.store import CommitUnknownResult, Transaction
 
 CHAOS_RATE = 0.3
 ROOT = ROOT_CALLER
@@ -53,8 +46,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqliteStor
     rate = request.param
     seed = chaos_seed(request.node.nodeid)
     request.node.user_properties.append(("chaos", f"rate={rate} seed={seed}"))
-    print(f"embedded store: chaos_conflict_rate={rate} chaos_seed={seed} "
-          f"(FUSEFS_TEST_CHAOS_SEED={seed} reproduces)")
+    print(
+        f"embedded store: chaos_conflict_rate={rate} chaos_seed={seed} "
+        f"(FUSEFS_TEST_CHAOS_SEED={seed} reproduces)"
+    )
     opened = SqliteStore(
         str(tmp_path / "meta.db"), emulation=StoreEmulation(chaos_conflict_rate=rate), chaos_seed=seed
     )
@@ -148,7 +143,8 @@ class Fs:
         with pytest.raises(FSError) as caught:
             getattr(self, method)(*args, **kwargs)
         assert caught.value.errno == errno_value, (
-            f"{method}{args}: expected errno {errno_value}, got {caught.value.errno}")
+            f"{method}{args}: expected errno {errno_value}, got {caught.value.errno}"
+        )
         assert self.dump() == before, f"failed {method} changed the store"
 
     def check_tree(self) -> None:

@@ -45,6 +45,8 @@ def test_assign_fs_id_gives_an_id_once(store):
         ({"chunk_size_bytes": True}, "chunk_size_bytes is True"),
         ({"log_retention_s": 0}, "log_retention_s is 0"),
         ({"created_ns": -5, "fs_id": None}, "created_ns is -5; fs_id is None"),
+        ({"format_version": 0}, "format_version is 0"),
+        ({"format_version": "2"}, "format_version is '2'"),
     ],
 )
 def test_impossible_settings_are_corrupt(store, changes, problem):

@@ -66,3 +66,41 @@ def test_whole_filesystem_ranges_hold_their_keys_and_keys_decode_back():
             keys.id_pool("inode"),
         ]
         assert not [other for other in others if begin <= other < end]
+
+
+def test_every_inode_in_a_key_is_8_bytes_little_endian() -> None:
+    keys = FsKeys("fs")
+    for ino in (1, 2**16 + 7, 2**64 - 1, 0xFF, 0xFFFF_FFFF_FFFF_FF00):
+        ino8 = ino.to_bytes(8, "little")
+        for key, kind, rest in [
+            (keys.attr(ino), "a", ()),
+            (keys.entry(ino, b"n"), "e", (b"n",)),
+            (keys.xattr(ino, b"user.x"), "x", (b"user.x",)),
+            (keys.inline_piece(ino, 3), "d", (3,)),
+            (keys.chunk(ino, 3), "c", (3,)),
+            (keys.dirty_chunk(ino, 3), "w", (3,)),
+            (keys.orphan(ino), "o", ()),
+        ]:
+            assert fdb.tuple.unpack(key) == ("fusefs", "fs", kind, ino8, *rest)
+        assert keys.orphan_ino(keys.orphan(ino)) == ino
+        assert keys.dirty_chunk_of(keys.dirty_chunk(ino, 9)) == (ino, 9)
+        assert _within(keys.orphan(ino), keys.orphans())
+        assert not _within(keys.orphan(ino), keys.v1_orphans())
+        dirty = keys.dirty_chunk(ino, 9)
+        assert _within(dirty, keys.dirty_chunks()) and _within(dirty, keys.dirty_chunks_of(ino))
+        assert not _within(dirty, keys.v1_dirty_chunks())
+        assert not _within(dirty, keys.dirty_chunks_of(ino ^ 1))
+
+
+def test_format_1_keys_fall_in_their_own_ranges_only() -> None:
+    keys = FsKeys("fs")
+    for ino in (0, 1, 2**40, 2**64 - 1):
+        orphan = fdb.tuple.pack(("fusefs", "fs", "o", ino))
+        dirty = fdb.tuple.pack(("fusefs", "fs", "w", ino, 5))
+        assert _within(orphan, keys.v1_orphans()) and not _within(orphan, keys.orphans())
+        assert _within(dirty, keys.v1_dirty_chunks()) and not _within(dirty, keys.dirty_chunks())
+        assert keys.v1_parts(orphan) == (ino,) and keys.v1_parts(dirty) == (ino, 5)
+
+
+def _within(key: bytes, begin_end: tuple[bytes, bytes]) -> bool:
+    return begin_end[0] <= key < begin_end[1]

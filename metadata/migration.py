@@ -1,0 +1,69 @@
+"""Bring a filesystem written by an older fusefs to the current key layout (``keys.FORMAT_VERSION``).
+
+Runs at the filesystem's first read-write opening (a mount, gc or blocks add), before anything reads its
+records, like the assignment of its id.  It re-keys records in bounded transactions, so a large
+filesystem never needs one huge commit; each step is a pure function of what it reads, so a retried step
+(or two mounts migrating at once) re-keys nothing twice, and the last step records the new version in
+the settings.  A filesystem from a newer fusefs is left alone: ``format_problem`` refuses it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from metadata.keys import FORMAT_VERSION, FsKeys
+from metadata.model import FsConfig
+from metadata.namespace import UnknownFilesystem, assign_fs_id
+from metadata.store import Store, Transaction
+
+#: Records re-keyed per transaction: far below FoundationDB's limits (10 MB, 5 s) for these small records.
+BATCH_RECORDS = 1000
+
+
+def upgrade(store: Store, name: str, candidate_id: str, batch: int = BATCH_RECORDS) -> FsConfig:
+    """The settings of filesystem `name` once it has an id (`candidate_id` if it had none) and its records
+    are in the current format."""
+    config = assign_fs_id(store, name, candidate_id)
+    while config.format_version < FORMAT_VERSION:
+        config = store.transact(lambda tr: _step(tr, FsKeys(name), batch))
+    return config
+
+
+def format_problem(config: FsConfig) -> str | None:
+    """Why this fusefs cannot use the filesystem's records as they are, or None."""
+    if config.format_version > FORMAT_VERSION:
+        return (
+            f"filesystem '{config.name}' was made by a newer fusefs (format {config.format_version}; this "
+            f"one knows formats up to {FORMAT_VERSION}): use that fusefs"
+        )
+    if config.format_version < FORMAT_VERSION:
+        return (
+            f"filesystem '{config.name}' was made by an older fusefs (format {config.format_version}): "
+            "mount it read-write once (without -o ro), which brings it to the current format"
+        )
+    return None
+
+
+def _step(tr: Transaction, keys: FsKeys, batch: int) -> FsConfig:
+    """Re-key up to `batch` records of format 1; when none is left, record format 2."""
+    raw = tr.get(keys.config())
+    if raw is None:
+        raise UnknownFilesystem(f"no filesystem named '{keys.name}'")
+    config = FsConfig.decode(raw)
+    if config.format_version != 1:
+        return config  # done meanwhile (another mount, or this step's earlier commit)
+    left = batch
+    renames: list[tuple[tuple[bytes, bytes], Callable[..., bytes]]] = [
+        (keys.v1_orphans(), keys.orphan),
+        (keys.v1_dirty_chunks(), keys.dirty_chunk),
+    ]
+    for (begin, end), new_key in renames:
+        rows = tr.get_range(begin, end, limit=left)
+        for key, value in rows:
+            tr.clear(key)
+            tr.set(new_key(*keys.v1_parts(key)), value)
+        left -= len(rows)
+        if not left:
+            return config
+    config.format_version = 2
+    tr.set(keys.config(), config.encode())
+    return config

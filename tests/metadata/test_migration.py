@@ -1,0 +1,129 @@
+"""The migration from format 1 (orphan and dirty-chunk keys with their inode as a tuple integer) to format
+2 (every inode in a key is 8 bytes little-endian): records written the way the old code wrote them are
+re-keyed in bounded, retry-safe steps (the store's chaos reruns them), once, and the settings record the
+new format; a filesystem from a newer fusefs is refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fdb.tuple
+import pytest
+
+from metadata import filedata
+from metadata.keys import FORMAT_VERSION, FsKeys
+from metadata.migration import format_problem, upgrade
+from metadata.model import FsConfig, pack, unpack
+from metadata.namespace import Namespace, UnknownFilesystem, format_filesystem, load_config
+from metadata.store import Store, Transaction
+
+ORPHANS = {7: [111, b"session-a"], 2**40 + 3: 222, 513: [333, b""]}  # a bare time: before sessions
+DIRTY = {(7, 0): b"session-a", (7, 5): b"", (2**33, 1): b"session-b", (256, 2**20): b"session-a"}
+
+
+class CountingStore:
+    """The store, counting the transactions asked of it (each may run its function several times)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.transactions = 0
+
+    def transact(self, fn: Any) -> Any:
+        self.transactions += 1
+        return self.store.transact(fn)
+
+
+def _make_format_1(store: Store, name: str) -> None:
+    """A filesystem as the code of format 1 before ids left it: its settings without ``format_version`` and
+    ``fs_id``, its orphans and dirty marks keyed ``('o', ino)`` and ``('w', ino, index)`` with integer
+    elements."""
+    format_filesystem(store, FsConfig(name))
+    settings = unpack(store.transact(lambda tr: tr.get(FsKeys(name).config())))
+    del settings["format_version"], settings["fs_id"]
+
+    def write(tr: Transaction) -> None:
+        tr.set(FsKeys(name).config(), pack(settings))
+        for ino, value in ORPHANS.items():
+            tr.set(fdb.tuple.pack(("fusefs", name, "o", ino)), pack(value))
+        for (ino, index), session in DIRTY.items():
+            tr.set(fdb.tuple.pack(("fusefs", name, "w", ino, index)), session)
+
+    store.transact(write)
+
+
+def _dump(store: Store, name: str) -> dict[bytes, bytes]:
+    return dict(store.transact(lambda tr: tr.get_range(*FsKeys(name).whole_filesystem())))
+
+
+def test_settings_without_a_format_are_format_1_and_new_ones_the_current(store):
+    _make_format_1(store, "old")
+    assert load_config(store, "old").format_version == 1
+    format_filesystem(store, FsConfig("new"))
+    assert load_config(store, "new").format_version == FORMAT_VERSION == 2
+
+
+def test_upgrade_rekeys_every_record_in_bounded_steps(store):
+    _make_format_1(store, "old")
+    counting = CountingStore(store)
+    config = upgrade(counting, "old", "new-id", batch=3)  # type: ignore[arg-type]
+    # the id's, then 3 orphans, 3 marks, and the last mark with the format
+    assert len(ORPHANS) + len(DIRTY) == 7 and counting.transactions == 1 + 3
+    assert config.format_version == 2 and config.fs_id == "new-id"
+    assert load_config(store, "old").format_version == 2
+    keys = FsKeys("old")
+    sessions = store.transact(lambda tr: Namespace(load_config(store, "old")).orphan_sessions(tr))
+    assert sessions == {ino: value[1] if isinstance(value, list) else b"" for ino, value in ORPHANS.items()}
+    marks = store.transact(lambda tr: filedata.dirty_marks(tr, keys))
+    assert sorted(marks) == sorted((ino, index, session) for (ino, index), session in DIRTY.items())
+    assert store.transact(lambda tr: tr.get(keys.orphan(7))) == pack(ORPHANS[7])
+    assert store.transact(lambda tr: tr.get_range(*keys.v1_orphans())) == []
+    assert store.transact(lambda tr: tr.get_range(*keys.v1_dirty_chunks())) == []
+
+
+def test_upgrade_runs_once(store):
+    _make_format_1(store, "old")
+    upgrade(store, "old", "id", batch=2)
+    after = _dump(store, "old")
+    counting = CountingStore(store)
+    assert upgrade(counting, "old", "other", batch=2).fs_id == "id"  # type: ignore[arg-type]
+    assert counting.transactions == 1  # the id's: nothing left to migrate
+    assert _dump(store, "old") == after
+
+
+def test_upgrade_of_a_filesystem_with_nothing_to_rekey_records_the_format(store):
+    _make_format_1(store, "old")
+    store.transact(lambda tr: tr.clear_range(*FsKeys("old").v1_orphans()))
+    store.transact(lambda tr: tr.clear_range(*FsKeys("old").v1_dirty_chunks()))
+    assert upgrade(store, "old", "id").format_version == 2
+
+
+def test_format_1_keys_of_another_filesystem_are_left_alone(store):
+    _make_format_1(store, "old")
+    _make_format_1(store, "other")
+    before = _dump(store, "other")
+    upgrade(store, "old", "id")
+    assert _dump(store, "other") == before
+
+
+def test_upgrade_of_a_missing_filesystem_fails(store):
+    with pytest.raises(UnknownFilesystem, match="no filesystem named 'ghost'"):
+        upgrade(store, "ghost", "id")
+
+
+def test_format_problem_names_what_to_do():
+    assert format_problem(FsConfig("a")) is None
+    assert format_problem(FsConfig("a", format_version=1)) == (
+        "filesystem 'a' was made by an older fusefs (format 1): mount it read-write once (without -o ro), "
+        "which brings it to the current format"
+    )
+    assert format_problem(FsConfig("a", format_version=3)) == (
+        "filesystem 'a' was made by a newer fusefs (format 3; this one knows formats up to 2): "
+        "use that fusefs"
+    )
+
+
+def test_a_newer_format_is_not_touched(store):
+    format_filesystem(store, FsConfig("new", format_version=FORMAT_VERSION + 1))
+    before = _dump(store, "new")
+    assert upgrade(store, "new", "id").format_version == FORMAT_VERSION + 1
+    assert _dump(store, "new") == before
