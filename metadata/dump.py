@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
@@ -221,7 +222,7 @@ def load(
     _check_free(store, keys, config)
     try:
         for batch in _batches(keys, numbered, progress):
-            store.transact(lambda tr, batch=batch: _write(tr, batch))
+            store.transact(functools.partial(_write, batch=batch))
         store.transact(lambda tr: _finish(tr, store, keys, config))
     except BaseException:
         store.transact(lambda tr: _clear_unfinished(tr, keys))

@@ -15,6 +15,7 @@ nothing, unreachable inodes are given a name in ``lost+found``, counts are recom
 
 from __future__ import annotations
 
+import functools
 import stat
 from collections import defaultdict
 from collections.abc import Callable
@@ -26,7 +27,6 @@ from metadata.model import (
     ROOT_CALLER,
     ROOT_INODE,
     ChunkRecord,
-    CorruptValue,
     FsConfig,
     FSError,
     InodeAttr,
@@ -36,7 +36,7 @@ from metadata.model import (
 )
 from metadata.namespace import Namespace
 from metadata.scan import scan
-from metadata.store import Store, StoreError, Transaction, decode_int64, encode_int64
+from metadata.store import CorruptValue, Store, StoreError, Transaction, decode_int64, encode_int64
 
 LOST_FOUND = b"lost+found"
 
@@ -201,16 +201,16 @@ def check(store: Store, config: FsConfig, progress: Callable[[int], None] = lamb
                         _set_fields(keys, ino, nlink=expected),
                     )
                 )
-            parent = (
+            entered_from = (
                 ROOT_INODE if ino == ROOT_INODE else (parents[ino][0] if len(parents[ino]) == 1 else None)
             )
-            if parent is not None and node.parent != parent:
+            if entered_from is not None and node.parent != entered_from:
                 result.findings.append(
                     Finding(
                         PARENTS,
-                        f"directory {ino}: parent {node.parent}, but its entry is in directory {parent}",
+                        f"directory {ino}: parent {node.parent}, but its entry is in directory {entered_from}",
                         _unchanged(keys, ino, node.raw),
-                        _set_fields(keys, ino, parent=parent),
+                        _set_fields(keys, ino, parent=entered_from),
                     )
                 )
             elif len(parents[ino]) > 1:
@@ -309,10 +309,7 @@ def _check_chunk_records(store: Store, keys: FsKeys, result: Scan, damaged: set[
                 Finding(
                     CHUNK_RECORDS,
                     f"chunk {index} of missing inode {ino}",
-                    lambda tr, key=key, ino=ino: (
-                        tr.get(key, snapshot=True) is not None
-                        and tr.get(keys.attr(ino), snapshot=True) is None
-                    ),
+                    functools.partial(_chunk_of_missing_inode, keys=keys, key=key, ino=ino),
                 )
             )
         elif owners.get(record.chunk_id) != ino:
@@ -320,8 +317,8 @@ def _check_chunk_records(store: Store, keys: FsKeys, result: Scan, damaged: set[
                 Finding(
                     CHUNK_RECORDS,
                     f"chunk {index} of inode {ino} (id {record.chunk_id}): owner key missing or wrong",
-                    lambda tr, ino=ino, index=index: _owner_wrong(tr, keys, ino, index),
-                    repair=lambda tr, ino=ino, index=index: _restore_owner(tr, keys, ino, index),
+                    functools.partial(_owner_wrong, keys=keys, ino=ino, index=index),
+                    repair=functools.partial(_restore_owner, keys=keys, ino=ino, index=index),
                 )
             )
         result.chunks.append((ino, index, record))
@@ -345,7 +342,7 @@ def _check_counters(store: Store, keys: FsKeys, result: Scan) -> None:
                 Finding(
                     COUNTERS,
                     f"{name} counter says {sums[name]}, the filesystem holds {value}",
-                    repair=lambda tr, name=name, value=value: _set_counter(tr, keys, name, value),
+                    repair=functools.partial(_set_counter, keys=keys, name=name, value=value),
                 )
             )
 
@@ -434,6 +431,10 @@ def _inline_repair(keys: FsKeys, ino: int) -> Repair:
             filedata.write_inline(tr, keys, ino, filedata.read_inline(tr, keys, ino, attr.size))
 
     return repair
+
+
+def _chunk_of_missing_inode(tr: Transaction, keys: FsKeys, key: bytes, ino: int) -> bool:
+    return tr.get(key, snapshot=True) is not None and tr.get(keys.attr(ino), snapshot=True) is None
 
 
 def _owner_wrong(tr: Transaction, keys: FsKeys, ino: int, index: int) -> bool:

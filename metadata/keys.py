@@ -111,12 +111,6 @@ def _element(part: str | bytes | int) -> bytes:
     return fdb.tuple.pack((part,))
 
 
-def _ino_of(raw: object) -> int:
-    """The inode number of a key element made by ``_ino``."""
-    assert isinstance(raw, bytes)
-    return int(struct.unpack("<Q", raw)[0])
-
-
 def _range_of(prefix: bytes) -> tuple[bytes, bytes]:
     """Every key extending ``prefix`` by whole elements (an element never starts with 0xff)."""
     return prefix, prefix + b"\xff"

@@ -8,6 +8,7 @@ consistent view run on an unmounted filesystem, or re-check what they found in o
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 from metadata.store import Store, Transaction
@@ -34,7 +35,7 @@ def read_page(
 def scan(store: Store, begin: bytes, end: bytes, page_keys: int = PAGE_KEYS) -> Iterator[tuple[bytes, bytes]]:
     """Every pair in [begin, end), read page by page (see the module docstring)."""
     while True:
-        rows = store.transact(lambda tr, begin=begin: read_page(tr, begin, end, page_keys))
+        rows = store.transact(functools.partial(read_page, begin=begin, end=end, page_keys=page_keys))
         yield from rows
         if not rows:
             return
