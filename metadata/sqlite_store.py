@@ -432,6 +432,7 @@ class SqliteStore(Store):
             self._lock_fd = _take_lock(self.path, shared=self.shared_mode)
         self._poll_conn: sqlite3.Connection | None = None
         self._poll_lock = threading.Lock()
+        self._closed = False
         try:
             self._writer = self._connect()
             self._version = self._skip_ahead()
@@ -697,6 +698,8 @@ class SqliteStore(Store):
         """Whether the watched key's latest committed value differs from the watch's (shared mode polls
         this: other processes' commits fire nothing here)."""
         with self._poll_lock:
+            if self._closed:
+                return False  # a watch abandoned at unmount may poll once more: the store is gone
             if self._poll_conn is None:
                 self._poll_conn = self._connect()
             try:
@@ -738,10 +741,15 @@ class SqliteStore(Store):
     def close(self) -> None:
         for conn in getattr(self, "_idle_readers", []):
             conn.close()
-        for conn in (getattr(self, "_writer", None), self._poll_conn):
-            if conn is not None:
-                conn.close()
-        self._poll_conn = None
+        writer = getattr(self, "_writer", None)
+        if writer is not None:
+            writer.close()
+        # Under the poll lock: closing a connection another thread is using crashes the process.
+        with self._poll_lock:
+            self._closed = True
+            if self._poll_conn is not None:
+                self._poll_conn.close()
+            self._poll_conn = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None

@@ -46,6 +46,10 @@ FSTYPE = "fuse.fusefs"
 
 #: A record the daemon logged at ERROR or CRITICAL (its LOG_FORMAT: time, pid, level, logger, message).
 ERROR_RECORD = re.compile(r"^\S+ \S+ \d+ (?:ERROR|CRITICAL) .*$", re.MULTILINE)
+#: ERROR records that say nothing about fusefs: pyfuse3 logs one when the kernel no longer wants the
+#: answer to a request it already handled in full (seen for release under load: the handler ran, only
+#: the reply found no taker).
+BENIGN_ERRORS = [re.compile(r"ERROR pyfuse3: fuse_\w+\(\): fuse_reply_\S* failed with No such file or directory")]
 
 TEST_USER = "fusefs-test"
 TEST_GROUP = "fusefs-test-grp"  # a supplementary group of TEST_USER
@@ -421,7 +425,7 @@ class MountFactory:
         unexpected = [
             line
             for line in ERROR_RECORD.findall(text)
-            if not any(pattern.search(line) for pattern in self.expected_errors)
+            if not any(pattern.search(line) for pattern in [*self.expected_errors, *BENIGN_ERRORS])
         ]
         if unexpected:
             listed = "\n".join(line[:300] for line in unexpected[:20])
