@@ -6,7 +6,7 @@ known): a script may use the mountpoint right after ``fusefs mount`` exits 0.
 
 Shutdown order, whatever ends the FUSE loop (``fusermount3 -u``, SIGINT/SIGTERM, a crash of a service):
 1. the FUSE loop stops taking requests and the background services are cancelled;
-2. ``ops.shutdown()`` flushes buffered writes and reclaims what can be reclaimed — while the session
+2. ``Filesystem.shutdown()`` flushes buffered writes and reclaims what can be reclaimed — while the session
    still exists, because pyfuse3's invalidation calls use the session and must not run after it is
    destroyed;
 3. ``pyfuse3.close(unmount=True)`` unmounts (lazily, as libfuse does; a no-op when already unmounted);
@@ -47,7 +47,7 @@ from metadata.store import Store, StoreError
 from metadata.urls import data_dir, open_store
 
 if TYPE_CHECKING:
-    from fusefs.operations import FuseOperations
+    from fusefs.filesystem import Filesystem
 
 log = logging.getLogger(__name__)
 
@@ -280,8 +280,8 @@ def wait_for_exit(pid: int, timeout_s: float) -> bool:
 
 
 # -- serving ----------------------------------------------------------------------------------------------
-def _fuse_options(ops: FuseOperations, request: MountRequest) -> set[str]:
-    options = set(ops.fuse_options())
+def _fuse_options(fs: Filesystem, request: MountRequest) -> set[str]:
+    options = set(fs.ops.fuse_options())
     if request.read_only:
         options.add("ro")
     if request.allow_other:
@@ -325,7 +325,7 @@ async def _terminate_on_signals(
             pyfuse3.terminate()
 
 
-async def _serve(ops: FuseOperations, mountpoint: str, on_ready: Callable[[], None]) -> None:
+async def _serve(fs: Filesystem, mountpoint: str, on_ready: Callable[[], None]) -> None:
     polling = fuseloop.install()
     try:
         async with trio.open_nursery() as nursery:
@@ -334,8 +334,8 @@ async def _serve(ops: FuseOperations, mountpoint: str, on_ready: Callable[[], No
             await nursery.start(_terminate_on_signals, polling)
             # The session is registered before any request is answered; dead mounts' leftovers are
             # recovered in the background by a service (fusefs/recovery.py).
-            await ops.recover(mountpoint)
-            nursery.start_soon(ops.run_services)
+            await fs.start(mountpoint)
+            nursery.start_soon(fs.run_services)
             nursery.start_soon(_raise_readahead, mountpoint)
             on_ready()
             log.info("serving")
@@ -345,7 +345,7 @@ async def _serve(ops: FuseOperations, mountpoint: str, on_ready: Callable[[], No
     finally:
         # Shielded: a cancelled or crashed serve must still flush what the kernel handed us.
         with trio.CancelScope(shield=True):
-            await ops.shutdown()
+            await fs.shutdown()
             log.info("flushed")
 
 
@@ -390,7 +390,7 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
     """Open the filesystem, mount it, serve until unmounted or signalled, and tear down in order."""
     # Imported here, not at the top: only a mount needs the whole filesystem, and every other
     # subcommand (and --help) starts faster without it.
-    from fusefs.operations import FuseOperations
+    from fusefs.filesystem import Filesystem
 
     check_fuse_available(request.allow_other)
     # Until trio's signal receiver takes over, SIGTERM gets SIGINT's treatment, so that the cleanup in
@@ -409,7 +409,7 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
     blocks = None
     try:
         config, blocks = open_block_store(store, request.name, writable=not request.read_only)
-        ops = FuseOperations(
+        fs = Filesystem(
             store,
             config,
             blocks,
@@ -417,7 +417,7 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
             strict=request.strict,
             writeback_cache=request.writeback_cache,
         )
-        options = _fuse_options(ops, request)
+        options = _fuse_options(fs, request)
         log.info(
             "mounting %r from %s%s at %s with options %s",
             request.name,
@@ -428,14 +428,14 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
         )
         with _captured_stderr() as libfuse_said:
             try:
-                pyfuse3.init(ops, request.mountpoint, options)
+                pyfuse3.init(fs.ops, request.mountpoint, options)
             except RuntimeError as error:
                 said = " ".join(libfuse_said().split())
                 raise MountError(f"cannot mount on {request.mountpoint}: {said or error}") from None
         record = DaemonRecord(os.getpid(), request.mountpoint, store.url, request.name, request.log_file)
         _write_record(record)
         try:
-            trio.run(_serve, ops, request.mountpoint, on_ready)
+            trio.run(_serve, fs, request.mountpoint, on_ready)
         finally:
             pyfuse3.close(unmount=True)
             _remove_record(record.pid)
