@@ -54,6 +54,14 @@ class Harness:
     def mount(self, **options: bool) -> Filesystem:
         return Filesystem(self.store, self.config, self.blocks, **options)
 
+    async def started(self, **options: bool) -> Filesystem:
+        """A composition as the daemon has it once serving: its session registered, and the first
+        recovery pass done (opens wait for it: fusefs/recovery_gate.py)."""
+        fs = self.mount(**options)
+        await fs.start("/mnt/test")
+        await fs.recovery.run_pass()
+        return fs
+
     def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(tr, *args)`` in a transaction of its own."""
         return self.store.transact(lambda tr: fn(tr, *args))
