@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from blocks import Access, BlockStore
 from fusefs.blockdirs import owner_of
@@ -50,9 +51,12 @@ class Harness:
             self.config.block_dirs, CHUNK, owner_of(self.config, store), access=Access.CLAIM
         )
         self.keys = FsKeys("t")
+        self._mounted: list[Filesystem] = []
 
     def mount(self, **options: bool) -> Filesystem:
-        return Filesystem(self.store, self.config, self.blocks, **options)
+        fs = Filesystem(self.store, self.config, self.blocks, **options)
+        self._mounted.append(fs)
+        return fs
 
     async def started(self, **options: bool) -> Filesystem:
         """A composition as the daemon has it once serving: its session registered, and the first
@@ -70,6 +74,10 @@ class Harness:
         return self.store.transact(fn)
 
     def close(self) -> None:
+        # As the daemon does at unmount (again, if the test did it already): no chunk writer thread
+        # outlives the store.
+        for fs in self._mounted:
+            trio.run(fs.shutdown)
         self.blocks.close()
         self.store.close()
 
