@@ -6,7 +6,7 @@ known): a script may use the mountpoint right after ``fusefs mount`` exits 0.
 
 Shutdown order, whatever ends the FUSE loop (``fusermount3 -u``, SIGINT/SIGTERM, a crash of a service):
 1. the FUSE loop stops taking requests and the background services are cancelled;
-2. ``ops.shutdown()`` flushes buffered writes and reclaims what can be reclaimed — while the session
+2. ``Filesystem.shutdown()`` flushes buffered writes and reclaims what can be reclaimed — while the session
    still exists, because pyfuse3's invalidation calls use the session and must not run after it is
    destroyed;
 3. ``pyfuse3.close(unmount=True)`` unmounts (lazily, as libfuse does; a no-op when already unmounted);
@@ -17,37 +17,34 @@ Shutdown order, whatever ends the FUSE loop (``fusermount3 -u``, SIGINT/SIGTERM,
 from __future__ import annotations
 
 import contextlib
-import errno
 import faulthandler
-import json
 import logging
 import os
-import re
 import select
 import signal
-import stat
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 import pyfuse3
 import trio
 
-from blocks.errors import BlockError
 from fusefs import fuseloop
-from fusefs.blockdirs import SettingsUnusable, open_block_store
+from fusefs.blockdirs import open_block_store
+from fusefs.daemon_records import DaemonRecord, remove_record, write_record
+from fusefs.messages import MountError, is_expected, one_line
+from fusefs.mount_table import check_fuse_available, is_fusefs, mount_at, probe_errno
 from fusefs.store_runner import patience_from_env
 from metadata.emulation import StoreEmulation
 from metadata.printable import printable
-from metadata.store import Store, StoreError
-from metadata.urls import data_dir, open_store
+from metadata.store import Store
+from metadata.urls import open_store
 
 if TYPE_CHECKING:
-    from fusefs.operations import FuseOperations
+    from fusefs.filesystem import Filesystem
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +61,7 @@ FUSE_MAX_TASKS = 256
 #: How long ``fusefs mount`` waits for a background daemon to have the mount answering.  Generous
 #: because opening a FoundationDB cluster and recovering orphans may take a while.
 START_TIMEOUT_S = 60.0
-FUSE_DEVICE = "/dev/fuse"
 LOG_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
-
-
-class MountError(Exception):
-    """A mount that cannot go ahead, with a message fit for one line of output."""
 
 
 @dataclass
@@ -91,197 +83,9 @@ class MountRequest:
     debug: bool = False
 
 
-# -- messages -------------------------------------------------------------------------------------------
-def is_expected(error: BaseException) -> bool:
-    """Failures a user can meet and fix (their message says how); anything else is a bug."""
-    return isinstance(_cause(error), MountError | SettingsUnusable | StoreError | BlockError | OSError)
-
-
-def one_line(error: BaseException) -> str:
-    """A message for ``fusefs: error: ...``.  Errors of ours carry their own message; anything else is a
-    bug or an environment problem, so its type is named as well."""
-    error = _cause(error)
-    if isinstance(error, MountError | SettingsUnusable | StoreError | BlockError):
-        text = str(error)
-    elif isinstance(error, OSError) and error.strerror:
-        text = f"{error.filename}: {error.strerror}" if error.filename else error.strerror
-    else:
-        text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-    return " ".join(text.split()) or type(error).__name__
-
-
-def _cause(error: BaseException) -> BaseException:
-    """The first error inside trio's exception groups (a failure at mount, in recovery, arrives wrapped
-    in one), so that it is named rather than "Exceptions from Trio nursery"."""
-    while isinstance(error, BaseExceptionGroup) and error.exceptions:
-        error = error.exceptions[0]
-    return error
-
-
-# -- mount table ----------------------------------------------------------------------------------------
-@dataclass
-class MountEntry:
-    mountpoint: str
-    fstype: str
-    source: str
-    #: "major:minor", which also names the mount's backing device info under /sys/class/bdi.
-    device: str = ""
-
-
-def _unescape(field: bytes) -> str:
-    # The kernel writes space, tab, newline and backslash in mount paths as octal escapes (\040 ...).
-    return os.fsdecode(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), field))
-
-
-def mount_table() -> list[MountEntry]:
-    """This mount namespace's mounts, from /proc/self/mountinfo (never stats a mountpoint, so a hung or
-    dead FUSE mount cannot block us)."""
-    entries = []
-    with open("/proc/self/mountinfo", "rb") as table:
-        for line in table:
-            fields = line.split()
-            separator = fields.index(b"-")
-            entries.append(
-                MountEntry(
-                    _unescape(fields[4]),
-                    _unescape(fields[separator + 1]),
-                    _unescape(fields[separator + 2]),
-                    fields[2].decode(),
-                )
-            )
-    return entries
-
-
-def mount_at(path: str) -> MountEntry | None:
-    """The topmost mount at ``path`` (absolute, resolved), if any."""
-    found = None
-    for entry in mount_table():
-        if entry.mountpoint == path:
-            found = entry
-    return found
-
-
-def is_fusefs(entry: MountEntry) -> bool:
-    return entry.fstype == "fuse.fusefs"
-
-
-def resolve_mountpoint(path: str) -> str:
-    # realpath: the kernel records the resolved path, and the daemon works from "/".
-    return os.path.realpath(path)
-
-
-def check_mountpoint(path: str) -> str:
-    """The resolved mountpoint, or a ``MountError`` saying why it cannot be mounted on.  A non-empty
-    directory is fine (libfuse 3 allows it, as mount(8) does)."""
-    resolved = resolve_mountpoint(path)
-    entry = mount_at(resolved)
-    if entry is not None:
-        raise MountError(
-            f"mountpoint {path} is already a mount point ({entry.fstype} {entry.source}): "
-            "unmount it first or choose another directory"
-        )
-    try:
-        mode = os.stat(resolved).st_mode
-    except FileNotFoundError:
-        raise MountError(f"mountpoint {path} does not exist") from None
-    except OSError as error:
-        hint = " (a dead FUSE mount? try: fusermount3 -u -z PATH)" if error.errno == errno.ENOTCONN else ""
-        raise MountError(f"mountpoint {path}: {error.strerror}{hint}") from None
-    if not stat.S_ISDIR(mode):
-        raise MountError(f"mountpoint {path} is not a directory")
-    return resolved
-
-
-def check_fuse_available(allow_other: bool) -> None:
-    if not os.path.exists(FUSE_DEVICE):
-        raise MountError(f"{FUSE_DEVICE} does not exist: load the fuse kernel module (modprobe fuse)")
-    if allow_other and os.geteuid() != 0 and not _user_allow_other():
-        raise MountError(
-            "-o allow_other needs 'user_allow_other' in /etc/fuse.conf when not mounting as root"
-        )
-
-
-def _user_allow_other() -> bool:
-    try:
-        with open("/etc/fuse.conf") as conf:
-            return any(line.strip() == "user_allow_other" for line in conf)
-    except OSError:
-        return False
-
-
-# -- records of running daemons (for `fusefs status` and `fusefs umount`) ------------------------------
-def _state_dir() -> str:
-    path = os.path.join(data_dir(), "mounts")
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    return path
-
-
-@dataclass
-class DaemonRecord:
-    pid: int
-    mountpoint: str
-    store_url: str
-    name: str
-    log_file: str | None
-
-
-def _record_path(pid: int) -> str:
-    return os.path.join(_state_dir(), f"{pid}.json")
-
-
-def _write_record(record: DaemonRecord) -> None:
-    path = _record_path(record.pid)
-    with open(path + ".tmp", "w") as out:
-        json.dump(asdict(record), out)
-    os.replace(path + ".tmp", path)
-
-
-def _remove_record(pid: int) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(_record_path(pid))
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs.  A zombie counts as gone: its parent (a shell, a test, or a container's
-    init that never reaps) may take long to collect it, but it holds nothing any more."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as source:
-            state = source.read().rpartition(b")")[2].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state not in (b"Z", b"X")
-
-
-def running_daemons() -> list[DaemonRecord]:
-    """Daemons started by this user that are still running; records of dead ones are removed."""
-    records = []
-    for file_name in os.listdir(_state_dir()):
-        if not file_name.endswith(".json"):
-            continue
-        try:
-            with open(os.path.join(_state_dir(), file_name)) as source:
-                record = DaemonRecord(**json.load(source))
-        except (OSError, ValueError, TypeError):
-            continue
-        if _alive(record.pid):
-            records.append(record)
-        else:
-            _remove_record(record.pid)
-    return records
-
-
-def wait_for_exit(pid: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while _alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 # -- serving ----------------------------------------------------------------------------------------------
-def _fuse_options(ops: FuseOperations, request: MountRequest) -> set[str]:
-    options = set(ops.fuse_options())
+def _fuse_options(fs: Filesystem, request: MountRequest) -> set[str]:
+    options = set(fs.ops.fuse_options())
     if request.read_only:
         options.add("ro")
     if request.allow_other:
@@ -325,7 +129,7 @@ async def _terminate_on_signals(
             pyfuse3.terminate()
 
 
-async def _serve(ops: FuseOperations, mountpoint: str, on_ready: Callable[[], None]) -> None:
+async def _serve(fs: Filesystem, mountpoint: str, on_ready: Callable[[], None]) -> None:
     polling = fuseloop.install()
     try:
         async with trio.open_nursery() as nursery:
@@ -334,8 +138,8 @@ async def _serve(ops: FuseOperations, mountpoint: str, on_ready: Callable[[], No
             await nursery.start(_terminate_on_signals, polling)
             # The session is registered before any request is answered; dead mounts' leftovers are
             # recovered in the background by a service (fusefs/recovery.py).
-            await ops.recover(mountpoint)
-            nursery.start_soon(ops.run_services)
+            await fs.start(mountpoint)
+            nursery.start_soon(fs.run_services)
             nursery.start_soon(_raise_readahead, mountpoint)
             on_ready()
             log.info("serving")
@@ -345,7 +149,7 @@ async def _serve(ops: FuseOperations, mountpoint: str, on_ready: Callable[[], No
     finally:
         # Shielded: a cancelled or crashed serve must still flush what the kernel handed us.
         with trio.CancelScope(shield=True):
-            await ops.shutdown()
+            await fs.shutdown()
             log.info("flushed")
 
 
@@ -390,7 +194,7 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
     """Open the filesystem, mount it, serve until unmounted or signalled, and tear down in order."""
     # Imported here, not at the top: only a mount needs the whole filesystem, and every other
     # subcommand (and --help) starts faster without it.
-    from fusefs.operations import FuseOperations
+    from fusefs.filesystem import Filesystem
 
     check_fuse_available(request.allow_other)
     # Until trio's signal receiver takes over, SIGTERM gets SIGINT's treatment, so that the cleanup in
@@ -409,7 +213,7 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
     blocks = None
     try:
         config, blocks = open_block_store(store, request.name, writable=not request.read_only)
-        ops = FuseOperations(
+        fs = Filesystem(
             store,
             config,
             blocks,
@@ -417,7 +221,7 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
             strict=request.strict,
             writeback_cache=request.writeback_cache,
         )
-        options = _fuse_options(ops, request)
+        options = _fuse_options(fs, request)
         log.info(
             "mounting %r from %s%s at %s with options %s",
             request.name,
@@ -428,17 +232,17 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
         )
         with _captured_stderr() as libfuse_said:
             try:
-                pyfuse3.init(ops, request.mountpoint, options)
+                pyfuse3.init(fs.ops, request.mountpoint, options)
             except RuntimeError as error:
                 said = " ".join(libfuse_said().split())
                 raise MountError(f"cannot mount on {request.mountpoint}: {said or error}") from None
         record = DaemonRecord(os.getpid(), request.mountpoint, store.url, request.name, request.log_file)
-        _write_record(record)
+        write_record(record)
         try:
-            trio.run(_serve, ops, request.mountpoint, on_ready)
+            trio.run(_serve, fs, request.mountpoint, on_ready)
         finally:
             pyfuse3.close(unmount=True)
-            _remove_record(record.pid)
+            remove_record(record.pid)
             log.info("unmounted %s", request.mountpoint)
     finally:
         if blocks is not None:
@@ -582,23 +386,3 @@ def _wait_until_answering(mountpoint: str, deadline: float, log_file: str | None
         raise MountError(f"{mountpoint} is mounted but does not answer (see {log_file})")
     if failure:
         raise MountError(f"{mountpoint} is mounted but statfs fails: {os.strerror(failure)} (see {log_file})")
-
-
-def probe_errno(path: str, timeout_s: float) -> int | None:
-    """0 if the filesystem mounted at ``path`` answers a statfs, its errno if it fails (ENOTCONN: a FUSE
-    mount whose daemon is gone), None if no answer comes within ``timeout_s``.  A statfs, because the
-    kernel always asks the daemon (a stat may be answered from the kernel's cache); in a thread, so
-    that a hung daemon costs a timeout, not a hung command."""
-    answered = threading.Event()
-    outcome: list[int] = []
-
-    def probe() -> None:
-        try:
-            os.statvfs(path)
-            outcome.append(0)
-        except OSError as error:
-            outcome.append(error.errno or errno.EIO)
-        answered.set()
-
-    threading.Thread(target=probe, daemon=True).start()
-    return outcome[0] if answered.wait(timeout_s) else None

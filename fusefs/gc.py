@@ -2,7 +2,7 @@
 
 A chunk file becomes garbage when its file is deleted or truncated and the daemon dies before it removes
 the chunk file, or when a write is interrupted after its chunk was allocated.  Every chunk record has a
-reverse key chunk id → inode (``metadata.filedata.chunk_is_live``); a chunk file without one is garbage.
+reverse key chunk id → inode (``metadata.filedata.dead_chunks``); a chunk file without one is garbage.
 
 Safe while a daemon writes to the filesystem: a chunk's record (and its owner key) commits *before* its
 file is first created (fusefs/openfile.py), so a chunk file seen in a listing either had its owner
@@ -26,6 +26,7 @@ far below FoundationDB's 5 s and size limits whatever the number of chunk files.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -33,10 +34,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from blocks import BlockStore
-from metadata.filedata import chunk_is_live
-from metadata.keys import FsKeys
+from metadata.filedata import dead_chunks
 from metadata.model import FsConfig
-from metadata.store import Store, Transaction
+from metadata.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +76,13 @@ def collect_garbage(
     """Delete the chunk files of ``blocks`` that no chunk record of filesystem ``config`` owns.
 
     ``stop``, when set (by another thread), ends the collection after the current batch."""
-    keys = FsKeys(config.name)
     report = GcReport()
     for batch in _batches(blocks.iter_chunk_ids(), batch_ids):
         if stop is not None and stop.is_set():
             break
         report.scanned += len(batch)
         # The transaction starts (takes its read version) after the batch was listed: see the docstring.
-        dead = store.transact(lambda tr, batch=batch: _dead_chunks(tr, keys, batch))
+        dead = store.transact(functools.partial(dead_chunks, fs_name=config.name, places=batch))
         report.live += len(batch) - len(dead)
         for dir_index, chunk_id in dead:
             _delete(blocks, dir_index, chunk_id, report)
@@ -101,10 +100,6 @@ def _batches(ids: Iterator[tuple[int, int]], size: int) -> Iterator[list[tuple[i
             batch = []
     if batch:
         yield batch
-
-
-def _dead_chunks(tr: Transaction, keys: FsKeys, batch: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    return [(dir_index, chunk_id) for dir_index, chunk_id in batch if not chunk_is_live(tr, keys, chunk_id)]
 
 
 def _delete(blocks: BlockStore, dir_index: int, chunk_id: int, report: GcReport) -> None:

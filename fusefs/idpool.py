@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import trio
 
-from fusefs.store_runner import StoreRunner
-from metadata.namespace import Namespace
+from metadata.meta import Meta
 
 
 class IdPool:
-    def __init__(self, runner: StoreRunner, namespace: Namespace, kind: str, batch: int = 1024) -> None:
-        self._runner = runner
-        self._namespace = namespace
+    def __init__(self, meta: Meta, kind: str, batch: int = 1024) -> None:
+        self._meta = meta
         self._kind = kind
         self._batch = batch
         self._next = 0
@@ -25,7 +23,7 @@ class IdPool:
         if self._next >= self._end:
             async with self._lock:
                 if self._next >= self._end:
-                    first = await self._runner.run(self._namespace.reserve_ids, self._kind, self._batch)
+                    first = await self._meta.reserve_ids(self._kind, self._batch)
                     self._next, self._end = first, first + self._batch
         taken = self._next
         self._next += 1

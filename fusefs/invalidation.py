@@ -10,16 +10,14 @@ disables kernel caching altogether.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import pyfuse3
 import trio
 
-from metadata import changelog
+from fusefs.store_runner import StoreRunner
 from metadata.changelog import LogRecord
-
-if TYPE_CHECKING:
-    from fusefs.operations import FuseOperations
+from metadata.meta import Meta
 
 log = logging.getLogger(__name__)
 
@@ -28,26 +26,26 @@ BATCH_RECORDS = 1000
 POLL_INTERVAL_S = 1.0
 
 
-async def follow_changes(ops: FuseOperations) -> None:
-    keys = ops.ns.keys
-    last = await ops.runner.run(changelog.last_versionstamp, keys)
+async def follow_changes(meta: Meta, runner: StoreRunner, forget_cached_data: Callable[[int], None]) -> None:
+    """Invalidate what other mounts change, forever; ``forget_cached_data`` drops an open file's copy."""
+    last = await meta.last_versionstamp()
     while True:
-        watch = await ops.runner.run(lambda tr: tr.watch(keys.log_head()))
+        watch = await meta.watch_log()
         while True:
-            records = await ops.runner.run(changelog.read_log, keys.name, last, BATCH_RECORDS)
+            records = await meta.read_log(last, BATCH_RECORDS)
             for record in records:
-                if record.session != ops.ns.session:
-                    await _invalidate(ops, record)
+                if record.session != meta.session:
+                    await _invalidate(record, forget_cached_data)
             if records:
                 last = records[-1].versionstamp
             if len(records) < BATCH_RECORDS:
                 break
-        await ops.runner.wait_watch(watch, POLL_INTERVAL_S)
+        await runner.wait_watch(watch, POLL_INTERVAL_S)
         watch.cancel()
 
 
-async def _invalidate(ops: FuseOperations, record: LogRecord) -> None:
-    ops.forget_cached_data(record.ino)
+async def _invalidate(record: LogRecord, forget_cached_data: Callable[[int], None]) -> None:
+    forget_cached_data(record.ino)
     entries = []
     if record.op not in ("setxattr", "removexattr"):
         entries = [

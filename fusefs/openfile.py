@@ -29,11 +29,10 @@ import trio
 from blocks import BlockStore, ChecksumMismatch, ChecksumTable
 from fusefs.idpool import IdPool
 from fusefs.quicklock import QuickLock
-from fusefs.store_runner import StoreRunner
 from fusefs.writebehind import WriteBehind
-from metadata import content, filedata
+from metadata import content
+from metadata.meta import Meta
 from metadata.model import Caller, ChunkRecord, InodeAttr
-from metadata.namespace import Namespace
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +49,8 @@ class OpenFile:
     def __init__(
         self,
         attr: InodeAttr,
-        namespace: Namespace,
+        meta: Meta,
         blocks: BlockStore,
-        runner: StoreRunner,
         chunk_ids: IdPool,
         sync_store: Callable[[], None],
         chunk_writer: concurrent.futures.Executor,
@@ -61,13 +59,11 @@ class OpenFile:
     ) -> None:
         self.attr = attr
         self.refs = 0
-        self._ns = namespace
-        self._keys = namespace.keys
+        self._meta = meta
         self._blocks = blocks
-        self._run = runner.run
         self._chunk_ids = chunk_ids
         self._sync_store = sync_store
-        self._inline_max = namespace.config.inline_max_bytes
+        self._inline_max = meta.config.inline_max_bytes
         self._chunk_size = blocks.chunk_size
         # With the kernel's writeback cache, the kernel keeps mtime itself and sends it with setattr;
         # writes arriving later (at close) must not overwrite it.
@@ -97,11 +93,11 @@ class OpenFile:
         if self._loaded:
             return
         if self._stale:
-            self.attr = await self._run(self._ns.getattr, self.ino)
+            self.attr = await self._meta.getattr(self.ino)
             self._stored_size, self._stored_chunked = self.attr.size, self.attr.chunked
             self._stale = False
         if self.attr.chunked:
-            records = await self._run(filedata.read_chunks, self._keys, self.ino)
+            records = await self._meta.read_chunks(self.ino)
             covered = -(-self.attr.size // self._chunk_size)
             if any(index >= covered and not record.dirty for index, record in records.items()):
                 await self._drop_stale_chunks()
@@ -109,7 +105,7 @@ class OpenFile:
             self._chunks = records
             self._tables = {i: ChecksumTable(self._chunk_size, r.checksums) for i, r in records.items()}
         else:
-            data = await self._run(filedata.read_inline, self._keys, self.ino, self.attr.size)
+            data = await self._meta.read_inline(self.ino, self.attr.size)
             self._inline = bytearray(data)
         self._loaded = True
 
@@ -221,9 +217,9 @@ class OpenFile:
         they would reappear as data when the file grows over them (instead of zeros), and a new record at
         the same index would orphan their files for good (their owner keys stay, so gc keeps them).
         Records still marked dirty may belong to a writer on another mount: then nothing is dropped."""
-        if not await self._run(content.has_stale_chunks, self._ns, self.ino):
+        if not await self._meta.has_stale_chunks(self.ino):
             return
-        stale = await self._run(content.drop_stale_chunks, self._ns, self.ino)
+        stale = await self._meta.drop_stale_chunks(self.ino)
         for record in stale:
             await trio.to_thread.run_sync(self._blocks.delete, record.dir_index, record.chunk_id)
         if stale:
@@ -242,7 +238,7 @@ class OpenFile:
             self._chunks[index] = record
             self._tables[index] = ChecksumTable(self._chunk_size)
         if index not in self._dirty_chunks:
-            await self._run(filedata.mark_dirty, self._keys, self.ino, index, record, self._ns.session)
+            await self._meta.mark_dirty(self.ino, index, record)
             self._dirty_chunks.add(index)
         return record
 
@@ -343,7 +339,7 @@ class OpenFile:
             if not self._dirty:
                 return
             await self._behind.drain()  # the checksum tables are complete only then
-            await self._run(content.flush, self._ns, self._flush_change(caller or self.caller))
+            await self._meta.flush(self._flush_change(caller or self.caller))
             self._stored_size = self.attr.size
             self._stored_chunked = self.attr.chunked
             self._dirty_chunks.clear()

@@ -1,8 +1,10 @@
-"""The pyfuse3 adapter: translates kernel requests into namespace transactions and open-file calls.
+"""The pyfuse3 adapter: translates kernel requests into metadata operations and open-file calls.
 
-Thin by design: POSIX semantics live in metadata/, file data in fusefs/openfile.py and blocks/.  This
-module tracks what only the FUSE layer can know: the kernel's lookup counts and the open handles, which
-together decide when an unlinked inode can be reclaimed.
+Thin by design: each handler calls one typed entry point of metadata/meta.py (which opens its own
+transaction around a function of metadata/namespace.py) or an open file (fusefs/openfile.py, whose
+data path is in metadata/content.py and blocks/).  What only the FUSE layer knows lives beside it: the
+handle table (fusefs/handles.py), the open-file table (fusefs/openfiles.py), and the kernel's lookup
+counts with the orphans they keep alive (fusefs/lifecycle.py).  fusefs/filesystem.py wires them.
 
 Kernel caching: with a single writer (the embedded store is owned by one daemon) every change passes
 through this daemon, so the kernel's entry and attribute caches stay right and long timeouts are safe.
@@ -12,18 +14,11 @@ invalidates the kernel's caches; ``strict`` turns kernel caching off entirely.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import errno
-import functools
-import importlib.metadata
-import itertools
-import logging
 import os
 import stat
-from collections import Counter, deque
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 
 import pyfuse3
 import trio
@@ -31,54 +26,20 @@ import trio
 from blocks import BlockStore
 from fusefs.attrs import entry_attributes
 from fusefs.boundary import fuse_handler
+from fusefs.handles import DirHandle, FileHandle, HandleTable
 from fusefs.idpool import IdPool
+from fusefs.lifecycle import InodeLifecycle
 from fusefs.openfile import OpenFile
-from fusefs.recovery import Recovery
-from fusefs.store_runner import StoreRunner
-from metadata import sessions
-from metadata.model import Caller, ChunkRecord, FsConfig, FSError, InodeAttr, SetAttrRequest, now_ns
-from metadata.namespace import Namespace, Removal
-from metadata.store import Store
-
-log = logging.getLogger(__name__)
+from fusefs.openfiles import OpenFiles
+from metadata.meta import Meta
+from metadata.model import Caller, FSError, InodeAttr, SetAttrRequest
 
 #: Kernel cache lifetimes when this daemon is the only writer (embedded store).
 SOLE_WRITER_TIMEOUT_S = 60.0
 #: Kernel cache lifetimes on a shared store, bounding staleness if an invalidation is missed.
 SHARED_TIMEOUT_S = 1.0
 READDIR_PAGE_ENTRIES = 256
-#: Orphans are deleted this long after the first of a batch is queued, at most this many per transaction.
-RECLAIM_GATHER_S = 0.005
-RECLAIM_BATCH = 256
 CAPABILITY_XATTR = b"security.capability"
-
-
-@dataclass
-class DirHandle:
-    ino: int
-    #: The inode of "..": the root's is the root.
-    parent: int
-    #: Names handed to the kernel, by cookie; listing resumes after the name a cookie points to.
-    names: list[bytes] = field(default_factory=list)
-    #: Entries read from the store after ``names[-1]`` but not yet handed to the kernel.
-    ahead: deque[tuple[bytes, InodeAttr]] = field(default_factory=deque)
-    #: The last name read from the store, and whether no entries follow it.
-    read_up_to: bytes | None = None
-    read_to_end: bool = False
-
-
-@dataclass
-class FileHandle:
-    open_file: OpenFile
-    flags: int
-
-
-@functools.cache
-def _version() -> str:
-    try:
-        return importlib.metadata.version("fusefs")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def caller_of(ctx: pyfuse3.RequestContext, *, with_groups: bool = False) -> Caller:
@@ -101,46 +62,36 @@ class FuseOperations(pyfuse3.Operations):
 
     def __init__(
         self,
-        store: Store,
-        config: FsConfig,
+        meta: Meta,
         blocks: BlockStore,
+        handles: HandleTable,
+        open_files: OpenFiles,
+        lifecycle: InodeLifecycle,
+        sync_store: Callable[[], None],
         *,
+        shared: bool,
         read_only: bool = False,
         strict: bool = False,
         writeback_cache: bool = False,
     ) -> None:
         super().__init__()
-        self.store = store
-        self.config = config
-        self.blocks = blocks
+        self.meta = meta
+        self._blocks = blocks
+        self._handles = handles
+        self._open_files = open_files
+        self._lifecycle = lifecycle
+        self._sync_store = sync_store
         self.read_only = read_only
         self.strict = strict
-        self.ns = Namespace(config, session=os.urandom(8))
-        self.runner = StoreRunner(store)
-        self._run = self.runner.run
-        self._inode_ids = IdPool(self.runner, self.ns, "inode")
-        self._chunk_ids = IdPool(self.runner, self.ns, "chunk")
+        self._inode_ids = IdPool(meta, "inode")
         if strict:
             self.timeout_s = 0.0
         else:
-            self.timeout_s = SHARED_TIMEOUT_S if store.shared else SOLE_WRITER_TIMEOUT_S
+            self.timeout_s = SHARED_TIMEOUT_S if shared else SOLE_WRITER_TIMEOUT_S
         self.enable_writeback_cache = writeback_cache and not strict and not read_only
-        self._lookups: Counter[int] = Counter()
-        #: Inodes without a name that the kernel or a handle still holds; queued when both let go.
-        self._orphans: set[int] = set()
-        #: Orphans nobody holds any more, waiting for ``reclaim_queued``.
-        self._reclaimable: set[int] = set()
-        self._reclaimable_queued = trio.Event()
-        self._open_files: dict[int, OpenFile] = {}
-        # Large chunk writes, written behind (fusefs/writebehind.py); one thread keeps them in order.
-        self._chunk_writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chunk-writer")
-        self._handles: dict[int, FileHandle | DirHandle] = {}
-        self._next_fh = itertools.count(1)
-        self.recovery = Recovery(self)
-        self._mountpoint = ""
 
     def fuse_options(self) -> set[str]:
-        options = {f"fsname=fusefs:{self.config.name}", "subtype=fusefs", "default_permissions"}
+        options = {f"fsname=fusefs:{self.meta.config.name}", "subtype=fusefs", "default_permissions"}
         if self.read_only:
             options.add("ro")
         return options
@@ -148,7 +99,7 @@ class FuseOperations(pyfuse3.Operations):
     # -- helpers ------------------------------------------------------------------------------------
     def _entry(self, attr: InodeAttr, *, counted: bool = True) -> pyfuse3.EntryAttributes:
         if counted:
-            self._lookups[attr.ino] += 1
+            self._lifecycle.lookups[attr.ino] += 1
         open_file = self._open_files.get(attr.ino)
         if open_file is not None:
             attr = _with_data_fields(attr, open_file.attr)
@@ -158,169 +109,9 @@ class FuseOperations(pyfuse3.Operations):
         if self.read_only:
             raise FSError(errno.EROFS)
 
-    def _new_fh(self, handle: FileHandle | DirHandle) -> int:
-        fh = next(self._next_fh)
-        self._handles[fh] = handle
-        return fh
-
-    def _file(self, fh: int) -> FileHandle:
-        handle = self._handles.get(fh)
-        if not isinstance(handle, FileHandle):
-            raise FSError(errno.EBADF)
-        return handle
-
-    def _dir(self, fh: int) -> DirHandle:
-        handle = self._handles.get(fh)
-        if not isinstance(handle, DirHandle):
-            raise FSError(errno.EBADF)
-        return handle
-
-    async def _open_file(self, ino: int, known: InodeAttr | None = None) -> OpenFile:
-        """The open file of ``ino`` with one more reference; ``known`` saves reading its attributes."""
-        open_file = self._open_files.get(ino)
-        if open_file is None:
-            # Never load a checksum table that recovery is about to rebuild (fusefs/recovery.py).
-            await self.recovery.wait_for(ino)
-            open_file = self._open_files.get(ino)
-        if open_file is None:
-            attr = known if known is not None else await self._run(self.ns.getattr, ino)
-            # Another open may have made it while the store was read (transactions in worker threads):
-            # two open files of one inode would each write back their own copy of its data.
-            open_file = self._open_files.get(ino)
-            if open_file is None:
-                open_file = OpenFile(
-                    attr,
-                    self.ns,
-                    self.blocks,
-                    self.runner,
-                    self._chunk_ids,
-                    self.store.sync,
-                    self._chunk_writer,
-                    kernel_tracks_mtime=self.enable_writeback_cache,
-                )
-                self._open_files[ino] = open_file
-        open_file.refs += 1
-        return open_file
-
     async def _close_file(self, open_file: OpenFile) -> None:
-        # The reference is dropped after the flush: an open meanwhile must find this open file (whose
-        # data may not be in the store yet), not load a stale copy of its own.
-        try:
-            await open_file.flush()
-        finally:
-            open_file.refs -= 1
-            if open_file.refs == 0 and self._open_files.get(open_file.ino) is open_file:
-                del self._open_files[open_file.ino]
-                self._queue_if_unused(open_file.ino)
-
-    def _still_open(self, ino: int) -> bool:
-        """Whether a handle or the kernel holds ``ino``: a file the kernel has looked up may still be
-        opened by a path walk that found it before it lost its last name (as on a local disk)."""
-        return ino in self._open_files or self._lookups.get(ino, 0) > 0
-
-    async def _after_removal(self, removal: Removal | None) -> None:
-        if removal is not None and removal.freed_chunks:
-            await self.delete_chunk_files(removal.freed_chunks)
-        if removal is not None and removal.is_orphan:
-            self._orphans.add(removal.attr.ino)
-            self._queue_if_unused(removal.attr.ino)
-
-    def _queue_if_unused(self, ino: int) -> None:
-        """Queue an orphan for deletion once the kernel has forgotten it and no handle has it open.
-
-        Deleting waits for the background task ``reclaim_queued``: an ``rm -rf`` makes the kernel
-        forget one inode per unlink, and one transaction per batch costs far less than one each."""
-        if self._still_open(ino) or self.read_only:
-            return
-        self._orphans.discard(ino)
-        self._reclaimable.add(ino)
-        self._reclaimable_queued.set()
-
-    async def reclaim_queued(self) -> None:
-        """Wait for queued orphans, give more a moment to gather, then delete them, batch by batch."""
-        await self._reclaimable_queued.wait()
-        self._reclaimable_queued = trio.Event()
-        await trio.sleep(RECLAIM_GATHER_S)
-        while self._reclaimable:
-            batch = [self._reclaimable.pop() for _ in range(min(RECLAIM_BATCH, len(self._reclaimable)))]
-            # Shielded: an unmount must not cut a batch between its transaction and the deletion of
-            # its chunk files, which would leave files no record owns until the next gc.
-            with trio.CancelScope(shield=True):
-                await self._reclaim(batch)
-
-    async def _reclaim(self, inos: list[int], session: bytes | None = None) -> None:
-        for start in range(0, len(inos), RECLAIM_BATCH):
-            batch = inos[start : start + RECLAIM_BATCH]
-            chunks = await self._run(functools.partial(self.ns.reclaim, session=session), *batch)
-            await self.delete_chunk_files(chunks)
-
-    async def reclaim_orphans_of(self, session: bytes, inos: list[int]) -> None:
-        """Reclaim orphans a dead session left (those it still owns: see ``Namespace.reclaim``)."""
-        with trio.CancelScope(shield=True):  # as in ``reclaim_queued``: no chunk file left unowned
-            await self._reclaim(inos, session)
-
-    async def delete_chunk_files(self, chunks: list[ChunkRecord]) -> None:
-        for record in chunks:
-            await trio.to_thread.run_sync(self.blocks.delete, record.dir_index, record.chunk_id)
-
-    def forget_cached_data(self, ino: int) -> None:
-        """Another mount changed ``ino``: reload its data at next use unless we hold unflushed writes."""
-        open_file = self._open_files.get(ino)
-        if open_file is not None:
-            open_file.invalidate()
-        self._forget_capability_answer(ino)
-
-    # -- life cycle ---------------------------------------------------------------------------------
-    async def recover(self, mountpoint: str) -> None:
-        """Register this mount's session, before it serves: from then on its records are its own, and
-        other mounts know it is alive.  What dead mounts left is recovered in the background
-        (fusefs/recovery.py, started by ``run_services``), while requests are answered."""
-        if self.read_only:
-            return
-        self._mountpoint = mountpoint
-        await self._register()
-
-    async def _register(self) -> None:
-        session = sessions.Session.start(
-            self.ns.session, self.recovery.here, self._mountpoint, _version(), now_ns()
-        )
-        await self._run(sessions.register, self.ns.keys, session)
-
-    async def renew_session(self) -> None:
-        """Renew the heartbeat; if another mount took this one for dead and is recovering it (it stalled
-        past the timeout), carry on as a new session."""
-        if await self._run(sessions.heartbeat, self.ns.keys, self.ns.session, now_ns()):
-            return
-        old = self.ns.session
-        self.ns.session = os.urandom(8)
-        log.error(
-            "this mount's session %s was taken for dead (no heartbeat for over %g s) and is being "
-            "recovered by another mount: its unlinked open files may be gone; registered as session %s",
-            old.hex(),
-            sessions.timeout_s(),
-            self.ns.session.hex(),
-        )
-        await self._register()
-
-    async def run_services(self) -> None:
-        from fusefs.services import run_services
-
-        await run_services(self)
-
-    async def shutdown(self) -> None:
-        """Flush open files and reclaim orphans: after unmount the kernel holds no inode any more."""
-        try:
-            for open_file in list(self._open_files.values()):
-                await open_file.flush()
-        finally:
-            self._chunk_writer.shutdown(wait=True)
-        if not self.read_only:
-            try:
-                await self._reclaim(await self._run(self.ns.orphans, self.ns.session))
-            finally:
-                # Whatever could not be done is this session's leftovers: the next mount recovers them.
-                await self._run(sessions.unregister, self.ns.keys, self.ns.session)
-        await trio.to_thread.run_sync(self.store.sync)
+        if await self._open_files.close(open_file):
+            self._lifecycle.queue_if_unused(open_file.ino)
 
     # -- lookups and attributes ---------------------------------------------------------------------
     @fuse_handler
@@ -328,12 +119,12 @@ class FuseOperations(pyfuse3.Operations):
         self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         if name == b".":
-            return self._entry(await self._run(self.ns.getattr, parent_inode))
+            return self._entry(await self.meta.getattr(parent_inode))
         if name == b"..":
-            parent = await self._run(self.ns.getattr, parent_inode)
-            return self._entry(await self._run(self.ns.getattr, parent.parent))
+            parent = await self.meta.getattr(parent_inode)
+            return self._entry(await self.meta.getattr(parent.parent))
         try:
-            return self._entry(await self._run(self.ns.lookup, parent_inode, name))
+            return self._entry(await self.meta.lookup(parent_inode, name))
         except FSError as error:
             if error.errno != errno.ENOENT or not self.timeout_s:
                 raise
@@ -347,21 +138,14 @@ class FuseOperations(pyfuse3.Operations):
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         # Must not raise (pyfuse3: it answers no request); it only counts and queues.
-        for ino, count in inode_list:
-            left = self._lookups[ino] - count
-            if left > 0:
-                self._lookups[ino] = left
-                continue
-            self._lookups.pop(ino, None)
-            if ino in self._orphans:
-                self._queue_if_unused(ino)
+        self._lifecycle.forget(inode_list)
 
     @fuse_handler
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext | None = None) -> pyfuse3.EntryAttributes:
         open_file = self._open_files.get(inode)
         if open_file is not None and open_file.has_unflushed_writes:
             await open_file.count_allocated()  # st_blocks of data not flushed yet
-        return self._entry(await self._run(self.ns.getattr, inode), counted=False)
+        return self._entry(await self.meta.getattr(inode), counted=False)
 
     @fuse_handler
     async def setattr(
@@ -385,13 +169,13 @@ class FuseOperations(pyfuse3.Operations):
         only_times = not (fields.update_size or fields.update_mode or fields.update_uid or fields.update_gid)
         if only_times and open_file is not None and open_file.has_unflushed_writes:
             open_file.set_times(request.atime_ns, request.mtime_ns)
-            return self._entry(await self._run(self.ns.getattr, inode), counted=False)
+            return self._entry(await self.meta.getattr(inode), counted=False)
         if fields.update_size:
             await self._truncate(inode, attr.st_size, caller)
             open_file = self._open_files.get(inode)
         # Pending writes of an open file need not be flushed first: the flush transaction rewrites only
         # the data fields (size, times, storage), so mode and ownership set here survive it.
-        new_attr = await self._run(self.ns.setattr, inode, request, caller)
+        new_attr = await self.meta.setattr(inode, request, caller)
         if open_file is not None:
             open_file.attr = _with_data_fields(new_attr, open_file.attr)
             if request.atime_ns is not None:
@@ -401,7 +185,7 @@ class FuseOperations(pyfuse3.Operations):
         return self._entry(new_attr, counted=False)
 
     async def _truncate(self, inode: int, size: int, caller: Caller) -> None:
-        open_file = await self._open_file(inode)
+        open_file = await self._open_files.open(inode)
         try:
             if not open_file.attr.is_reg:
                 raise FSError(errno.EINVAL)
@@ -414,11 +198,11 @@ class FuseOperations(pyfuse3.Operations):
         crash in between leaves garbage for gc, never a record pointing at a missing file."""
         dropped = await open_file.truncate(size)
         await open_file.flush(caller)
-        await self.delete_chunk_files(dropped)
+        await self._lifecycle.delete_chunk_files(dropped)
 
     @fuse_handler
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
-        return await self._run(self.ns.readlink, inode)
+        return await self.meta.readlink(inode)
 
     # -- creating and removing ----------------------------------------------------------------------
     async def _create(
@@ -433,7 +217,7 @@ class FuseOperations(pyfuse3.Operations):
         self._check_writable()
         ino = await self._inode_ids.take()
         caller = caller_of(ctx, with_groups=True)
-        return await self._run(self.ns.create, parent, name, ino, mode, caller, rdev, target)
+        return await self.meta.create(parent, name, ino, mode, caller, rdev, target)
 
     @fuse_handler
     async def mknod(
@@ -458,9 +242,9 @@ class FuseOperations(pyfuse3.Operations):
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         attr = await self._create(parent_inode, name, stat.S_IFREG | (mode & 0o7777), ctx)
-        open_file = await self._open_file(attr.ino, dataclasses.replace(attr))
+        open_file = await self._open_files.open(attr.ino, dataclasses.replace(attr))
         open_file.start_new()
-        fh = self._new_fh(FileHandle(open_file, flags))
+        fh = self._handles.add(FileHandle(open_file, flags))
         return pyfuse3.FileInfo(fh=fh), self._entry(attr)
 
     @fuse_handler
@@ -471,18 +255,18 @@ class FuseOperations(pyfuse3.Operations):
         open_file = self._open_files.get(inode)
         if open_file is not None:
             await open_file.flush()
-        return self._entry(await self._run(self.ns.link, inode, new_parent_inode, new_name, caller_of(ctx)))
+        return self._entry(await self.meta.link(inode, new_parent_inode, new_name, caller_of(ctx)))
 
     @fuse_handler
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         self._check_writable()
-        removal = await self._run(self.ns.unlink, parent_inode, name, caller_of(ctx), self._still_open)
-        await self._after_removal(removal)
+        removal = await self.meta.unlink(parent_inode, name, caller_of(ctx), self._lifecycle.still_open)
+        await self._lifecycle.after_removal(removal)
 
     @fuse_handler
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         self._check_writable()
-        await self._after_removal(await self._run(self.ns.rmdir, parent_inode, name, caller_of(ctx)))
+        await self._lifecycle.after_removal(await self.meta.rmdir(parent_inode, name, caller_of(ctx)))
 
     @fuse_handler
     async def rename(
@@ -499,70 +283,67 @@ class FuseOperations(pyfuse3.Operations):
             # RENAME_WHITEOUT (for overlayfs) would leave a whiteout at the old name: not implemented,
             # so refused rather than done as a plain rename.
             raise FSError(errno.EINVAL)
-        rename = functools.partial(
-            self.ns.rename,
+        removal = await self.meta.rename(
+            parent_inode_old,
+            name_old,
+            parent_inode_new,
+            name_new,
+            caller_of(ctx),
             noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE),
             exchange=bool(flags & pyfuse3.RENAME_EXCHANGE),
-            still_open=self._still_open,
+            still_open=self._lifecycle.still_open,
         )
-        removal = await self._run(
-            rename, parent_inode_old, name_old, parent_inode_new, name_new, caller_of(ctx)
-        )
-        await self._after_removal(removal)
+        await self._lifecycle.after_removal(removal)
 
     # -- files --------------------------------------------------------------------------------------
     @fuse_handler
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC):
             self._check_writable()
-        open_file = await self._open_file(inode)
+        open_file = await self._open_files.open(inode)
         if flags & os.O_TRUNC:
             await self._resize(open_file, 0, caller_of(ctx))
-        fh = self._new_fh(FileHandle(open_file, flags))
+        fh = self._handles.add(FileHandle(open_file, flags))
         # The page cache stays valid across opens: every change to the data passes through this mount,
         # which the kernel sees (strict mode re-reads).
         return pyfuse3.FileInfo(fh=fh, keep_cache=not self.strict)
 
     @fuse_handler
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        return await self._file(fh).open_file.read(off, size)
+        return await self._handles.file(fh).open_file.read(off, size)
 
     @fuse_handler
     async def write(self, fh: int, off: int, buf: bytes) -> int:
-        handle = self._file(fh)
+        handle = self._handles.file(fh)
         append = bool(handle.flags & os.O_APPEND) and not self.enable_writeback_cache
         return await handle.open_file.write(off, buf, append=append)
 
     @fuse_handler
     async def flush(self, fh: int) -> None:
-        await self._file(fh).open_file.flush()
+        await self._handles.file(fh).open_file.flush()
 
     @fuse_handler
     async def fsync(self, fh: int, datasync: bool) -> None:
-        await self._file(fh).open_file.fsync()
+        await self._handles.file(fh).open_file.fsync()
 
     @fuse_handler
     async def release(self, fh: int) -> None:
-        handle = self._file(fh)
-        del self._handles[fh]
+        handle = self._handles.file(fh)
+        self._handles.remove(fh)
         await self._close_file(handle.open_file)
 
     # -- directories --------------------------------------------------------------------------------
     @fuse_handler
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
-        attr = await self._run(self.ns.getattr, inode)
+        attr = await self.meta.getattr(inode)
         if not attr.is_dir:
             raise FSError(errno.ENOTDIR)
-        return self._new_fh(DirHandle(inode, parent=attr.parent or inode))
+        return self._handles.add(DirHandle(inode, parent=attr.parent or inode))
 
     @fuse_handler
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        handle = self._dir(fh)
-        if start_id != len(handle.names):  # a rewind or seekdir: what was fetched ahead is moot
-            del handle.names[start_id:]
-            handle.ahead.clear()
-            handle.read_up_to = handle.names[-1] if len(handle.names) > 2 else None
-            handle.read_to_end = False
+        handle = self._handles.dir(fh)
+        handle.seek(start_id)
         if start_id < 2:
             # The kernel takes only the inode number and type of "." and ".." (their attributes in a
             # readdirplus answer are ignored), so they need no read.
@@ -575,9 +356,7 @@ class FuseOperations(pyfuse3.Operations):
             if not handle.ahead:
                 if handle.read_to_end:
                     return
-                page = await self._run(
-                    self.ns.readdir_page, handle.ino, handle.read_up_to, READDIR_PAGE_ENTRIES
-                )
+                page = await self.meta.readdir_page(handle.ino, handle.read_up_to, READDIR_PAGE_ENTRIES)
                 handle.ahead.extend(page.entries)
                 handle.read_up_to, handle.read_to_end = page.last_name, page.complete
                 continue
@@ -588,7 +367,7 @@ class FuseOperations(pyfuse3.Operations):
                 if not self._reply_entry(token, handle, name, self._entry(attr, counted=False)):
                     return
                 handle.ahead.popleft()
-                self._lookups[attr.ino] += 1  # readdirplus: each entry accepted counts as a lookup
+                self._lifecycle.lookups[attr.ino] += 1  # readdirplus: each entry accepted counts as a lookup
 
     def _reply_entry(
         self, token: pyfuse3.ReaddirToken, handle: DirHandle, name: bytes, entry: pyfuse3.EntryAttributes
@@ -601,11 +380,11 @@ class FuseOperations(pyfuse3.Operations):
 
     @fuse_handler
     async def releasedir(self, fh: int) -> None:
-        self._handles.pop(fh, None)
+        self._handles.remove(fh)
 
     @fuse_handler
     async def fsyncdir(self, fh: int, datasync: bool) -> None:
-        await trio.to_thread.run_sync(self.store.sync)
+        await trio.to_thread.run_sync(self._sync_store)
 
     # -- extended attributes ------------------------------------------------------------------------
     @fuse_handler
@@ -616,7 +395,7 @@ class FuseOperations(pyfuse3.Operations):
         if name == CAPABILITY_XATTR and open_file is not None and open_file.known_without_capability:
             raise FSError(errno.ENODATA)
         try:
-            return await self._run(self.ns.getxattr, inode, name)
+            return await self.meta.getxattr(inode, name)
         except FSError as error:
             open_file = self._open_files.get(inode)
             if name == CAPABILITY_XATTR and error.errno == errno.ENODATA and open_file is not None:
@@ -625,7 +404,7 @@ class FuseOperations(pyfuse3.Operations):
 
     @fuse_handler
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
-        names = await self._run(self.ns.listxattr, inode)
+        names = await self.meta.listxattr(inode)
         if ctx.uid != 0:
             # xattr(7): trusted.* is visible only to CAP_SYS_ADMIN; the kernel filters get/set, not lists.
             names = [name for name in names if not name.startswith(b"trusted.")]
@@ -634,25 +413,20 @@ class FuseOperations(pyfuse3.Operations):
     @fuse_handler
     async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:
         self._check_writable()
-        self._forget_capability_answer(inode)
-        await self._run(self.ns.setxattr, inode, name, value, caller_of(ctx))
+        self._open_files.forget_capability_answer(inode)
+        await self.meta.setxattr(inode, name, value, caller_of(ctx))
 
     @fuse_handler
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         self._check_writable()
-        self._forget_capability_answer(inode)
-        await self._run(self.ns.removexattr, inode, name, caller_of(ctx))
-
-    def _forget_capability_answer(self, ino: int) -> None:
-        open_file = self._open_files.get(ino)
-        if open_file is not None:
-            open_file.known_without_capability = False
+        self._open_files.forget_capability_answer(inode)
+        await self.meta.removexattr(inode, name, caller_of(ctx))
 
     # -- the filesystem -----------------------------------------------------------------------------
     @fuse_handler
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
-        inodes_used, _ = await self._run(self.ns.statfs)
-        total_bytes, free_bytes = await trio.to_thread.run_sync(self.blocks.usage)
+        inodes_used, _ = await self.meta.statfs()
+        total_bytes, free_bytes = await trio.to_thread.run_sync(self._blocks.usage)
         return statvfs_data(inodes_used, total_bytes, free_bytes)
 
 

@@ -11,16 +11,17 @@ table, and opens wait for the first pass to have listed what it will rebuild.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import trio
 
-from metadata import recovery, sessions
+from blocks import BlockStore
+from fusefs.lifecycle import InodeLifecycle
+from fusefs.openfiles import OpenFiles
+from fusefs.recovery_gate import RecoveryGate
+from metadata import sessions
+from metadata.meta import Meta
 from metadata.model import now_ns
 from metadata.recovery import Leftovers
-
-if TYPE_CHECKING:
-    from fusefs.operations import FuseOperations
 
 log = logging.getLogger(__name__)
 
@@ -29,43 +30,42 @@ RECOVERY_INTERVAL_ENV = "FUSEFS_RECOVERY_INTERVAL_S"
 
 
 class Recovery:
-    def __init__(self, ops: FuseOperations) -> None:
-        self._ops = ops
+    def __init__(
+        self,
+        meta: Meta,
+        blocks: BlockStore,
+        gate: RecoveryGate,
+        lifecycle: InodeLifecycle,
+        open_files: OpenFiles,
+        *,
+        shared: bool,
+    ) -> None:
+        self._meta = meta
+        self._blocks = blocks
+        self._gate = gate
+        self._lifecycle = lifecycle
+        self._open_files = open_files
+        self._shared = shared
         self.here = sessions.this_process()
-        #: Set once the first pass knows which files it will rebuild (at once for a read-only mount).
-        self._listed = trio.Event()
-        if ops.read_only:
-            self._listed.set()
-        #: Inodes with chunks waiting to be rebuilt: opening one waits for its event.
-        self._pending: dict[int, trio.Event] = {}
-
-    async def wait_for(self, ino: int) -> None:
-        """Return once ``ino`` has no chunk waiting for recovery (no checkpoint when none is)."""
-        if not self._listed.is_set():
-            await self._listed.wait()
-        pending = self._pending.get(ino)
-        if pending is not None:
-            await pending.wait()
 
     async def run_pass(self) -> None:
-        ops = self._ops
-        keys = ops.ns.keys
-        own = ops.ns.session
+        meta = self._meta
+        own = meta.session
         try:
-            known = await ops.runner.run(sessions.list_sessions, keys)
-            left = await ops.runner.run(recovery.leftovers, keys)
+            known = await meta.list_sessions()
+            left = await meta.leftovers()
             victims = sessions.to_recover(
                 known,
                 left,
                 own,
-                sole_owner=not ops.store.shared,
+                sole_owner=not self._shared,
                 now_ns=now_ns(),
                 timeout_s=sessions.timeout_s(),
                 here=self.here,
             )
             claimed: dict[bytes, Leftovers] = {}
             for victim, take_over_from in victims:
-                if await ops.runner.run(sessions.claim, keys, victim, own, now_ns(), take_over_from):
+                if await meta.claim(victim, now_ns(), take_over_from):
                     claimed[victim] = left.get(victim, Leftovers())
                     log.warning("recovering dead session %s", _describe(victim, known))
             # Per file, the chunks of every claimed session (two dead mounts may have written one file).
@@ -73,18 +73,18 @@ class Recovery:
             for victim, found in claimed.items():
                 for ino, indexes in found.dirty.items():
                     files.setdefault(ino, []).append((victim, indexes))
-                    self._pending.setdefault(ino, trio.Event())
+                    self._gate.pending.setdefault(ino, trio.Event())
         finally:
-            self._listed.set()
+            self._gate.listed.set()
         for ino, parts in files.items():
             try:
-                await self._recover_file(ino, parts, own)
+                await self._recover_file(ino, parts)
             finally:
-                self._pending.pop(ino, trio.Event()).set()
+                self._gate.pending.pop(ino, trio.Event()).set()
         for victim, found in claimed.items():
             if found.orphans:
-                await ops.reclaim_orphans_of(victim, found.orphans)
-            await ops.runner.run(sessions.release, keys, victim, own)
+                await self._lifecycle.reclaim_orphans_of(victim, found.orphans)
+            await meta.release(victim)
             log.info(
                 "session %s recovered: %d file(s) with chunks caught mid-write, %d orphan(s) reclaimed",
                 victim.hex() or "(before sessions)",
@@ -92,30 +92,25 @@ class Recovery:
                 len(found.orphans),
             )
 
-    async def _recover_file(self, ino: int, parts: list[tuple[bytes, list[int]]], own: bytes) -> None:
-        ops = self._ops
-        keys = ops.ns.keys
+    async def _recover_file(self, ino: int, parts: list[tuple[bytes, list[int]]]) -> None:
+        meta = self._meta
         for victim, index in ((victim, index) for victim, indexes in parts for index in indexes):
-            record = await ops.runner.run(recovery.dirty_chunk, keys, ino, index, victim)
+            record = await meta.dirty_chunk(ino, index, victim)
             if record is None:
                 continue
-            table = await trio.to_thread.run_sync(ops.blocks.recompute, record.dir_index, record.chunk_id)
-            if await ops.runner.run(
-                recovery.rebuild_chunk, keys, ino, index, victim, record.chunk_id, table.to_bytes(), own
-            ):
+            table = await trio.to_thread.run_sync(self._blocks.recompute, record.dir_index, record.chunk_id)
+            if await meta.rebuild_chunk(ino, index, victim, record.chunk_id, table.to_bytes()):
                 log.warning(
                     "inode %d chunk %d was being written when its mount stopped: checksums rebuilt",
                     ino,
                     record.chunk_id,
                 )
         with trio.CancelScope(shield=True):  # an unmount must not leave the files of dropped records
-            dropped = await ops.runner.run(
-                recovery.drop_chunks_beyond_size, keys, ino, ops.blocks.chunk_size, own
-            )
-            await ops.delete_chunk_files(dropped)
+            dropped = await meta.drop_chunks_beyond_size(ino, self._blocks.chunk_size)
+            await self._lifecycle.delete_chunk_files(dropped)
         if dropped:
             log.warning("inode %d: dropped %d chunk(s) past its recorded size", ino, len(dropped))
-        ops.forget_cached_data(ino)
+        self._open_files.forget_cached_data(ino)
 
 
 def _describe(session_id: bytes, known: dict[bytes, sessions.Session]) -> str:

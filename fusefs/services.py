@@ -6,19 +6,21 @@ import functools
 import logging
 import threading
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import Any
 
 import trio
 
+from blocks import BlockStore
 from fusefs.gc import collect_garbage
 from fusefs.invalidation import follow_changes
-from fusefs.recovery import RECOVERY_INTERVAL_ENV, RECOVERY_INTERVAL_S
-from metadata import changelog, sessions
-from metadata.idempotency import trim_operations
+from fusefs.lifecycle import InodeLifecycle
+from fusefs.mount_session import MountSession
+from fusefs.openfiles import OpenFiles
+from fusefs.recovery import RECOVERY_INTERVAL_ENV, RECOVERY_INTERVAL_S, Recovery
+from fusefs.store_runner import StoreRunner
+from metadata import sessions
+from metadata.meta import Meta
 from metadata.model import now_ns
-
-if TYPE_CHECKING:
-    from fusefs.operations import FuseOperations
 
 log = logging.getLogger(__name__)
 
@@ -33,24 +35,34 @@ GC_INTERVAL_ENV = "FUSEFS_GC_INTERVAL_S"
 SERVICE_RESTART_S = 5.0
 
 
-async def run_services(ops: FuseOperations) -> None:
+async def run_services(
+    meta: Meta,
+    runner: StoreRunner,
+    blocks: BlockStore,
+    open_files: OpenFiles,
+    lifecycle: InodeLifecycle,
+    recovery: Recovery,
+    mount_session: MountSession,
+    *,
+    read_only: bool,
+) -> None:
     async with trio.open_nursery() as nursery:
-        if not ops.read_only:
-            nursery.start_soon(_keep_running, _keep_session, ops)
-            nursery.start_soon(_keep_running, _recover_dead_sessions, ops)
-            nursery.start_soon(_keep_running, _reclaim_orphans, ops)
-            nursery.start_soon(_keep_running, _trim_records, ops)
-            nursery.start_soon(_keep_running, _collect_garbage, ops)
-        if ops.store.shared:
-            nursery.start_soon(_keep_running, follow_changes, ops)
+        if not read_only:
+            nursery.start_soon(_keep_running, _keep_session, mount_session)
+            nursery.start_soon(_keep_running, _recover_dead_sessions, recovery)
+            nursery.start_soon(_keep_running, _reclaim_orphans, lifecycle)
+            nursery.start_soon(_keep_running, _trim_records, meta)
+            nursery.start_soon(_keep_running, _collect_garbage, runner, meta, blocks)
+        if runner.store.shared:
+            nursery.start_soon(_keep_running, follow_changes, meta, runner, open_files.forget_cached_data)
 
 
-async def _keep_running(service: Callable[[FuseOperations], Awaitable[None]], ops: FuseOperations) -> None:
-    """Run ``service`` forever: an exception is logged and the service restarted, because a failing
-    background task (a corrupt log record, a store hiccup) must not unmount the filesystem."""
+async def _keep_running(service: Callable[..., Awaitable[None]], *args: Any) -> None:
+    """Run ``service(*args)`` forever: an exception is logged and the service restarted, because a
+    failing background task (a corrupt log record, a store hiccup) must not unmount the filesystem."""
     while True:
         try:
-            await service(ops)
+            await service(*args)
         except Exception as error:
             log.error(
                 "background service %s failed (%s: %s); restarting in %g s",
@@ -62,39 +74,39 @@ async def _keep_running(service: Callable[[FuseOperations], Awaitable[None]], op
         await trio.sleep(SERVICE_RESTART_S)
 
 
-async def _reclaim_orphans(ops: FuseOperations) -> None:
+async def _reclaim_orphans(lifecycle: InodeLifecycle) -> None:
     """Delete the inodes that lost their last name once nothing holds them (in batches)."""
     while True:
-        await ops.reclaim_queued()
+        await lifecycle.reclaim_queued()
 
 
-async def _keep_session(ops: FuseOperations) -> None:
+async def _keep_session(mount_session: MountSession) -> None:
     """Renew this mount's heartbeat, so other mounts know it is alive (metadata/sessions.py)."""
     interval = sessions.seconds_from_env(sessions.HEARTBEAT_INTERVAL_ENV, sessions.HEARTBEAT_INTERVAL_S)
     while True:
         await trio.sleep(interval)
-        await ops.renew_session()
+        await mount_session.renew()
 
 
-async def _recover_dead_sessions(ops: FuseOperations) -> None:
+async def _recover_dead_sessions(recovery: Recovery) -> None:
     """Recover what dead mounts left, at mount and then periodically (fusefs/recovery.py)."""
     interval = sessions.seconds_from_env(RECOVERY_INTERVAL_ENV, RECOVERY_INTERVAL_S)
     while True:
-        await ops.recovery.run_pass()
+        await recovery.run_pass()
         await trio.sleep(interval)
 
 
-async def _trim_records(ops: FuseOperations) -> None:
+async def _trim_records(meta: Meta) -> None:
     """Trim change-log records past the retention and idempotency records past their use."""
     while True:
-        cutoff = now_ns() - ops.config.log_retention_s * 1_000_000_000
-        while await ops.runner.run(changelog.trim_log, ops.ns.keys, cutoff):
+        cutoff = now_ns() - meta.config.log_retention_s * 1_000_000_000
+        while await meta.trim_log(cutoff):
             await trio.lowlevel.checkpoint()  # let requests in between batches
-        await ops.runner.run(trim_operations, ops.ns.keys)
+        await meta.trim_operations()
         await trio.sleep(LOG_TRIM_INTERVAL_S)
 
 
-async def _collect_garbage(ops: FuseOperations) -> None:
+async def _collect_garbage(runner: StoreRunner, meta: Meta, blocks: BlockStore) -> None:
     """Delete chunk files no record owns (fusefs/gc.py explains why this is safe while writing)."""
     interval = sessions.seconds_from_env(GC_INTERVAL_ENV, GC_INTERVAL_S)
     while True:
@@ -105,7 +117,7 @@ async def _collect_garbage(ops: FuseOperations) -> None:
                 # Not abandoned on cancel: unmount waits for the current batch (``stop`` ends the run
                 # there), so the store is never closed under a running collection.
                 await trio.to_thread.run_sync(
-                    functools.partial(collect_garbage, ops.store, ops.config, ops.blocks, stop=stop)
+                    functools.partial(collect_garbage, runner.store, meta.config, blocks, stop=stop)
                 )
                 nursery.cancel_scope.cancel()
         except Exception as error:  # a failed pass is retried at the next interval

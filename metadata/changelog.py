@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from metadata.keys import FsKeys
 from metadata.model import now_ns, pack, unpack_list
 from metadata.printable import printable
-from metadata.store import Transaction
+from metadata.store import Transaction, Watch
 
 _OPTIONAL_INT = (int, type(None))
 _OPTIONAL_BYTES = (bytes, type(None))
@@ -67,6 +67,11 @@ def last_versionstamp(tr: Transaction, keys: FsKeys) -> bytes | None:
     begin, end = keys.log()
     rows = tr.get_range(begin, end, limit=1, reverse=True, snapshot=True)
     return keys.log_versionstamp(rows[0][0]) if rows else None
+
+
+def watch_log(tr: Transaction, keys: FsKeys) -> Watch:
+    """A watch that fires when a record is appended after this transaction (at its commit)."""
+    return tr.watch(keys.log_head())
 
 
 def read_log(tr: Transaction, fs_name: str, after: bytes | None, limit: int) -> list[LogRecord]:

@@ -59,6 +59,12 @@ def chunk_is_live(tr: Transaction, keys: FsKeys, chunk_id: int) -> bool:
     return tr.get(keys.chunk_owner(chunk_id), snapshot=True) is not None
 
 
+def dead_chunks(tr: Transaction, fs_name: str, places: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Of ``places`` (directory index, chunk id), those whose chunk no record of ``fs_name`` owns."""
+    keys = FsKeys(fs_name)
+    return [(dir_index, chunk_id) for dir_index, chunk_id in places if not chunk_is_live(tr, keys, chunk_id)]
+
+
 def dirty_marks(tr: Transaction, keys: FsKeys) -> list[tuple[int, int, bytes]]:
     """(inode, chunk index, writer's session) of every chunk marked dirty (being written, or its writer
     died); the session is ``b""`` for marks made before sessions existed."""

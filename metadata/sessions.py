@@ -194,6 +194,11 @@ def list_sessions(tr: Transaction, keys: FsKeys) -> dict[bytes, Session]:
     return {session.id: session for session in found}
 
 
+def sessions_of(tr: Transaction, fs_name: str) -> dict[bytes, Session]:
+    """``list_sessions`` for filesystem ``fs_name`` (for tools without a ``Namespace``)."""
+    return list_sessions(tr, FsKeys(fs_name))
+
+
 def claim(
     tr: Transaction, keys: FsKeys, victim: bytes, claimant: bytes, now_ns: int, take_over_from: bytes = b""
 ) -> bool:

@@ -87,7 +87,7 @@ def cli(tmp_path: Path) -> Iterator[Cli]:
 
 def _stop(pid: int) -> None:
     # Daemons are reparented to PID 1, which may leave them zombies for a while: those count as gone.
-    from fusefs.daemon import wait_for_exit
+    from fusefs.daemon_records import wait_for_exit
 
     try:
         os.kill(pid, signal.SIGTERM)

@@ -182,7 +182,7 @@ def _daemon_pid(mount_output: str) -> int:
 
 
 def _wait_gone(pid, timeout=30.0):
-    from fusefs.daemon import wait_for_exit
+    from fusefs.daemon_records import wait_for_exit
 
     assert wait_for_exit(pid, timeout), f"daemon {pid} still running"
 

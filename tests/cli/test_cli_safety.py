@@ -35,7 +35,7 @@ def _daemon_pid(mount_output: str) -> int:
 
 
 def _wait_gone(pid: int, timeout: float = 30.0) -> None:
-    from fusefs.daemon import wait_for_exit
+    from fusefs.daemon_records import wait_for_exit
 
     assert wait_for_exit(pid, timeout), f"daemon {pid} still running after {timeout} s"
 

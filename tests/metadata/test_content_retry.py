@@ -24,6 +24,7 @@ from fusefs.idpool import IdPool
 from fusefs.openfile import OpenFile
 from fusefs.store_runner import StoreRunner
 from metadata import filedata
+from metadata.meta import Meta
 from metadata.model import ROOT_INODE, ChunkRecord, pack
 from metadata.sqlite_store import SqliteStore
 
@@ -44,8 +45,8 @@ class DataPath:
         owner = owner_of(self.fs.config, store)
         self.blocks = BlockStore([str(tmp_path / "blocks")], CHUNK, owner, access=Access.CLAIM)
         self.writer = concurrent.futures.ThreadPoolExecutor(1)
-        self.runner = StoreRunner(store)
-        self.chunk_ids = IdPool(self.runner, self.fs.ns, "chunk")
+        self.meta = Meta(self.fs.ns, StoreRunner(store).run)
+        self.chunk_ids = IdPool(self.meta, "chunk")
         self.expected: dict[int, bytes] = {}
 
     def make(self, name: bytes) -> int:
@@ -56,9 +57,8 @@ class DataPath:
     def open(self, ino: int) -> OpenFile:
         return OpenFile(
             self.fs.attr(ino),
-            self.fs.ns,
+            self.meta,
             self.blocks,
-            self.runner,
             self.chunk_ids,
             self.fs.store.sync,
             self.writer,

@@ -20,6 +20,15 @@ from tqdm import tqdm
 
 from blocks import BlockStore, ChecksumMismatch, ChecksumTable, ChunkMissing
 from fusefs.blockdirs import open_block_store
+from fusefs.commands.common import (
+    CliError,
+    Subcommands,
+    add_command,
+    name_option,
+    opened_store,
+    sessions_of,
+    store_option,
+)
 from metadata import fsck, sessions
 from metadata.dump import DumpError, dump, load
 from metadata.keys import FsKeys
@@ -30,12 +39,6 @@ from metadata.store import Store
 
 #: Repair rounds: each round's fixes can only make the next round's findings fewer.
 REPAIR_ROUNDS = 4
-
-
-def _cli():  # type: ignore[no-untyped-def]
-    from fusefs import cli  # cli registers these commands: imported late to avoid the cycle
-
-    return cli
 
 
 @contextlib.contextmanager
@@ -49,7 +52,7 @@ def _progress(what: str, unit: str) -> Iterator[Callable[[int], None]]:
 
 
 def live_mount(store: Store, name: str) -> sessions.Session | None:
-    found = store.transact(lambda tr: sessions.list_sessions(tr, FsKeys(name)))
+    found = sessions_of(store, name)
     live = sessions.live_sessions(
         found, now_ns=now_ns(), timeout_s=sessions.timeout_s(), here=sessions.this_process()
     )
@@ -147,18 +150,17 @@ def _repairable(finding: fsck.Finding) -> bool:
 
 
 def cmd_fsck(args: argparse.Namespace) -> int:
-    cli = _cli()
     # Looked up beside a running daemon (not exclusive), so a mounted filesystem is named, not just busy.
-    with cli.opened_store(args.store, read_only=True, exclusive=False) as store:
+    with opened_store(args.store, read_only=True, exclusive=False) as store:
         load_config(store, args.name)
         mount = live_mount(store, args.name)
     if mount is not None and args.repair:
-        raise cli.CliError(
+        raise CliError(
             f"{args.name} is mounted ({mount.host} pid {mount.pid} at {mount.mountpoint}): "
             "unmount every mount to repair it (without --repair, fsck checks it read-only)"
         )
     # A repair owns the embedded store (exclusive): no mount can start meanwhile.
-    with cli.opened_store(args.store, read_only=not args.repair, exclusive=args.repair) as store:
+    with opened_store(args.store, read_only=not args.repair, exclusive=args.repair) as store:
         config, blocks = open_block_store(store, args.name, writable=args.repair)
         try:
             findings = _check(store, config, blocks)
@@ -193,12 +195,11 @@ def _open_file(path: str, mode: str) -> Iterator[IO[str]]:
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
-    cli = _cli()
-    with cli.opened_store(args.store, read_only=True, exclusive=False) as store:
+    with opened_store(args.store, read_only=True, exclusive=False) as store:
         load_config(store, args.name)
         mount = live_mount(store, args.name)
         if mount is not None:
-            raise cli.CliError(
+            raise CliError(
                 f"{args.name} is mounted ({mount.host} pid {mount.pid} at {mount.mountpoint}): a dump is "
                 "a consistent copy only of an unmounted filesystem; unmount it first"
             )
@@ -210,15 +211,14 @@ def cmd_dump(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    cli = _cli()
-    with cli.opened_store(args.store, create=True) as store, _open_file(args.file, "r") as source:
+    with opened_store(args.store, create=True) as store, _open_file(args.file, "r") as source:
         with _progress("load", "records") as progress:
             try:
                 config = load(store, args.name, source, progress)
             except DumpError as error:
-                raise cli.CliError(str(error)) from None
+                raise CliError(str(error)) from None
             except UnicodeDecodeError:
-                raise cli.CliError("not a fusefs dump: it is not UTF-8 text") from None
+                raise CliError("not a fusefs dump: it is not UTF-8 text") from None
     print(
         f"loaded filesystem '{config.name}' (id {config.fs_id}) into {printable(store.url)}; it uses the "
         f"block directories {', '.join(map(printable, config.block_dirs))} (chunk files are not copied)"
@@ -226,26 +226,44 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(
-    command: Callable[..., argparse.ArgumentParser], options: Callable[[argparse.ArgumentParser], None]
-) -> None:
-    """Add the commands to the ``fusefs`` parser (``command`` and ``options`` are build_parser's)."""
-    check = command("fsck", cmd_fsck, "check a filesystem's metadata and chunk files (and repair them)")
-    options(check)
+def _filesystem_options(parser: argparse.ArgumentParser) -> None:
+    store_option(parser)
+    name_option(parser)
+
+
+def add_fsck_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    check = add_command(
+        commands, common, "fsck", cmd_fsck, "check a filesystem's metadata and chunk files (and repair them)"
+    )
+    _filesystem_options(check)
     check.add_argument(
         "--repair",
         action="store_true",
         help="fix what is safe to fix (unreachable inodes go to /lost+found, counts are recomputed, "
         "dangling entries removed); refused while the filesystem is mounted",
     )
-    out = command("dump", cmd_dump, "write a filesystem's metadata as JSON lines (the filesystem unmounted)")
-    options(out)
+
+
+def add_dump_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    out = add_command(
+        commands,
+        common,
+        "dump",
+        cmd_dump,
+        "write a filesystem's metadata as JSON lines (the filesystem unmounted)",
+    )
+    _filesystem_options(out)
     out.add_argument("file", metavar="FILE", help="output file, or - for standard output")
-    into = command(
+
+
+def add_load_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    into = add_command(
+        commands,
+        common,
         "load",
         cmd_load,
         "recreate a dumped filesystem in a store; it uses the same block directories (chunk files are "
         "not copied)",
     )
-    options(into)
+    _filesystem_options(into)
     into.add_argument("file", metavar="FILE", help="a file written by 'fusefs dump', or - for standard input")

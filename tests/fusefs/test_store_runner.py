@@ -1,11 +1,11 @@
-"""fusefs.store_runner.StoreRunner on every backend: many trio tasks, exact results, watches."""
+"""fusefs.store_runner.StoreRunner on the embedded store, sole and shared: many trio tasks, exact results,
+watches."""
 
 from __future__ import annotations
 
 import time
 
 import trio
-from conformance_helpers import key, read
 
 from fusefs.store_runner import StoreRunner
 from metadata.store import Store, Transaction, decode_int64, encode_int64
@@ -17,8 +17,8 @@ def increment(tr: Transaction, counter: bytes, by: int) -> int:
     return value
 
 
-def test_many_tasks_count_exactly(store: Store, prefix: bytes) -> None:
-    counter = key(prefix, "counter")
+def test_many_tasks_count_exactly(store: Store) -> None:
+    counter = b"counter"
     runner = StoreRunner(store, max_threads=16)
     results: list[int] = []
 
@@ -32,12 +32,12 @@ def test_many_tasks_count_exactly(store: Store, prefix: bytes) -> None:
                 nursery.start_soon(worker)
 
     trio.run(main)
-    assert decode_int64(read(store, counter)) == 320
+    assert decode_int64(store.transact(lambda tr: tr.get(counter))) == 320
     assert sorted(results) == list(range(1, 321))  # every committed attempt saw its own predecessor
 
 
-def test_wait_watch(store: Store, prefix: bytes) -> None:
-    watched = key(prefix, "watched")
+def test_wait_watch(store: Store) -> None:
+    watched = b"watched"
     runner = StoreRunner(store)
 
     async def main() -> tuple[bool, bool]:

@@ -1,0 +1,88 @@
+"""``fusefs mkfs``: create a filesystem in a store."""
+
+from __future__ import annotations
+
+import argparse
+
+from fusefs.commands.common import (
+    DEFAULT_NAME,
+    Subcommands,
+    add_command,
+    byte_size,
+    check_sizes,
+    default_block_dir,
+    describe_config,
+    filesystem_name,
+    make_filesystem,
+    opened_store,
+    positive_hours,
+    store_option,
+)
+from fusefs.limits import (
+    MAX_CHUNK_SIZE_BYTES,
+    MAX_INLINE_MAX_BYTES,
+    human,
+)
+from metadata.model import (
+    DEFAULT_CHUNK_SIZE_BYTES,
+    DEFAULT_INLINE_MAX_BYTES,
+    DEFAULT_LOG_RETENTION_S,
+)
+from metadata.printable import printable
+
+
+def cmd_mkfs(args: argparse.Namespace) -> int:
+    check_sizes(args.inline_max, args.chunk_size)  # before the store file is created
+    with opened_store(args.store, create=True) as store:
+        config = make_filesystem(
+            store, args.name, args.blocks, args.inline_max, args.chunk_size, args.log_retention_hours * 3600
+        )
+        print(f"created filesystem '{config.name}' in {printable(store.url)} ({describe_config(config)})")
+    return 0
+
+
+def add_mkfs_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    mkfs = add_command(commands, common, "mkfs", cmd_mkfs, "create a filesystem in a store")
+    store_option(mkfs)
+    mkfs.add_argument(
+        "--blocks",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help=f"block directory for large files' chunks, empty or never used by another filesystem; "
+        f"repeat for several disks (default: {default_block_dir('NAME', create=False)}, created)",
+    )
+    mkfs.add_argument(
+        "--inline-max",
+        metavar="BYTES",
+        type=byte_size,
+        default=DEFAULT_INLINE_MAX_BYTES,
+        help="files up to this size live inline in the metadata store; at most the chunk size and "
+        f"{human(MAX_INLINE_MAX_BYTES)} (default: {DEFAULT_INLINE_MAX_BYTES // 1024} KiB; "
+        "K, M, G suffixes accepted)",
+    )
+    mkfs.add_argument(
+        "--chunk-size",
+        metavar="BYTES",
+        type=byte_size,
+        default=DEFAULT_CHUNK_SIZE_BYTES,
+        help=f"chunk size of large files, a multiple of 4 KiB up to {human(MAX_CHUNK_SIZE_BYTES)} "
+        f"(default: {DEFAULT_CHUNK_SIZE_BYTES // (1024 * 1024)} MiB)",
+    )
+    mkfs.add_argument(
+        "--log-retention",
+        dest="log_retention_hours",
+        metavar="HOURS",
+        type=positive_hours,
+        default=DEFAULT_LOG_RETENTION_S // 3600,
+        help="change-log records older than this are trimmed by the mounted daemon "
+        f"(default: {DEFAULT_LOG_RETENTION_S // 3600} hours)",
+    )
+    mkfs.add_argument(
+        "name",
+        metavar="NAME",
+        nargs="?",
+        type=filesystem_name,
+        default=DEFAULT_NAME,
+        help=f"filesystem name (default: {DEFAULT_NAME})",
+    )
