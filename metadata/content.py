@@ -79,7 +79,6 @@ def has_stale_chunks(tr: Transaction, ns: Namespace, ino: int) -> bool:
 def drop_stale_chunks(tr: Transaction, ns: Namespace, ino: int) -> list[ChunkRecord]:
     """Remove the chunk records of ``ino`` past its stored size; returns them (their files are the
     caller's to delete)."""
-    tr.frees_space = True
     first = _first_stale_index(tr, ns, ino)
     if first is None:
         return []

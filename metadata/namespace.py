@@ -571,7 +571,6 @@ class Namespace:
             if not attr.is_reg:
                 raise FSError(errno.EINVAL)
             self.count_bytes(tr, ino, request.size - attr.size)
-            tr.frees_space = request.size < attr.size  # a truncate: may spend the store's reserve
             if request.size != attr.size:
                 attr.mtime_ns = now_ns()
             attr.size = request.size
