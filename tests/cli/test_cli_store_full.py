@@ -18,7 +18,7 @@ import pytest
 
 from fusefs.boundary import errno_of
 from metadata.disk_reserve import RESERVE_BYTES, DiskReserve
-from metadata.sqlite_store import SqliteStore
+from metadata.sqlite_store import _RESERVE_CHECK_COMMITS, SqliteStore
 from metadata.store import StoreFull, Transaction
 
 
@@ -148,6 +148,26 @@ def test_deletions_spend_the_reserve_on_a_full_disk_and_other_commits_do_not(sto
             store.transact(lambda tr, n=n: tr.set(b"n%06d" % n, bytes(60000)))
         keys = store.transact(lambda tr: [key for key, _ in tr.get_range(b"", b"\xff")])
         assert keys == [b"n%06d" % n for n in range(20)]
+    finally:
+        store.close()
+
+
+def test_the_reserve_is_made_again_when_other_files_give_room(store_disk: Path) -> None:
+    """Room that comes from outside the store is noticed too, every _RESERVE_CHECK_COMMITS commits (not
+    on every commit: the sole owner's commits pay nothing for the reserve while it is there)."""
+    reserve = store_disk / "meta.db.reserve"
+    store = SqliteStore(str(store_disk / "meta.db"))
+    try:
+        store.transact(lambda tr: tr.set(b"doomed", os.urandom(60000)))
+        filler = fill(store_disk)
+        store.transact(_delete(b"doomed"))  # spends the reserve; too little room to make it again
+        assert not reserve.exists()
+        filler.unlink()
+        for n in range(_RESERVE_CHECK_COMMITS - 1):
+            store.transact(lambda tr, n=n: tr.set(b"k%06d" % n, b"v"))
+        assert not reserve.exists()
+        store.transact(lambda tr: tr.set(b"last", b"v"))
+        assert reserve.exists()
     finally:
         store.close()
 
