@@ -49,6 +49,7 @@ def _chunks_covering(size: int, chunk_size: int) -> int:
 def flush(tr: Transaction, ns: Namespace, change: Flush) -> None:
     """Data records, size, times and checksums, all or nothing, with one change-log record."""
     keys, ino = ns.keys, change.ino
+    tr.frees_space = change.size < change.stored_size  # a truncated file: may spend the store's reserve
     attr = ns.attr_for_update(tr, ino)
     attr.size = change.size
     attr.atime_ns = change.atime_ns

@@ -368,6 +368,7 @@ class Namespace:
         still_open: Callable[[int], bool] = _always_open,
     ) -> Removal:
         check_name(name)
+        tr.frees_space = True
         parent_attr, (ino,) = self._directory_and_entries(tr, parent, name)
         if ino is None:
             raise FSError(errno.ENOENT)
@@ -403,6 +404,7 @@ class Namespace:
         Skips an inode that regained a name (link of an open file) or is already gone, and, when
         ``session`` is given, one whose orphan record names another session (unlinked again since by a
         live mount, which holds it open)."""
+        tr.frees_space = True
         chunks = []
         if session is not None:
             owners = tr.get_many([self.keys.orphan(ino) for ino in inos])

@@ -51,6 +51,7 @@ from collections.abc import Callable, Iterator
 
 import msgpack
 
+from metadata.disk_reserve import DiskReserve
 from metadata.emulation import StoreEmulation
 from metadata.store import (
     MAX_TRANSACTION_BYTES,
@@ -88,6 +89,9 @@ WATCH_POLL_S = 0.03
 _BUSY_TIMEOUT_S = 5.0
 #: How long a commit takes to fail while the emulated fault is on (FoundationDB's look during recovery).
 _FAULT_PAUSE_S = 0.1
+#: While the disk reserve is missing, every this many commits look whether the disk has room to make it
+#: again (deletions look at once).
+_RESERVE_CHECK_COMMITS = 256
 NO_EMULATION = StoreEmulation()
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
@@ -450,6 +454,10 @@ class SqliteStore(Store):
         self._active_reads: dict[int, int] = {}  # id(transaction) -> read version
         self._history: list[tuple[int, list[KeyRange]]] = []  # (commit version, write ranges)
         self._watches: dict[bytes, list[_SqliteWatch]] = {}
+        # Deletions may spend it on a full disk (metadata/disk_reserve.py); a writable handle makes it.
+        self._reserve = None if read_only else DiskReserve(self.path + ".reserve")
+        self._reserve_missing = self._reserve is not None and not self._reserve.ensure()
+        self._commits_since_reserve_check = 0
 
     def _connect(self) -> sqlite3.Connection:
         if self.read_only:
@@ -463,6 +471,9 @@ class SqliteStore(Store):
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S
             )
+            # Only a new store takes it (before its first table): pages freed by deletions can then be
+            # given back to a full disk (``_give_space_back``).  Costs commits nothing measurable.
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
         conn.execute("PRAGMA synchronous=NORMAL")
@@ -588,13 +599,20 @@ class SqliteStore(Store):
             tr._release_reader(self._end_read_locked)
             conn = self._free_connection()
             try:
-                version, write_ranges = self._apply(conn, tr)
+                try:
+                    version, write_ranges = self._apply(conn, tr)
+                except StoreFull:
+                    if not tr.frees_space:
+                        raise  # only deletions spend the reserve: it is there for the rm that frees space
+                    version, write_ranges = self._apply_with_reserve(conn, tr)
                 self._version = version
                 if self._active_reads and not self.shared_mode:
                     self._history.append((version, write_ranges))
                 self._fire_watches(conn, write_ranges)
                 for watch in tr._watches:
                     self._register_watch(conn, watch)
+                if self._reserve_missing:
+                    self._after_commit_without_reserve(conn, tr)
             finally:
                 self._put_back(conn)
 
@@ -638,6 +656,53 @@ class SqliteStore(Store):
         if not self.shared_mode and version > self._reserved:
             self._reserved = reserved
         return version, writes
+
+    def _apply_with_reserve(
+        self, conn: sqlite3.Connection, tr: SqliteTransaction
+    ) -> tuple[int, list[KeyRange]]:
+        """A deletion that failed for want of disk space, once more after giving the disk the reserve and
+        the WAL back (a checkpoint needs room too: the reserve goes first)."""
+        assert self._reserve is not None
+        self._reserve.release()
+        self._reserve_missing = True
+        self._checkpoint(conn)
+        return self._apply(conn, tr)
+
+    def _give_space_back(self, conn: sqlite3.Connection) -> None:
+        """Return the pages deletions freed to the disk: shrink the database file (stores made before
+        auto_vacuum have nothing to shrink: their free pages only serve their own later writes), then
+        the WAL."""
+        try:
+            conn.executescript("PRAGMA incremental_vacuum")  # execute() would free one page
+        except sqlite3.Error:
+            pass  # no room even for that, or busy: the next deletion tries again
+        self._checkpoint(conn)
+
+    def _after_commit_without_reserve(self, conn: sqlite3.Connection, tr: SqliteTransaction) -> None:
+        """While the reserve is missing: after a deletion, shrink the WAL so the space it freed reaches
+        the disk, and make the reserve again as soon as the disk has room (otherwise look every
+        ``_RESERVE_CHECK_COMMITS`` commits: statvfs is cheap, but not free)."""
+        assert self._reserve is not None
+        self._commits_since_reserve_check += 1
+        if tr.frees_space:
+            self._give_space_back(conn)
+        elif self._commits_since_reserve_check < _RESERVE_CHECK_COMMITS:
+            return
+        self._commits_since_reserve_check = 0
+        self._reserve_missing = not self._reserve.ensure()
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        """Copy the WAL into the database and truncate it, if no reader needs it: never waits (a reader
+        holding a snapshot keeps the WAL; the next deletion tries again: waiting, for a reader of this
+        process, would wait for the commit lock held here), never fails."""
+        try:
+            conn.execute("PRAGMA busy_timeout=0")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
+        except sqlite3.Error:
+            pass  # busy, or no room to grow the database file: the WAL stays as it is
 
     def _resolve_shared(self, conn: sqlite3.Connection, tr: SqliteTransaction) -> int:
         """FoundationDB's resolver across processes, under SQLite's write lock: the commit version, or

@@ -141,6 +141,10 @@ class Transaction(abc.ABC):
     #: True when ``commit`` can never end in ``CommitUnknownResult`` (it either applied or raised a
     #: definite error): then no operation needs a record to recognise its own work.
     commit_outcome_certain: bool = False
+    #: Set by transaction functions that delete (unlink, rmdir, reclaim, a flush that shrinks a file): on a
+    #: full disk the embedded store lets such a commit spend its space reserve, so that ``rm`` can free
+    #: space.  A hint only: FoundationDB ignores it.
+    frees_space: bool = False
 
     @abc.abstractmethod
     def get(self, key: bytes, *, snapshot: bool = False) -> bytes | None: ...

@@ -60,7 +60,7 @@ def test_store_files_are_private(cli, tmp_path: Path) -> None:
         store = SqliteStore(str(db))  # while open, the WAL and its index exist
         try:
             store.transact(lambda tr: tr.set(b"k", b"v"))
-            for suffix in ("", "-wal", "-shm", ".lock"):
+            for suffix in ("", "-wal", "-shm", ".lock", ".reserve"):
                 assert _mode(Path(f"{db}{suffix}")) == 0o600, suffix
         finally:
             store.close()
