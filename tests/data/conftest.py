@@ -183,6 +183,14 @@ class DataMounts:
             pytest.fail(f"{' '.join(cmd)} failed (rc {res.returncode}):\n{res.stdout}\n{res.stderr}")
         return res
 
+    def check_consistent(self, mp: Path) -> None:
+        """Unmount, then ``fusefs fsck``: every entry, inode, count, chunk record and chunk file agrees
+        with the rest of the filesystem (the walk of the whole tree that ends each fault test)."""
+        if self._m(mp).proc is not None:
+            self.unmount(mp)
+        res = self.cli(mp, "fsck", check=False)
+        assert res.returncode == 0 and res.stdout.rstrip().endswith("clean"), res.stdout + res.stderr
+
     def referenced_chunks(self, mp: Path) -> dict[int, tuple[int, bool]]:
         """Chunk id → (inode, inode is chunked) of every chunk record, read from the store's file (the
         filesystem must be unmounted).  Uses the metadata package to decode keys, like gc does."""

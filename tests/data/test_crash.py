@@ -64,6 +64,8 @@ def test_closed_data_survives_kill9(data_mounts) -> None:
     for name, data in files.items():
         assert (mp / name).read_bytes() == data, name
     assert (mp / "d" / "g").read_bytes() == b"nested"
+    data_mounts.wait_for_recovery(mp)
+    data_mounts.check_consistent(mp)
 
 
 # -- kill -9 in the middle of writes ----------------------------------------------------------------------------
@@ -174,6 +176,7 @@ def test_kill9_in_the_middle_of_writes(data_mounts, tmp_path: Path, options) -> 
     check_gc_after_crash(data_mounts, mp)
     problems = _check_files(mp, journals, first)
     assert not problems, f"crash seed {seed}, after gc:\n" + "\n".join(problems[:30])
+    data_mounts.check_consistent(mp)
 
 
 # -- targeted interruptions -------------------------------------------------------------------------------------
@@ -221,6 +224,7 @@ def test_kill9_after_writing_past_the_end(data_mounts) -> None:
         f.write(b"end")
     data = (mp / "f").read_bytes()
     assert data == base + bytes(6 * 65536 - len(base)) + b"end", "stale data in the hole"
+    data_mounts.check_consistent(mp)
 
 
 def test_file_read_right_after_mount_is_never_eio(data_mounts) -> None:

@@ -153,6 +153,7 @@ def test_full_block_directory_gives_enospc_and_harms_nothing_else(data_mounts, o
     for name, data in {**keep, "after": after}.items():
         assert (mp / name).read_bytes() == data, name
     assert "Traceback" not in data_mounts.log(mp)
+    data_mounts.check_consistent(mp)
 
 
 # -- an unusable block directory at mount -------------------------------------------------------------------
