@@ -445,16 +445,18 @@ def _owner_wrong(tr: Transaction, keys: FsKeys, ino: int, index: int) -> bool:
     return owner is None or filedata.unpack_ino(owner) != ino
 
 
-def chunk_unchanged(keys: FsKeys, ino: int, index: int, record: ChunkRecord) -> Recheck:
+def chunk_unchanged(fs_name: str, ino: int, index: int, record: ChunkRecord) -> Recheck:
     """For a chunk file found missing or failing its checksums: its record is still the one checked.
     Files are deleted only after their records are dropped, so a file missing before this re-check,
     whose record is still there, was missing while its record existed."""
+    keys = FsKeys(fs_name)
     return lambda tr: tr.get(keys.chunk(ino, index), snapshot=True) == record.encode()
 
 
-def chunk_unowned(keys: FsKeys, chunk_id: int) -> Recheck:
+def chunk_unowned(fs_name: str, chunk_id: int) -> Recheck:
     """For a chunk file no record owned at the scan: still none (a record is committed before its file
     is created, so a file listed before this re-check that has no owner now never will)."""
+    keys = FsKeys(fs_name)
     return lambda tr: not filedata.chunk_is_live(tr, keys, chunk_id)
 
 

@@ -31,7 +31,6 @@ from fusefs.commands.common import (
 )
 from metadata import fsck, sessions
 from metadata.dump import DumpError, dump, load
-from metadata.keys import FsKeys
 from metadata.model import FsConfig, now_ns
 from metadata.namespace import load_config
 from metadata.printable import printable
@@ -61,7 +60,6 @@ def live_mount(store: Store, name: str) -> sessions.Session | None:
 
 # -- fsck -------------------------------------------------------------------------------------------------
 def _chunk_findings(scan: fsck.Scan, config: FsConfig, blocks: BlockStore) -> list[fsck.Finding]:
-    keys = FsKeys(config.name)
     findings = []
     for ino, index, record in scan.chunks:
         node = scan.inodes.get(ino)
@@ -72,7 +70,7 @@ def _chunk_findings(scan: fsck.Scan, config: FsConfig, blocks: BlockStore) -> li
             continue
         table = ChecksumTable(config.chunk_size_bytes, record.checksums)
         where = f"chunk {index} of inode {ino} (id {record.chunk_id})"
-        unchanged = fsck.chunk_unchanged(keys, ino, index, record)
+        unchanged = fsck.chunk_unchanged(config.name, ino, index, record)
         try:
             blocks.read(record.dir_index, record.chunk_id, 0, length, table)
         except ChunkMissing as error:
@@ -88,7 +86,7 @@ def _chunk_findings(scan: fsck.Scan, config: FsConfig, blocks: BlockStore) -> li
                 UnownedChunk(
                     fsck.UNOWNED_CHUNKS,
                     printable(path),
-                    fsck.chunk_unowned(keys, chunk_id),
+                    fsck.chunk_unowned(config.name, chunk_id),
                     chunk=(dir_index, chunk_id),
                 )
             )
