@@ -12,8 +12,11 @@ systemd's generic ones, which mean nothing to a FUSE daemon here or were acted o
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from fusefs import cli
 from fusefs.commands.common import MOUNT_OPTIONS, UsageError
@@ -31,9 +34,21 @@ GENERIC_OPTIONS = {
 GENERIC_PREFIXES = ("x-", "comment=")
 
 
+@dataclass
+class HelperCall:
+    #: The ``fusefs`` arguments, or None for a fake mount (``-f``).
+    arguments: list[str] | None
+    nofail: bool
+    #: ``-v``: let ``fusefs mount`` say what it mounted (a helper is otherwise silent, as mount(8) is).
+    verbose: bool
+
+
 def translate(argv: Sequence[str]) -> list[str] | None:
-    """mount(8)'s arguments as ``fusefs`` arguments; None for a fake mount (``-f``).  ``nofail``
-    is dropped here (``main`` reads it)."""
+    """mount(8)'s arguments as ``fusefs`` arguments; None for a fake mount (``-f``)."""
+    return parse(argv).arguments
+
+
+def parse(argv: Sequence[str]) -> HelperCall:
     positional: list[str] = []
     options: list[str] = []
     flags = ""
@@ -54,8 +69,9 @@ def translate(argv: Sequence[str]) -> list[str] | None:
             positional.append(word)
     if len(positional) != 2:
         raise UsageError("expected NAME MOUNTPOINT (the filesystem's name and the directory)")
+    nofail, verbose = "nofail" in options, "v" in flags
     if "f" in flags:
-        return None
+        return HelperCall(None, nofail, verbose)
     name, mountpoint = positional
     arguments, mount_options = ["mount", "--name", name.removeprefix("fusefs#")], []
     for option in options:
@@ -72,26 +88,21 @@ def translate(argv: Sequence[str]) -> list[str] | None:
             raise UsageError(f"unsupported mount option {option!r} (mount -s ignores unknown options)")
     if mount_options:
         arguments += ["-o", ",".join(mount_options)]
-    return [*arguments, mountpoint]
-
-
-def _nofail(argv: Sequence[str]) -> bool:
-    return any(
-        "nofail" in value.split(",") for flag, value in zip(argv, argv[1:], strict=False) if flag == "-o"
-    )
+    return HelperCall([*arguments, mountpoint], nofail, verbose)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        arguments = translate(argv)
+        call = parse(argv)
     except UsageError as error:
         print(f"mount.fuse.fusefs: error: {error}", file=sys.stderr)
         return 2
-    if arguments is None:
+    if call.arguments is None:
         return 0
-    status = cli.main(arguments)  # a failure was printed as one line already
-    if status and _nofail(argv):
+    with contextlib.nullcontext() if call.verbose else contextlib.redirect_stdout(io.StringIO()):
+        status = cli.main(call.arguments)  # a failure was printed as one line already
+    if status and call.nofail:
         print("mount.fuse.fusefs: nofail: the failure above is not counted", file=sys.stderr)
         return 0
     return status
