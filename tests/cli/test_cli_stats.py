@@ -45,10 +45,12 @@ def _stats(cli, mountpoint):
     return json.loads(result.stdout)
 
 
-def test_stats_and_metrics_count_what_the_mount_did(cli, tmp_path, fuse_mountpoint):
+@pytest.mark.parametrize("shared", [False, True], ids=["sole", "shared"])
+def test_stats_and_metrics_count_what_the_mount_did(cli, tmp_path, fuse_mountpoint, shared):
+    """In shared mode, transactions run in worker threads: counted all the same."""
     url = _mkfs(cli, tmp_path)
     port = _free_port()
-    _mount(cli, url, fuse_mountpoint, "-o", f"metrics=127.0.0.1:{port}")
+    _mount(cli, url, fuse_mountpoint, "-o", f"metrics=127.0.0.1:{port}" + (",shared" if shared else ""))
     data = os.urandom(3 * MIB)
     (fuse_mountpoint / "big").write_bytes(data)
     assert (fuse_mountpoint / "big").read_bytes() == data
@@ -198,3 +200,15 @@ def test_metrics_port_in_use_fails_the_mount(cli, tmp_path, fuse_mountpoint):
     while mounted_type(fuse_mountpoint) is not None:  # nothing was mounted, or it is going
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def test_conflict_retries_are_counted(cli, tmp_path, fuse_mountpoint):
+    """Retry chaos fails a share of the commits with a conflict: each one re-runs its transaction."""
+    url = _mkfs(cli, tmp_path)
+    cli.env["FUSEFS_CHAOS_CONFLICT_RATE"] = "0.5"
+    _mount(cli, url, fuse_mountpoint)
+    for index in range(20):
+        (fuse_mountpoint / f"f{index}").write_text("x")
+    view = _stats(cli, fuse_mountpoint)
+    assert view["retries"] > 0
+    assert view["outage_retries"] == 0
