@@ -127,3 +127,28 @@ def test_background_daemon_with_log_file_dash_keeps_stderr(cli, tmp_path, fuse_m
     assert "log stderr)" in done.stdout
     assert cli("umount", str(fuse_mountpoint)).returncode == 0
     assert TIMESTAMPED.search(err.read_text())
+
+
+def test_a_log_file_that_cannot_be_reopened_keeps_the_old_one(cli, tmp_path, fuse_mountpoint):
+    url = _mkfs(cli, tmp_path)
+    (tmp_path / "logs").mkdir()
+    result = cli(
+        "mount",
+        "--store",
+        url,
+        "--name",
+        "fs",
+        "--log-file",
+        str(tmp_path / "logs" / "fs.log"),
+        str(fuse_mountpoint),
+    )
+    assert result.returncode == 0, result.stderr
+    pid = int(re.search(r"\(pid (\d+),", result.stdout).group(1))
+    os.rename(tmp_path / "logs", tmp_path / "old")  # the log's directory is gone: nowhere to reopen
+    old = tmp_path / "old" / "fs.log"
+    os.kill(pid, signal.SIGHUP)
+    _wait_for(lambda: "cannot reopen the log file" in old.read_text(), "reopen failure")
+    assert "(still logging to the old one)" in old.read_text()
+    (fuse_mountpoint / "f").write_text("still serving")
+    assert cli("umount", str(fuse_mountpoint)).returncode == 0
+    assert "unmounted" in old.read_text()
