@@ -39,17 +39,31 @@ def answer(request: str, uid: int, snapshot: Callable[[], dict[str, Any]]) -> di
     return {"error": f"unknown request {request[:MAX_REQUEST]!r}"}
 
 
-async def serve(path: str, snapshot: Callable[[], dict[str, Any]]) -> None:
-    """Serve the control channel at ``path`` until cancelled; the socket file is removed at the end."""
+async def serve(
+    path: str,
+    snapshot: Callable[[], dict[str, Any]],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the control channel at ``path`` until cancelled; the socket file is removed at the end.
+    Started (``task_status``) once it listens, so ``fusefs stats`` works as soon as the mount is
+    announced.  A socket that cannot be made (a unix socket path is limited to 107 bytes) costs the
+    stats, not the mount: a warning, and no channel."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)  # left by a daemon that died with this pid
     listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o177)  # 0600 from the start: no window in which others could connect
     try:
         await listener.bind(path)
+        listener.listen(16)
+    except OSError as error:
+        listener.close()
+        log.warning("no control channel (fusefs stats) at %s: %s", path, error.strerror or error)
+        task_status.started()
+        return
     finally:
         os.umask(old_umask)
-    listener.listen(16)
+    task_status.started()
     try:
         async with trio.open_nursery() as nursery:
             while True:

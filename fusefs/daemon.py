@@ -157,7 +157,7 @@ async def _serve(fs: Filesystem, request: MountRequest, on_ready: Callable[[], N
             # recovered in the background by a service (fusefs/recovery.py).
             await fs.start(mountpoint)
             nursery.start_soon(fs.run_services)
-            nursery.start_soon(control.serve, control_socket_path(os.getpid()), fs.stats)
+            await nursery.start(control.serve, control_socket_path(os.getpid()), fs.stats)
             nursery.start_soon(_raise_readahead, mountpoint)
             on_ready()
             log.info("serving")

@@ -212,3 +212,17 @@ def test_conflict_retries_are_counted(cli, tmp_path, fuse_mountpoint):
     view = _stats(cli, fuse_mountpoint)
     assert view["retries"] > 0
     assert view["outage_retries"] == 0
+
+
+def test_no_control_channel_costs_the_stats_not_the_mount(cli, tmp_path, fuse_mountpoint):
+    """A unix socket path holds at most 107 bytes: under a deep data directory there is no channel."""
+    url = _mkfs(cli, tmp_path)
+    deep = tmp_path / ("d" * 100)
+    cli.env["XDG_DATA_HOME"] = str(deep)
+    log = tmp_path / "fs.log"
+    _mount(cli, url, fuse_mountpoint, "--log-file", str(log))
+    (fuse_mountpoint / "f").write_text("served")
+    assert "WARNING fusefs.control: no control channel (fusefs stats) at " in log.read_text()
+    result = cli("stats", "--once", str(fuse_mountpoint))
+    assert result.returncode == 1
+    assert "cannot reach the daemon's control channel" in result.one_line_error()
