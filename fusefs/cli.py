@@ -17,7 +17,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from fusefs.commands import checks, maintenance, mkfs, mounts
+from fusefs.commands import checks, maintenance, mkfs, mounts, stats, systemd
 from fusefs.commands.common import CliError, Parser, Subcommands, UsageError
 from fusefs.messages import is_expected, one_line
 from metadata.urls import StoreUrlError, data_dir
@@ -28,6 +28,8 @@ PARSERS: list[Callable[[Subcommands, argparse.ArgumentParser], None]] = [
     mounts.add_mount_parser,
     mounts.add_umount_parser,
     mounts.add_status_parser,
+    stats.add_stats_parser,
+    systemd.add_systemd_unit_parser,
     maintenance.add_log_parser,
     maintenance.add_gc_parser,
     maintenance.add_blocks_parser,

@@ -48,6 +48,7 @@ MOUNT_OPTIONS = {
     "strict": "invalidate kernel caches as soon as another mount's change is seen, not after a timeout",
     "writeback_cache": "let the kernel gather writes in its page cache and send them in large pieces: "
     "faster small writes (tar -x), slower rename, unlink and first stat after a write",
+    "metrics": "metrics=IP:PORT serves Prometheus metrics at http://IP:PORT/metrics (off by default)",
     "shared": "several read-write mounts of one embedded store file at once, behaving as on FoundationDB "
     "(transactions in worker threads, 1 s kernel cache timeouts and change-log invalidation); every "
     "read-write mount of the file needs it (FoundationDB is always shared: accepted and ignored there)",
@@ -101,9 +102,15 @@ def byte_size(text: str) -> int:
     return number * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[unit]
 
 
+#: Options that take a value (``metrics=127.0.0.1:9567``).
+VALUED_OPTIONS = {"metrics"}
+
+
 def parse_mount_options(values: Sequence[str]) -> set[str]:
+    """The ``-o`` options; a valued one stays ``key=value`` (``option_value`` reads it)."""
     options = {option.strip() for value in values for option in value.split(",") if option.strip()}
-    unknown = sorted(options - MOUNT_OPTIONS.keys())
+    keys = {option.partition("=")[0] for option in options}
+    unknown = sorted(keys - MOUNT_OPTIONS.keys())
     if unknown:
         raise UsageError(f"unsupported mount option {unknown[0]!r}: supported are {', '.join(MOUNT_OPTIONS)}")
     if {"ro", "rw"} <= options:
@@ -111,7 +118,18 @@ def parse_mount_options(values: Sequence[str]) -> set[str]:
     for excluded in ("ro", "strict"):
         if {excluded, "writeback_cache"} <= options:
             raise UsageError(f"mount options {excluded!r} and 'writeback_cache' cannot be combined")
+    for option in options:
+        key, equals, value = option.partition("=")
+        if (key in VALUED_OPTIONS) != bool(equals and value):
+            wanted = f"'{key}=VALUE'" if key in VALUED_OPTIONS else f"'{key}' without a value"
+            raise UsageError(f"mount option {option!r}: use {wanted}")
+    if len([option for option in options if "=" in option]) != len(keys & VALUED_OPTIONS):
+        raise UsageError("a mount option with a value is given twice")
     return options
+
+
+def option_value(options: set[str], key: str) -> str | None:
+    return next((option.partition("=")[2] for option in options if option.startswith(key + "=")), None)
 
 
 def default_block_dir(name: str, *, create: bool = True) -> str:
