@@ -144,9 +144,14 @@ class Meta:
     def read_inline(self, ino: int, size: int) -> Awaitable[bytes]:
         return self._run(filedata.read_inline, self._keys, ino, size)
 
-    def mark_dirty(self, ino: int, index: int, record: ChunkRecord) -> Awaitable[None]:
-        """Mark a chunk as being written by this session, before its file is written (recovery)."""
+    def mark_dirty(self, ino: int, index: int, record: ChunkRecord) -> Awaitable[bool]:
+        """Mark a chunk as being written by this session, before its file is written (recovery); False
+        if the chunk is shared with a clone, to be copied instead (``unshare``)."""
         return self._run(filedata.mark_dirty, self._keys, ino, index, record, self.ns.session)
+
+    def unshare(self, ino: int, index: int, shared_id: int, record: ChunkRecord) -> Awaitable[bool]:
+        """Put ``record`` (a private copy, marked dirty) in place of the shared chunk ``shared_id``."""
+        return self._run(filedata.unshare, self._keys, ino, index, shared_id, record, self.ns.session)
 
     def has_stale_chunks(self, ino: int) -> Awaitable[bool]:
         return self._run(content.has_stale_chunks, self.ns, ino)
@@ -154,7 +159,7 @@ class Meta:
     def drop_stale_chunks(self, ino: int) -> Awaitable[list[ChunkRecord]]:
         return self._run(content.drop_stale_chunks, self.ns, ino)
 
-    def flush(self, change: content.Flush) -> Awaitable[None]:
+    def flush(self, change: content.Flush) -> Awaitable[list[ChunkRecord]]:
         return self._run(content.flush, self.ns, change)
 
     # -- sessions (metadata/sessions.py) ------------------------------------------------------------
