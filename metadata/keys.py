@@ -250,6 +250,12 @@ class FsKeys:
         """How many chunk records share the chunk, while more than one does (metadata/clone.py)."""
         return self._key(_CHUNK_REFS, chunk_id)
 
+    def all_chunk_refs(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_CHUNK_REFS))
+
+    def chunk_refs_id(self, key: bytes) -> int:
+        return int(fdb.tuple.unpack(key[len(self.prefix) :])[1])
+
     def dirty_chunk(self, ino: int, index: int) -> bytes:
         """Marks a chunk being written: its checksums may not match its file until the writer is done.
         The value is the writer's session id (empty in filesystems made before sessions existed)."""

@@ -17,7 +17,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from metadata import changelog, content, filedata, recovery, sessions
+from metadata import changelog, content, filedata, recovery, sessions, trash
 from metadata.changelog import LogRecord
 from metadata.idempotency import trim_operations
 from metadata.model import Caller, ChunkRecord, FsConfig, InodeAttr, Removal, SetAttrRequest
@@ -161,6 +161,15 @@ class Meta:
 
     def flush(self, change: content.Flush) -> Awaitable[list[ChunkRecord]]:
         return self._run(content.flush, self.ns, change)
+
+    # -- the trash (metadata/trash.py) ---------------------------------------------------------------
+    def trash_dir(self) -> Awaitable[int | None]:
+        return self._run(trash.trash_dir, self.ns)
+
+    def trash_entries(
+        self, after: bytes | None, limit: int
+    ) -> Awaitable[tuple[list[trash.TrashEntry], bool]]:
+        return self._run(trash.entries, self.ns, after, limit)
 
     # -- sessions (metadata/sessions.py) ------------------------------------------------------------
     def register(self, session: sessions.Session) -> Awaitable[None]:

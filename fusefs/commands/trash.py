@@ -9,9 +9,11 @@ import functools
 import os
 import time
 
+from fusefs.blockdirs import open_block_store
 from fusefs.commands.common import CliError, Subcommands, add_command, name_option, opened_store, store_option
+from fusefs.limits import human
 from metadata import clone, trash
-from metadata.model import ROOT_CALLER, FSError, now_ns
+from metadata.model import ROOT_CALLER, ChunkRecord, FsConfig, FSError, now_ns
 from metadata.namespace import Namespace, load_config
 from metadata.printable import printable
 from metadata.store import Store, Transaction
@@ -28,6 +30,13 @@ def _entries(store: Store, ns: Namespace) -> list[trash.TrashEntry]:
         return store.transact(lambda tr: trash.entries(tr, ns, after, _PAGE))
 
     return list(trash.all_entries(read_page))
+
+
+def trash_usage(store: Store, config: FsConfig) -> str:
+    """One line for ``status``: the trash's entries and the bytes of the files in it."""
+    found = _entries(store, Namespace(config))
+    size = sum(entry.attr.size for entry in found if entry.attr.is_reg)
+    return f"trash: {len(found)} entr{'y' if len(found) == 1 else 'ies'}, {human(size)}"
 
 
 def cmd_trash_list(args: argparse.Namespace) -> int:
@@ -85,27 +94,37 @@ def _restore(store: Store, ns: Namespace, entry_name: bytes, ino: int, parent: i
 def cmd_trash_purge(args: argparse.Namespace) -> int:
     with opened_store(args.store, shared=True) as store:
         ns = _namespace(store, args.name)
-        purged = purge(store, ns, args.older_than)
+        purged, freed = purge(store, ns, args.older_than)
+        if freed:
+            _, blocks = open_block_store(store, args.name, writable=True)
+            try:
+                for record in freed:  # after the commits: a crash in between leaves garbage for gc
+                    blocks.delete(record.dir_index, record.chunk_id)
+            finally:
+                blocks.close()
         print(f"purged {purged} entr{'y' if purged == 1 else 'ies'}")
     return 0
 
 
-def purge(store: Store, ns: Namespace, older_than_days: float) -> int:
-    """Delete the trash entries removed more than ``older_than_days`` ago, one per transaction."""
+def purge(store: Store, ns: Namespace, older_than_days: float) -> tuple[int, list[ChunkRecord]]:
+    """Delete the trash entries removed more than ``older_than_days`` ago, one per transaction; returns
+    how many, and the chunks whose files to delete.  A file a mount holds open is deleted all the same
+    (the command knows no mount's open files): that mount's handle then fails."""
     now = now_ns()
     trash_ino = store.transact(lambda tr: trash.trash_dir(tr, ns))
-    purged = 0
+    purged, freed = 0, []
     for entry in _entries(store, ns):
         if not trash.is_expired(entry, older_than_days, now):
             break  # names sort by removal time
         remove = ns.rmdir if entry.attr.is_dir else functools.partial(ns.unlink, still_open=_never_open)
         try:
-            store.transact(lambda tr, r=remove, e=entry: r(tr, trash_ino, e.name, ROOT_CALLER))
+            removal = store.transact(lambda tr, r=remove, e=entry: r(tr, trash_ino, e.name, ROOT_CALLER))
         except FSError as error:
             print(f"fusefs: warning: {printable(entry.name)} not purged: {os.strerror(error.errno)}")
             continue
+        freed += removal.freed_chunks or []
         purged += 1
-    return purged
+    return purged, freed
 
 
 def _never_open(ino: int) -> bool:
