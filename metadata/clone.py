@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -109,7 +110,9 @@ def clone(store: Store, ns: Namespace, src: int, parent: int, name: bytes, calle
         source_dir, copy_dir = pending.pop()
         after: bytes | None = None
         while True:
-            page = store.transact(lambda tr, a=after, d=source_dir: ns.readdir_page(tr, d, a, _PAGE_ENTRIES))
+            page = store.transact(
+                functools.partial(ns.readdir_page, ino=source_dir, after=after, limit=_PAGE_ENTRIES)
+            )
             first = _ids(store, ns, len(page.entries))
             for offset, (child_name, child) in enumerate(page.entries):
                 new = _copy(store, ns, child.ino, first + offset, copy_dir, child_name, caller)
