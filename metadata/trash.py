@@ -66,11 +66,11 @@ def keep(
     trash itself: then its trash record goes and it is deleted as usual)."""
     if not ns.config.trash_days:
         return None
+    if parent == ROOT_INODE and name == TRASH_NAME:  # its entry is gone already: tell it by name
+        raise FSError(errno.EBUSY, "the trash cannot be removed while it is on")
     trash_ino = ns.entry(tr, ROOT_INODE, TRASH_NAME)
     if trash_ino is None:
         return None
-    if attr.ino == trash_ino:
-        raise FSError(errno.EBUSY, "the trash cannot be removed while it is on")
     if parent == trash_ino:
         tr.clear(ns.keys.trash_record(attr.ino))
         return None
