@@ -9,6 +9,7 @@ import functools
 import os
 import time
 
+from fusefs import daemon_records
 from fusefs.blockdirs import open_block_store
 from fusefs.commands.common import CliError, Subcommands, add_command, name_option, opened_store, store_option
 from fusefs.limits import human
@@ -61,7 +62,10 @@ def cmd_trash_restore(args: argparse.Namespace) -> int:
             parent, name = entry.parent, entry.original_name
         else:
             head, tail = os.path.split(args.dest.rstrip("/"))
-            parent, name = clone.resolve(store, ns, head).ino, os.fsencode(tail)
+            try:
+                parent, name = clone.resolve(store, ns, head).ino, os.fsencode(tail)
+            except FSError as error:
+                raise CliError(f"cannot restore to {args.dest}: {os.strerror(error.errno)}") from None
         restored = _restore(store, ns, entry.name, entry.attr.ino, parent, name)
         print(f"restored {restored} entr{'y' if restored == 1 else 'ies'}")
     return 0
@@ -131,13 +135,33 @@ def _never_open(ino: int) -> bool:
     return False
 
 
+def _in_mount(path: str) -> tuple[str, str, str] | None:
+    """(store, filesystem, path from its root) of a path inside a mounted fusefs, if it is one."""
+    absolute = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(path))), os.path.basename(path))
+    for record in daemon_records.running_daemons():
+        top = record.mountpoint.rstrip("/")
+        if absolute == top or absolute.startswith(top + "/"):
+            return record.store_url, record.name, absolute[len(top) :] or "/"
+    return None
+
+
 def cmd_clone(args: argparse.Namespace) -> int:
-    with opened_store(args.store, shared=True) as store:
-        ns = _namespace(store, args.name)
+    """SRC and DST are paths in a mounted fusefs (its store and name are the daemon's), else paths from
+    the root of filesystem ``--name`` of ``--store``."""
+    src_mount, dst_mount = _in_mount(args.src), _in_mount(args.dst)
+    if (src_mount is None) != (dst_mount is None) or (
+        src_mount and dst_mount and src_mount[:2] != dst_mount[:2]
+    ):
+        raise CliError(f"{args.src} and {args.dst} are not in the same filesystem")
+    url, name, src_path, dst_path = args.store, args.name, args.src, args.dst
+    if src_mount is not None and dst_mount is not None:
+        url, name, src_path, dst_path = *src_mount, dst_mount[2]
+    with opened_store(url, shared=True) as store:
+        ns = _namespace(store, name)
         start = time.monotonic()
         try:
-            src = clone.resolve(store, ns, args.src)
-            head, tail = os.path.split(args.dst.rstrip("/"))
+            src = clone.resolve(store, ns, src_path)
+            head, tail = os.path.split(dst_path.rstrip("/"))
             parent = clone.resolve(store, ns, head)
             copied = clone.clone(store, ns, src.ino, parent.ino, os.fsencode(tail), ROOT_CALLER)
         except FSError as error:
@@ -176,5 +200,7 @@ def add_clone_parser(commands: Subcommands, common: argparse.ArgumentParser) -> 
     )
     store_option(parser)
     name_option(parser)
-    parser.add_argument("src", metavar="SRC", help="path in the filesystem, from its root")
-    parser.add_argument("dst", metavar="DST", help="new path in the filesystem (must not exist)")
+    parser.add_argument(
+        "src", metavar="SRC", help="path in a mounted fusefs, or from the root of --name in --store"
+    )
+    parser.add_argument("dst", metavar="DST", help="new path in the same filesystem (must not exist)")

@@ -98,6 +98,9 @@ def test_restore_errors_are_one_line(data_mounts) -> None:
         res.returncode == 1
         and res.stderr.strip() == f"fusefs: error: cannot restore {name}: the name is taken"
     )
+    res = data_mounts.cli(mp, "trash", "restore", name, "/no/such/dir/f", check=False)
+    assert res.returncode == 1 and res.stderr.strip().endswith("No such file or directory"), res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
     res = data_mounts.cli(mp, "trash", "restore", "nothing-such", check=False)
     assert res.returncode == 1 and "no entry 'nothing-such' in the trash" in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
@@ -190,6 +193,13 @@ def test_clone_while_mounted(data_mounts) -> None:
     data_mounts.cli(mp, "clone", "f", "g")
     assert wait_for(lambda: (mp / "g").exists())
     assert (mp / "g").read_bytes() == data
+    # Paths inside the mount name the filesystem themselves.
+    data_mounts.cli(mp, "clone", str(mp / "g"), str(mp / "h"))
+    assert wait_for(lambda: (mp / "h").exists())
+    assert (mp / "h").read_bytes() == data
+    res = data_mounts.cli(mp, "clone", str(mp / "g"), "/elsewhere", check=False)
+    assert res.returncode == 1
+    assert res.stderr.strip() == f"fusefs: error: {mp / 'g'} and /elsewhere are not in the same filesystem"
     with open(mp / "f", "r+b") as f:
         f.write(b"changed")
     assert (mp / "g").read_bytes() == data
