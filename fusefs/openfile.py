@@ -232,6 +232,7 @@ class OpenFile:
 
     async def _chunk_for_write(self, index: int) -> ChunkRecord:
         record = self._chunks.get(index)
+        existing = record is not None
         if record is None:
             chunk_id = await self._chunk_ids.take()
             dir_index = self._blocks.choose_directory()  # a statvfs per directory: no thread needed
@@ -239,7 +240,7 @@ class OpenFile:
             self._chunks[index] = record
             self._tables[index] = ChecksumTable(self._chunk_size)
         if index not in self._dirty_chunks:
-            if not await self._meta.mark_dirty(self.ino, index, record):
+            if not await self._meta.mark_dirty(self.ino, index, record, existing):
                 record = await self._unshare(index, record)
             self._dirty_chunks.add(index)
         return record

@@ -13,8 +13,10 @@ written: an open file writes a copy instead (``unshare``, fusefs/openfile.py).
 
 from __future__ import annotations
 
+import errno
+
 from metadata.keys import FsKeys
-from metadata.model import ChunkRecord, pack, unpack
+from metadata.model import ChunkRecord, FSError, pack, unpack
 from metadata.store import Transaction, decode_int64, encode_int64
 
 INLINE_PIECE_BYTES = 8192
@@ -120,10 +122,23 @@ def dirty_marks(tr: Transaction, keys: FsKeys) -> list[tuple[int, int, bytes]]:
 
 
 def mark_dirty(
-    tr: Transaction, keys: FsKeys, ino: int, index: int, record: ChunkRecord, session: bytes = b""
+    tr: Transaction,
+    keys: FsKeys,
+    ino: int,
+    index: int,
+    record: ChunkRecord,
+    session: bytes = b"",
+    *,
+    existing: bool = False,
 ) -> bool:
     """Mark a chunk as being written; False, marking nothing, if it is shared: the writer must write a
-    copy (``unshare``)."""
+    copy (``unshare``).  ``existing``: the writer took ``record`` from the store, which must still hold
+    it (EIO if not: another mount's writer replaced or dropped it, and the chunk may now be only a
+    clone's)."""
+    if existing:
+        raw = tr.get(keys.chunk(ino, index))
+        if raw is None or ChunkRecord.decode(raw).chunk_id != record.chunk_id:
+            raise FSError(errno.EIO, f"inode {ino}: chunk {index} was replaced by another writer")
     if is_shared(tr, keys, record.chunk_id):
         return False
     _mark(tr, keys, ino, index, record, session)

@@ -144,10 +144,11 @@ class Meta:
     def read_inline(self, ino: int, size: int) -> Awaitable[bytes]:
         return self._run(filedata.read_inline, self._keys, ino, size)
 
-    def mark_dirty(self, ino: int, index: int, record: ChunkRecord) -> Awaitable[bool]:
+    def mark_dirty(self, ino: int, index: int, record: ChunkRecord, existing: bool) -> Awaitable[bool]:
         """Mark a chunk as being written by this session, before its file is written (recovery); False
         if the chunk is shared with a clone, to be copied instead (``unshare``)."""
-        return self._run(filedata.mark_dirty, self._keys, ino, index, record, self.ns.session)
+        mark = functools.partial(filedata.mark_dirty, existing=existing)
+        return self._run(mark, self._keys, ino, index, record, self.ns.session)
 
     def unshare(self, ino: int, index: int, shared_id: int, record: ChunkRecord) -> Awaitable[bool]:
         """Put ``record`` (a private copy, marked dirty) in place of the shared chunk ``shared_id``."""
