@@ -12,6 +12,7 @@ from conftest import Fs, commit_unknown_once
 
 from metadata import clone, filedata, trash
 from metadata.model import ROOT_CALLER, ROOT_INODE, ChunkRecord
+from metadata.namespace import Namespace
 
 ROOT = ROOT_CALLER
 
@@ -181,3 +182,25 @@ def test_clone_of_a_tree_appears_whole_under_its_name(fs) -> None:
     with pytest.raises(Exception) as into_itself:
         clone.clone(fs.store, fs.ns, made["src"], made["src/sub"], b"loop", ROOT)
     assert getattr(into_itself.value, "errno", None) == errno.EINVAL
+
+
+def test_dump_and_load_keep_chunk_references_and_trash_records(tfs, tmp_path) -> None:
+    from metadata import dump
+    from metadata.sqlite_store import SqliteStore
+
+    a = _chunked(tfs, ROOT_INODE, b"a", [800])
+    tfs.run(lambda tr: clone.copy_inode(tr, tfs.ns, a, tfs.new_ino(), ROOT_INODE, b"b", ROOT))
+    tfs.unlink(ROOT_INODE, b"b", ROOT)  # into the trash
+    lines = list(dump.dump(tfs.store, "trashy"))
+    other = SqliteStore(str(tmp_path / "other.db"))
+    try:
+        config = dump.load(other, "trashy", lines)
+        assert config.trash_days == 2
+        loaded = Fs.__new__(Fs)
+        loaded.store, loaded.config = other, config
+        loaded.ns = Namespace(config)
+        loaded.keys = loaded.ns.keys
+        for key_range in (tfs.keys.all_chunk_refs(), tfs.keys.trash_records()):
+            assert loaded.raw_range(key_range) == tfs.raw_range(key_range) != []
+    finally:
+        other.close()
