@@ -218,3 +218,22 @@ def test_clone_errors_are_one_line(data_mounts) -> None:
     ]:
         res = data_mounts.cli(mp, "clone", *args, check=False)
         assert res.returncode == 1 and res.stderr.strip() == f"fusefs: error: {message}", res.stderr
+
+
+def test_only_root_sees_the_trash(data_mounts, unpriv_user) -> None:
+    mp = data_mounts.mount(**SMALL, options=("allow_other",), mkfs_args=TRASH)
+    home = mp / "home"
+    home.mkdir()
+    os.chown(home, unpriv_user.uid, unpriv_user.gid)
+    unpriv_user.py(f"open({str(home / 'mine')!r}, 'w').write('secret')")
+    result = unpriv_user.try_ops(
+        {
+            "unlink": f"os.unlink({str(home / 'mine')!r})",
+            "list": f"os.listdir({str(mp / '.trash')!r})",
+            "rmdir": f"os.rmdir({str(mp / '.trash')!r})",
+        }
+    )
+    assert result == {"unlink": "OK", "list": "EACCES", "rmdir": "EACCES"}, result
+    (name,) = os.listdir(mp / ".trash")
+    assert (mp / ".trash" / name).stat().st_uid == unpriv_user.uid
+    assert (mp / ".trash" / name).read_bytes() == b"secret"
