@@ -20,19 +20,20 @@ that tail is zeroed first (``_zero_tail``), so it never reappears.
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import trio
 
-from blocks import BlockStore, ChecksumMismatch, ChecksumTable
+from blocks import CHECKSUM_BLOCK_BYTES, BlockStore, ChecksumMismatch, ChecksumTable
 from fusefs.idpool import IdPool
 from fusefs.quicklock import QuickLock
 from fusefs.writebehind import WriteBehind
 from metadata import content
 from metadata.meta import Meta
-from metadata.model import Caller, ChunkRecord, InodeAttr
+from metadata.model import Caller, ChunkRecord, FSError, InodeAttr
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +232,7 @@ class OpenFile:
 
     async def _chunk_for_write(self, index: int) -> ChunkRecord:
         record = self._chunks.get(index)
+        existing = record is not None
         if record is None:
             chunk_id = await self._chunk_ids.take()
             dir_index = self._blocks.choose_directory()  # a statvfs per directory: no thread needed
@@ -238,8 +240,30 @@ class OpenFile:
             self._chunks[index] = record
             self._tables[index] = ChecksumTable(self._chunk_size)
         if index not in self._dirty_chunks:
-            await self._meta.mark_dirty(self.ino, index, record)
+            if not await self._meta.mark_dirty(self.ino, index, record, existing):
+                record = await self._unshare(index, record)
             self._dirty_chunks.add(index)
+        return record
+
+    async def _unshare(self, index: int, shared: ChunkRecord) -> ChunkRecord:
+        """Copy-on-write: a chunk shared with a clone (metadata/clone.py) is never written; its bytes
+        are copied into a new chunk, which takes its place in this file only.
+
+        The copy is recorded (dirty, in place of the shared chunk) before its file is written, as for
+        every new chunk, so gc never deletes it.  A crash during the copy leaves a dirty chunk that
+        recovery rebuilds from what the copy wrote: that chunk of this file may then read back partly
+        as zeros (the other copies keep the shared chunk intact)."""
+        record = ChunkRecord(await self._chunk_ids.take(), self._blocks.choose_directory())
+        table = ChecksumTable(self._chunk_size)
+        if not await self._meta.unshare(self.ino, index, shared.chunk_id, record):
+            raise FSError(errno.EIO, f"inode {self.ino}: chunk {index} changed under a copy-on-write")
+        length = len(self._tables[index].to_bytes()) // 4 * CHECKSUM_BLOCK_BYTES  # up to its last data
+        data = await trio.to_thread.run_sync(
+            self._blocks.read, shared.dir_index, shared.chunk_id, 0, length, self._tables[index]
+        )
+        await trio.to_thread.run_sync(self._blocks.write, record.dir_index, record.chunk_id, 0, data, table)
+        self._chunks[index] = record
+        self._tables[index] = table
         return record
 
     async def _write_chunks(self, offset: int, data: bytes) -> None:
@@ -282,12 +306,12 @@ class OpenFile:
             return fn(*args)
         return await trio.to_thread.run_sync(fn, *args)
 
-    async def truncate(self, new_size: int) -> list[ChunkRecord]:
-        """Set the size; returns the chunks cut off (their files are deleted after the caller's flush)."""
+    async def truncate(self, new_size: int) -> None:
+        """Set the size; the chunks cut off are dropped, and their files deleted, by the next flush
+        (not the files of chunks a clone shares)."""
         async with self._lock:
             await self._load()
             await self._behind.drain()  # writes in flight may target chunks cut off here
-            dropped: list[ChunkRecord] = []
             if self._inline is not None and new_size <= self._inline_max:
                 del self._inline[new_size:]
                 self._inline.extend(bytes(new_size - len(self._inline)))
@@ -298,7 +322,7 @@ class OpenFile:
                 else:
                     first_dropped = -(-new_size // self._chunk_size)
                     for index in [i for i in self._chunks if i >= first_dropped]:
-                        dropped.append(self._chunks.pop(index))
+                        self._chunks.pop(index)
                         self._tables.pop(index)
                         self._dirty_chunks.discard(index)
                         self._unsynced_chunks.discard(index)
@@ -306,7 +330,6 @@ class OpenFile:
             if not self._kernel_tracks_mtime:
                 self.attr.touch(mtime=True)  # even when the size stays: POSIX, for O_TRUNC
             self._dirty = True
-            return dropped
 
     async def count_allocated(self) -> None:
         """Bring ``attr.allocated`` (st_blocks) up to the data written so far, flushed or not, as ext4
@@ -339,7 +362,9 @@ class OpenFile:
             if not self._dirty:
                 return
             await self._behind.drain()  # the checksum tables are complete only then
-            await self._meta.flush(self._flush_change(caller or self.caller))
+            freed = await self._meta.flush(self._flush_change(caller or self.caller))
+            for record in freed:  # cut off by a truncate; after the commit, so no record points at them
+                await trio.to_thread.run_sync(self._blocks.delete, record.dir_index, record.chunk_id)
             self._stored_size = self.attr.size
             self._stored_chunked = self.attr.chunked
             self._dirty_chunks.clear()

@@ -194,11 +194,10 @@ class FuseOperations(pyfuse3.Operations):
             await self._close_file(open_file)
 
     async def _resize(self, open_file: OpenFile, size: int, caller: Caller) -> None:
-        """Truncate and commit at once; chunk files cut off are deleted only after the commit, so a
-        crash in between leaves garbage for gc, never a record pointing at a missing file."""
-        dropped = await open_file.truncate(size)
+        """Truncate and commit at once; the flush deletes the chunk files cut off after its commit, so
+        a crash in between leaves garbage for gc, never a record pointing at a missing file."""
+        await open_file.truncate(size)
         await open_file.flush(caller)
-        await self._lifecycle.delete_chunk_files(dropped)
 
     @fuse_handler
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:

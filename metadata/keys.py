@@ -21,11 +21,17 @@ inline data piece   ``('d', ino8, index int)``              raw bytes, ``INLINE_
                                                             (filedata.py); the last may be shorter
 chunk record        ``('c', ino8, index int)``              ``ChunkRecord`` as a list: chunk id, block
                                                             dir index, checksum table, dirty flag
-chunk owner         ``('b', chunk id int)``                 ``ino`` (int)
+chunk owner         ``('b', chunk id int)``                 ``ino`` (int): one inode referring to it
+chunk references    ``('r', chunk id int)``                 the number of chunk records referring to the
+                                                            chunk, only while it is 2 or more (clones
+                                                            share chunks: metadata/clone.py)
 dirty chunk mark    ``('w', ino8, index int)``              the writer's session id (raw bytes; ``b""``
                                                             before sessions existed)
 orphan              ``('o', ino8)``                         ``[unlinked at ns, session id]`` (a bare
                                                             time before sessions existed)
+trash record        ``('t', ino8)``                         ``[removed at ns, parent ino, name, uid]``
+                                                            of an inode moved into ``/.trash``
+                                                            (metadata/trash.py)
 mount session       ``('s', session id bytes)``             ``Session`` as a list (sessions.py)
 counter shard       ``('n', name str, shard int)``          little-endian int64, changed by atomic add
 id pool             ``('id', kind str)``                    the next free id (int) of ``inode``, ``chunk``
@@ -44,7 +50,8 @@ Invariants (each transaction function keeps them, in one transaction):
   2 plus its subdirectories.
 * A file's data is either inline pieces (``chunked`` false: they hold exactly ``size`` bytes) or chunk
   records (``chunked`` true, never back); each chunk record's chunk id has a chunk owner record naming
-  that inode, and no chunk id is used twice.
+  that inode, or, when several records share the chunk (clones), naming one of them, with a chunk
+  references record counting them; a chunk id is used twice only so.
 * A dirty mark exists only beside a chunk record (or for a chunk being created) and names a session;
   a session without a live mount's heartbeat is recovered by a live one (sessions.py, recovery.py).
 * The counters ``inodes`` and ``bytes`` (summed over their shards for statvfs) change in the
@@ -90,6 +97,8 @@ _LOG = "L"
 _OPERATION = "op"
 _LOG_HEAD = "H"
 _SESSION = "s"
+_CHUNK_REFS = "r"
+_TRASH = "t"
 
 
 def _ino(ino: int) -> bytes:
@@ -237,6 +246,16 @@ class FsKeys:
     def chunk_owner_id(self, key: bytes) -> int:
         return int(fdb.tuple.unpack(key[len(self.prefix) :])[1])
 
+    def chunk_refs(self, chunk_id: int) -> bytes:
+        """How many chunk records share the chunk, while more than one does (metadata/clone.py)."""
+        return self._key(_CHUNK_REFS, chunk_id)
+
+    def all_chunk_refs(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_CHUNK_REFS))
+
+    def chunk_refs_id(self, key: bytes) -> int:
+        return int(fdb.tuple.unpack(key[len(self.prefix) :])[1])
+
     def dirty_chunk(self, ino: int, index: int) -> bytes:
         """Marks a chunk being written: its checksums may not match its file until the writer is done.
         The value is the writer's session id (empty in filesystems made before sessions existed)."""
@@ -261,6 +280,16 @@ class FsKeys:
         return self._typed_range(_ORPHAN, _BYTES_CODE, b"\x02")
 
     def orphan_ino(self, key: bytes) -> int:
+        return _ino_of(fdb.tuple.unpack(key[len(self.prefix) :])[1])
+
+    def trash_record(self, ino: int) -> bytes:
+        """Where an inode moved into the trash came from (metadata/trash.py)."""
+        return self._key(_TRASH, _ino(ino))
+
+    def trash_records(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_TRASH))
+
+    def trash_ino(self, key: bytes) -> int:
         return _ino_of(fdb.tuple.unpack(key[len(self.prefix) :])[1])
 
     # format 1's keys, read only by the migration to format 2 (metadata/migration.py)

@@ -17,7 +17,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from metadata import changelog, content, filedata, recovery, sessions
+from metadata import changelog, content, filedata, recovery, sessions, trash
 from metadata.changelog import LogRecord
 from metadata.idempotency import trim_operations
 from metadata.model import Caller, ChunkRecord, FsConfig, InodeAttr, Removal, SetAttrRequest
@@ -144,9 +144,15 @@ class Meta:
     def read_inline(self, ino: int, size: int) -> Awaitable[bytes]:
         return self._run(filedata.read_inline, self._keys, ino, size)
 
-    def mark_dirty(self, ino: int, index: int, record: ChunkRecord) -> Awaitable[None]:
-        """Mark a chunk as being written by this session, before its file is written (recovery)."""
-        return self._run(filedata.mark_dirty, self._keys, ino, index, record, self.ns.session)
+    def mark_dirty(self, ino: int, index: int, record: ChunkRecord, existing: bool) -> Awaitable[bool]:
+        """Mark a chunk as being written by this session, before its file is written (recovery); False
+        if the chunk is shared with a clone, to be copied instead (``unshare``)."""
+        mark = functools.partial(filedata.mark_dirty, existing=existing)
+        return self._run(mark, self._keys, ino, index, record, self.ns.session)
+
+    def unshare(self, ino: int, index: int, shared_id: int, record: ChunkRecord) -> Awaitable[bool]:
+        """Put ``record`` (a private copy, marked dirty) in place of the shared chunk ``shared_id``."""
+        return self._run(filedata.unshare, self._keys, ino, index, shared_id, record, self.ns.session)
 
     def has_stale_chunks(self, ino: int) -> Awaitable[bool]:
         return self._run(content.has_stale_chunks, self.ns, ino)
@@ -154,8 +160,17 @@ class Meta:
     def drop_stale_chunks(self, ino: int) -> Awaitable[list[ChunkRecord]]:
         return self._run(content.drop_stale_chunks, self.ns, ino)
 
-    def flush(self, change: content.Flush) -> Awaitable[None]:
+    def flush(self, change: content.Flush) -> Awaitable[list[ChunkRecord]]:
         return self._run(content.flush, self.ns, change)
+
+    # -- the trash (metadata/trash.py) ---------------------------------------------------------------
+    def trash_dir(self) -> Awaitable[int | None]:
+        return self._run(trash.trash_dir, self.ns)
+
+    def trash_entries(
+        self, after: bytes | None, limit: int
+    ) -> Awaitable[tuple[list[trash.TrashEntry], bool]]:
+        return self._run(trash.entries, self.ns, after, limit)
 
     # -- sessions (metadata/sessions.py) ------------------------------------------------------------
     def register(self, session: sessions.Session) -> Awaitable[None]:

@@ -159,6 +159,8 @@ class FsConfig:
     #: The key layout the filesystem's records are in (``keys.FORMAT_VERSION``); settings without one
     #: were written in format 1.
     format_version: int = FORMAT_VERSION
+    #: Removed files and directories are kept in ``/.trash`` this many days (0: no trash).
+    trash_days: int = 0
 
     def encode(self) -> bytes:
         return pack(asdict(self))
@@ -202,6 +204,7 @@ _CONFIG_CHECKS = {
     "created_ns": _is_count,
     "fs_id": lambda value: isinstance(value, str),
     "format_version": lambda value: _is_count(value) and value > 0,
+    "trash_days": _is_count,
 }
 
 

@@ -21,7 +21,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from metadata import changelog, filedata, xattrs
+from metadata import changelog, filedata, trash, xattrs
 from metadata.idempotency import idempotent_method
 from metadata.keys import FsKeys, all_filesystems_range, filesystem_of
 from metadata.model import (
@@ -298,6 +298,42 @@ class Namespace:
         self._log(tr, _create_op(mode), caller.uid, ino, parent, name)
         return attr
 
+    def attach(
+        self, tr: Transaction, parent: int, name: bytes, attr: InodeAttr, caller: Caller, op: str
+    ) -> None:
+        """Store a new inode ``attr`` under ``name`` in ``parent`` (EEXIST if taken), with its counts and
+        a change-log record: for the callers that build inodes themselves (metadata/clone.py).  A part
+        of their transaction function, which is idempotent as a whole."""
+        check_name(name)
+        directory, (existing,) = self._directory_and_entries(tr, parent, name)
+        if existing is not None:
+            raise FSError(errno.EEXIST)
+        if attr.is_dir:
+            attr.parent = parent
+            directory.nlink += 1
+        self._save(tr, attr)
+        self._set_entry(tr, parent, name, attr)
+        directory.touch(mtime=True, when_ns=attr.ctime_ns)
+        self._save(tr, directory)
+        self._count_inodes(tr, attr.ino, 1)
+        if attr.is_reg:
+            self.count_bytes(tr, attr.ino, attr.size)
+        self._log(tr, op, caller.uid, attr.ino, parent, name)
+
+    def move_into(self, tr: Transaction, directory: InodeAttr, name: bytes, attr: InodeAttr) -> None:
+        """Give ``attr``, which just lost its name elsewhere, the name ``name`` in ``directory``
+        (metadata/trash.py: the caller checked the name is free and logs the change)."""
+        if attr.is_dir:
+            attr.parent = directory.ino
+            directory.nlink += 1
+            self._save(tr, directory)
+        self._save(tr, attr)
+        self._set_entry(tr, directory.ino, name, attr)
+
+    def entry(self, tr: Transaction, parent: int, name: bytes) -> int | None:
+        """The inode ``name`` in ``parent`` names (None: no such entry), read serializably."""
+        return self._entry(tr, parent, name)
+
     @idempotent_method
     def link(self, tr: Transaction, ino: int, new_parent: int, new_name: bytes, caller: Caller) -> InodeAttr:
         check_name(new_name)
@@ -386,7 +422,7 @@ class Namespace:
         parent_attr.touch(mtime=True, when_ns=now)
         self._save(tr, parent_attr)
         self._log(tr, "rmdir" if directory else "unlink", caller.uid, ino, parent, name)
-        return self._detach(tr, attr, now, still_open)
+        return trash.keep(tr, self, parent, name, attr, now) or self._detach(tr, attr, now, still_open)
 
     def orphans(self, tr: Transaction, session: bytes | None = None) -> list[int]:
         """Orphan inodes: all of them, or those of one session (``b""``: records older than sessions)."""
@@ -500,7 +536,9 @@ class Namespace:
                 if not self._is_empty_dir(tr, dst.ino):
                     raise FSError(errno.ENOTEMPTY)
                 dst_dir.nlink -= 1
-            removal = self._detach(tr, dst, now, still_open)
+            removal = (
+                None if dst.is_dir else trash.keep(tr, self, new_parent, new_name, dst, now)
+            ) or self._detach(tr, dst, now, still_open)
         tr.clear(self.keys.entry(old_parent, old_name))
         self._set_entry(tr, new_parent, new_name, src)
         if src.is_dir and new_parent != old_parent:

@@ -25,12 +25,14 @@ from metadata.model import (
     new_fs_id,
 )
 from metadata.namespace import (
+    Namespace,
     UnknownFilesystem,
     format_filesystem,
     load_config,
 )
 from metadata.printable import printable
 from metadata.store import CorruptValue, Store
+from metadata.trash import make_trash_dir
 from metadata.urls import (
     data_dir,
     default_store_url,
@@ -159,6 +161,16 @@ def positive_hours(text: str) -> int:
     return hours
 
 
+def days(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of days: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more days, not {value}")
+    return value
+
+
 def make_filesystem(
     store: Store,
     name: str,
@@ -166,6 +178,7 @@ def make_filesystem(
     inline_max: int,
     chunk_size: int,
     log_retention_s: int = DEFAULT_LOG_RETENTION_S,
+    trash_days: int = 0,
 ) -> FsConfig:
     if has_filesystem(store, name):
         # Checked before the block directories are laid out, so a repeated mkfs changes nothing.
@@ -179,6 +192,7 @@ def make_filesystem(
         chunk_size_bytes=chunk_size,
         log_retention_s=log_retention_s,
         fs_id=new_fs_id(),
+        trash_days=trash_days,
     )
     # Claimed before the filesystem exists, so that a directory another filesystem claims meanwhile is
     # refused here rather than shared; undone if the filesystem cannot be created.
@@ -188,6 +202,8 @@ def make_filesystem(
             config.block_dirs = list(blocks.directories)
             # The root directory belongs to whoever made the filesystem, so a user's own mount is writable.
             format_filesystem(store, config, Caller(uid=os.getuid(), gid=os.getgid()))
+            if trash_days:
+                make_trash_dir(store, Namespace(config))
     finally:
         blocks.close()
     return config
@@ -196,7 +212,8 @@ def make_filesystem(
 def describe_config(config: FsConfig) -> str:
     return (
         f"blocks {', '.join(map(printable, config.block_dirs))}; inline max {config.inline_max_bytes} bytes; "
-        f"chunk {config.chunk_size_bytes} bytes; change log kept {config.log_retention_s // 3600} h"
+        f"chunk {config.chunk_size_bytes} bytes; change log kept {config.log_retention_s // 3600} h; "
+        + (f"trash kept {config.trash_days} days" if config.trash_days else "no trash")
     )
 
 

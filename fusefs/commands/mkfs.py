@@ -10,6 +10,7 @@ from fusefs.commands.common import (
     add_command,
     byte_size,
     check_sizes,
+    days,
     default_block_dir,
     describe_config,
     filesystem_name,
@@ -35,7 +36,13 @@ def cmd_mkfs(args: argparse.Namespace) -> int:
     check_sizes(args.inline_max, args.chunk_size)  # before the store file is created
     with opened_store(args.store, create=True) as store:
         config = make_filesystem(
-            store, args.name, args.blocks, args.inline_max, args.chunk_size, args.log_retention_hours * 3600
+            store,
+            args.name,
+            args.blocks,
+            args.inline_max,
+            args.chunk_size,
+            args.log_retention_hours * 3600,
+            args.trash_days,
         )
         print(f"created filesystem '{config.name}' in {printable(store.url)} ({describe_config(config)})")
     return 0
@@ -77,6 +84,13 @@ def add_mkfs_parser(commands: Subcommands, common: argparse.ArgumentParser) -> N
         default=DEFAULT_LOG_RETENTION_S // 3600,
         help="change-log records older than this are trimmed by the mounted daemon "
         f"(default: {DEFAULT_LOG_RETENTION_S // 3600} hours)",
+    )
+    mkfs.add_argument(
+        "--trash-days",
+        metavar="DAYS",
+        type=days,
+        default=0,
+        help="keep removed files and directories in /.trash this many days (default: 0, no trash)",
     )
     mkfs.add_argument(
         "name",

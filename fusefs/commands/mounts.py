@@ -30,6 +30,7 @@ from fusefs.commands.common import (
     sessions_of,
     store_option,
 )
+from fusefs.commands.trash import trash_usage
 from fusefs.metrics_address import MetricsAddressError, parse_address
 from metadata import sessions
 from metadata.model import (
@@ -202,6 +203,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         for config in filesystems:
             where = f", mounted at {printable(mounted_at[config.name])}" if config.name in mounted_at else ""
             print(f"  {printable(config.name)}: {describe_config(config)}{where}")
+            if config.trash_days:
+                print(f"    {trash_usage(store, config)}")
             for line in _describe_sessions(sessions_of(store, config.name)):
                 print(f"    {printable(line)}")
     return 0
