@@ -21,7 +21,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from metadata import changelog, filedata, xattrs
+from metadata import acl, changelog, filedata, xattrs
 from metadata.idempotency import idempotent_method
 from metadata.keys import FsKeys, all_filesystems_range, filesystem_of
 from metadata.model import (
@@ -258,8 +258,12 @@ class Namespace:
         check_name(name)
         if stat.S_ISLNK(mode) and len(target) > SYMLINK_MAX_BYTES:
             raise FSError(errno.ENAMETOOLONG)
-        directory, (existing,) = self._directory_and_entries(tr, parent, name)
-        if existing is not None:
+        # The parent's default ACL is read with it, in the same round trip.
+        raws = tr.get_many(
+            [self.keys.attr(parent), self.keys.entry(parent, name), self.keys.xattr(parent, acl.DEFAULT)]
+        )
+        directory = _as_directory(_decode_attr(parent, raws[0]))
+        if raws[1] is not None:
             raise FSError(errno.EEXIST)
         is_dir = stat.S_ISDIR(mode)
         gid = caller.gid
@@ -288,6 +292,7 @@ class Namespace:
             target=target,
             parent=parent if is_dir else 0,
         )
+        acl.inherit(tr, self.keys, attr, raws[2])
         self._save(tr, attr)
         self._set_entry(tr, parent, name, attr)
         if is_dir:
@@ -552,6 +557,7 @@ class Namespace:
             if mode & stat.S_ISGID and not (caller.is_root or caller.in_group(attr.gid)) and not attr.is_dir:
                 mode &= ~stat.S_ISGID  # chmod(2): only a member of the file's group may set setgid
             attr.mode = stat.S_IFMT(attr.mode) | mode
+            acl.chmod(tr, self.keys, attr)
         if request.uid is not None or request.gid is not None:
             changes_owner = (request.uid not in (None, attr.uid)) or (request.gid not in (None, attr.gid))
             if request.uid is not None:
@@ -593,7 +599,10 @@ class Namespace:
     @idempotent_method
     def setxattr(self, tr: Transaction, ino: int, name: bytes, value: bytes, caller: Caller) -> None:
         attr = self._load(tr, ino)
-        xattrs.set(tr, self.keys, attr, name, value)
+        if acl.is_acl(name):
+            acl.set_acl(tr, self.keys, attr, name, value, caller)
+        else:
+            xattrs.set(tr, self.keys, attr, name, value)
         self._save(tr, attr)
         self._log(tr, "setxattr", caller.uid, ino, name=name)
 
