@@ -31,6 +31,7 @@ from fusefs.idpool import IdPool
 from fusefs.lifecycle import InodeLifecycle
 from fusefs.openfile import OpenFile
 from fusefs.openfiles import OpenFiles
+from metadata import acl
 from metadata.meta import Meta
 from metadata.model import Caller, FSError, InodeAttr, SetAttrRequest
 
@@ -75,6 +76,7 @@ class FuseOperations(pyfuse3.Operations):
         read_only: bool = False,
         strict: bool = False,
         writeback_cache: bool = False,
+        acl: bool = False,
     ) -> None:
         super().__init__()
         self.meta = meta
@@ -91,6 +93,10 @@ class FuseOperations(pyfuse3.Operations):
         else:
             self.timeout_s = SHARED_TIMEOUT_S if shared else SOLE_WRITER_TIMEOUT_S
         self.enable_writeback_cache = writeback_cache and not strict and not read_only
+        # FUSE_POSIX_ACL: the kernel enforces the ACLs it reads from system.posix_acl_* (metadata/acl.py).
+        # Without it the kernel still passes those names through to us: they are refused, since an ACL
+        # stored but not enforced would mislead.
+        self.enable_acl = acl
 
     def fuse_options(self) -> set[str]:
         options = {f"fsname=fusefs:{self.meta.config.name}", "subtype=fusefs", "default_permissions"}
@@ -106,6 +112,10 @@ class FuseOperations(pyfuse3.Operations):
         if open_file is not None:
             attr = _with_data_fields(attr, open_file.attr)
         return entry_attributes(attr, self.timeout_s)
+
+    def _check_acl_name(self, name: bytes) -> None:
+        if not self.enable_acl and acl.is_acl(name):
+            raise FSError(errno.EOPNOTSUPP)
 
     def _check_writable(self) -> None:
         if self.read_only:
@@ -391,6 +401,7 @@ class FuseOperations(pyfuse3.Operations):
     # -- extended attributes ------------------------------------------------------------------------
     @fuse_handler
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        self._check_acl_name(name)
         # Without SB_NOSEC on FUSE, the kernel asks for security.capability before every write(2) to
         # see whether it must drop privileges: while the file is open here, the answer is remembered.
         open_file = self._open_files.get(inode)
@@ -410,17 +421,21 @@ class FuseOperations(pyfuse3.Operations):
         if ctx.uid != 0:
             # xattr(7): trusted.* is visible only to CAP_SYS_ADMIN; the kernel filters get/set, not lists.
             names = [name for name in names if not name.startswith(b"trusted.")]
+        if not self.enable_acl:
+            names = [name for name in names if not acl.is_acl(name)]  # stored by a mount with ACLs
         return names
 
     @fuse_handler
     async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:
         self._check_writable()
+        self._check_acl_name(name)
         self._open_files.forget_capability_answer(inode)
         await self.meta.setxattr(inode, name, value, caller_of(ctx))
 
     @fuse_handler
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         self._check_writable()
+        self._check_acl_name(name)
         self._open_files.forget_capability_answer(inode)
         await self.meta.removexattr(inode, name, caller_of(ctx))
 

@@ -17,6 +17,16 @@ from ._util import expect_errno, write_file
 pytestmark = pytest.mark.chaos
 
 
+@pytest.fixture
+def mnt(mount_fs) -> Path:
+    return mount_fs(options=("acl",))
+
+
+@pytest.fixture
+def mnt_shared(mount_fs) -> Path:
+    return mount_fs(options=("acl", "allow_other"))
+
+
 def _run(*cmd: str, cwd: Path | None = None) -> str:
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
     assert res.returncode == 0, f"{cmd}: rc {res.returncode}\n{res.stderr}"
@@ -189,3 +199,21 @@ def test_setfacl_recursive_and_copies_keep_acls(mnt: Path, tmp_path: Path) -> No
     assert "user:1234" not in _run("getfacl", "-R", "--numeric", "src", cwd=mnt)
     _run("rsync", "-aAX", f"{outside}/", f"{src}/")
     assert _run("getfacl", "-R", "--numeric", "src", cwd=mnt) == dumped
+
+
+def test_without_the_acl_option_acls_are_refused(mount_fs, fs_target: str) -> None:
+    if fs_target != "fusefs":
+        pytest.skip("the acl mount option is fusefs's")
+    m = mount_fs(options=("acl",))
+    d = m / "d"
+    d.mkdir()
+    _run("setfacl", "-m", "u:1234:rwx,d:u:1234:rwx", str(d))
+    m = mount_fs.remount(m, options=())
+    d = m / "d"
+    # Stored ACLs are hidden and new ones refused: an ACL the kernel would not enforce would mislead.
+    assert os.listxattr(d) == []
+    expect_errno(errno.EOPNOTSUPP, os.getxattr, d, "system.posix_acl_access")
+    expect_errno(errno.EOPNOTSUPP, os.setxattr, d, "system.posix_acl_access", b"\2\0\0\0")
+    expect_errno(errno.EOPNOTSUPP, os.removexattr, d, "system.posix_acl_default")
+    m = mount_fs.remount(m, options=("acl",))
+    assert "user:1234:rwx" in _run("getfacl", "--numeric", str(m / "d"))
