@@ -16,7 +16,10 @@ settings            ``('conf',)``                           ``FsConfig`` as a ma
                                                             dirs, sizes, ``fs_id``, ``format_version``
 inode attributes    ``('a', ino8)``                         ``InodeAttr`` fields as a list (model.py)
 directory entry     ``('e', parent ino8, name bytes)``      ``[ino, S_IFMT of its mode]``
-xattr               ``('x', ino8, name bytes)``             the raw value (bytes, not msgpack)
+xattr               ``('x', ino8, name bytes)``             the raw value (bytes, not msgpack); the
+                                                            POSIX ACLs ``system.posix_acl_access`` and
+                                                            ``_default`` in the kernel's binary format
+                                                            (acl.py)
 inline data piece   ``('d', ino8, index int)``              raw bytes, ``INLINE_PIECE_BYTES`` each
                                                             (filedata.py); the last may be shorter
 chunk record        ``('c', ino8, index int)``              ``ChunkRecord`` as a list: chunk id, block
