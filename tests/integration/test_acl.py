@@ -8,6 +8,7 @@ import errno
 import os
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,28 @@ def test_without_the_acl_option_acls_are_refused(mount_fs, fs_target: str) -> No
     expect_errno(errno.EOPNOTSUPP, os.removexattr, d, "system.posix_acl_default")
     m = mount_fs.remount(m, options=("acl",))
     assert "user:1234:rwx" in _run("getfacl", "--numeric", str(m / "d"))
+
+
+def test_an_acl_changed_on_one_mount_is_enforced_on_another(mount_fs, unpriv_user) -> None:
+    """The change log invalidates the other mount's cached ACL (shared store)."""
+    if mount_fs.target != "fusefs":
+        pytest.skip("two read-write mounts of one filesystem are fusefs' (on a shared store)")
+    options = ("acl", "allow_other", *(("shared",) if mount_fs.store_mode == "sole" else ()))
+    a = mount_fs(options=options)
+    b = mount_fs.mount_again(a, options)
+    os.chmod(a, 0o755)
+    (a / "d").mkdir(0o700)
+    listing = {"list": "os.listdir('d')"}
+    assert unpriv_user.try_ops(listing, cwd=b) == {"list": "EACCES"}
+    _run("setfacl", "-m", f"u:{unpriv_user.uid}:rx", str(a / "d"))
+    _eventually(lambda: unpriv_user.try_ops(listing, cwd=b) == {"list": "OK"})
+    _run("setfacl", "-x", f"u:{unpriv_user.uid}", str(a / "d"))
+    _eventually(lambda: unpriv_user.try_ops(listing, cwd=b) == {"list": "EACCES"})
+
+
+def _eventually(check, timeout: float = 60.0) -> None:
+    """Wait for ``check()`` to be true, with a deadline generous for a loaded machine."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{check} still false after {timeout} s"
+        time.sleep(0.1)
