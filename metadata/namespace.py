@@ -21,7 +21,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from metadata import acl, changelog, filedata, xattrs
+from metadata import acl, changelog, filedata, quota, xattrs
 from metadata.idempotency import idempotent_method
 from metadata.keys import FsKeys, all_filesystems_range, filesystem_of
 from metadata.model import (
@@ -139,6 +139,12 @@ class Namespace:
         tr.add(self.keys.counter("inodes", ino % _COUNTER_SHARDS), delta)
 
     def count_bytes(self, tr: Transaction, ino: int, delta: int) -> None:
+        """A regular file's size changed: the filesystem's counter and its quotas (EDQUOT)."""
+        if delta:
+            quota.add_bytes(tr, self.keys, ino, delta)
+            self._count_file_bytes(tr, ino, delta)
+
+    def _count_file_bytes(self, tr: Transaction, ino: int, delta: int) -> None:
         if delta:
             tr.add(self.keys.counter("bytes", ino % _COUNTER_SHARDS), delta)
 
@@ -260,7 +266,12 @@ class Namespace:
             raise FSError(errno.ENAMETOOLONG)
         # The parent's default ACL is read with it, in the same round trip.
         raws = tr.get_many(
-            [self.keys.attr(parent), self.keys.entry(parent, name), self.keys.xattr(parent, acl.DEFAULT)]
+            [
+                self.keys.attr(parent),
+                self.keys.entry(parent, name),
+                self.keys.xattr(parent, acl.DEFAULT),
+                *quota.create_keys(self.keys, parent),
+            ]
         )
         directory = _as_directory(_decode_attr(parent, raws[0]))
         if raws[1] is not None:
@@ -293,6 +304,7 @@ class Namespace:
             parent=parent if is_dir else 0,
         )
         acl.inherit(tr, self.keys, attr, raws[2])
+        quota.on_create(tr, self.keys, parent, attr, raws[3:])
         self._save(tr, attr)
         self._set_entry(tr, parent, name, attr)
         if is_dir:
@@ -316,6 +328,7 @@ class Namespace:
             raise FSError(errno.ENOENT)
         if attr.nlink >= LINK_MAX:
             raise FSError(errno.EMLINK)
+        quota.check_move(tr, self.keys, ino, new_parent)
         now = now_ns()
         attr.nlink += 1
         attr.touch(when_ns=now)
@@ -429,9 +442,10 @@ class Namespace:
         tr.clear_range(*self.keys.dirty_chunks_of(ino))
         tr.clear(self.keys.attr(ino))
         tr.clear(self.keys.orphan(ino))
+        quota.on_delete(tr, self.keys, attr)
         self._count_inodes(tr, ino, -1)
         if attr.is_reg:
-            self.count_bytes(tr, ino, -attr.size)
+            self._count_file_bytes(tr, ino, -attr.size)
         return chunks
 
     # -- rename -------------------------------------------------------------------------------------
@@ -483,6 +497,10 @@ class Namespace:
             (src,), dst = self._load_many(tr, [src_ino]), None
         else:
             src, dst = self._load_many(tr, [src_ino, dst_ino])
+        if new_parent != old_parent:
+            quota.check_move(tr, self.keys, src_ino, new_parent)
+            if exchange and dst is not None:
+                quota.check_move(tr, self.keys, dst.ino, old_parent)
         if src.is_dir and new_parent != old_parent:
             self._check_not_ancestor(tr, src_ino, new_parent)
         now = now_ns()
