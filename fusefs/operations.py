@@ -24,6 +24,7 @@ import pyfuse3
 import trio
 
 from blocks import BlockStore
+from fusefs import quotactl
 from fusefs.attrs import entry_attributes
 from fusefs.boundary import fuse_handler
 from fusefs.handles import DirHandle, FileHandle, HandleTable
@@ -402,6 +403,8 @@ class FuseOperations(pyfuse3.Operations):
     @fuse_handler
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         self._check_acl_name(name)
+        if name in quotactl.NAMES:
+            return await self._get_quota_xattr(inode, name)
         # Without SB_NOSEC on FUSE, the kernel asks for security.capability before every write(2) to
         # see whether it must drop privileges: while the file is open here, the answer is remembered.
         open_file = self._open_files.get(inode)
@@ -429,6 +432,12 @@ class FuseOperations(pyfuse3.Operations):
     async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:
         self._check_writable()
         self._check_acl_name(name)
+        if name == quotactl.QUOTA:
+            await self.meta.quota_set(inode, *quotactl.parse_limits(value))
+            return
+        if name == quotactl.CHECK:
+            await self.meta.quota_check()
+            return
         self._open_files.forget_capability_answer(inode)
         await self.meta.setxattr(inode, name, value, caller_of(ctx))
 
@@ -436,8 +445,19 @@ class FuseOperations(pyfuse3.Operations):
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         self._check_writable()
         self._check_acl_name(name)
+        if name == quotactl.QUOTA:
+            await self.meta.quota_unset(inode)
+            return
         self._open_files.forget_capability_answer(inode)
         await self.meta.removexattr(inode, name, caller_of(ctx))
+
+    async def _get_quota_xattr(self, inode: int, name: bytes) -> bytes:
+        if name == quotactl.QUOTAS:
+            return quotactl.format_quotas(await self.meta.quota_list())
+        found = await self.meta.quota_get(inode)
+        if not found:
+            raise FSError(errno.ENODATA)
+        return quotactl.format_quotas(found)
 
     # -- the filesystem -----------------------------------------------------------------------------
     @fuse_handler

@@ -169,7 +169,7 @@ def set_quota(tr: Transaction, scope: HasKeys, ino: int, max_bytes: int, max_ino
 def unset_quota(tr: Transaction, scope: HasKeys, directory: int) -> None:
     keys = scope.keys
     if tr.get(keys.quota(directory)) is None:
-        raise FSError(errno.ENOENT, f"no quota on directory {directory}")
+        raise FSError(errno.ENODATA, f"no quota on directory {directory}")
     for ino in _subtree(tr, keys, directory):
         charges = [charge for charge in charges_of(tr, keys, ino) if charge != directory]
         if charges:

@@ -95,7 +95,7 @@ def test_unset_check_and_list(fs):
     fs.rename(made["q"], b"f", ROOT_INODE, b"f", ROOT)  # no quota any more: no EXDEV
     with pytest.raises(Exception) as caught:
         fs.run(lambda tr: quota.unset_quota(tr, fs.ns, made["q"]))
-    assert getattr(caught.value, "errno", None) == errno.ENOENT
+    assert getattr(caught.value, "errno", None) == errno.ENODATA
 
 
 def test_bad_quota_requests(fs):
