@@ -33,8 +33,6 @@ T = TypeVar("T")
 
 def cmd_quota(args: argparse.Namespace) -> int:
     action = args.action
-    if action in ("set", "get", "unset") and args.path is None:
-        raise UsageError(f"quota {action} needs a PATH")
     if action == "set" and args.bytes is None and args.inodes is None:
         raise UsageError("quota set needs --bytes or --inodes (0: no limit)")
     if args.store is None:
@@ -91,6 +89,7 @@ def _check_in_fusefs(path: str) -> None:
 def _explain(errno_value: int | None, strerror: str | None) -> str:
     return {
         errno.ENODATA: "no quota here",
+        errno.ENOENT: "no such file or directory",
         errno.ENOTDIR: "a quota is set on a directory",
         errno.EPERM: "only root may manage quotas",
         errno.EINVAL: "invalid limits",
@@ -141,14 +140,23 @@ def add_quota_parser(commands: Subcommands, common: argparse.ArgumentParser) -> 
         "directory above fails with EDQUOT. Renames and hard links between different quota directories "
         "fail with EXDEV (mv then copies). 'check' recounts usage. Managing quotas needs root."
     )
-    store_option(parser)
-    name_option(parser)
-    parser.add_argument("action", choices=["set", "get", "unset", "list", "check"])
-    parser.add_argument(
-        "path",
-        nargs="?",
-        metavar="PATH",
-        help="a directory inside a mounted fusefs; with --store, a path inside the filesystem",
-    )
-    parser.add_argument("--bytes", type=byte_size, help="limit on file bytes below PATH (0: none)")
-    parser.add_argument("--inodes", type=int, help="limit on inodes below PATH (0: none)")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, help_text in (
+        ("set", "set or change the limits of a directory"),
+        ("get", "show a directory's limits and usage"),
+        ("unset", "remove a directory's quota"),
+        ("list", "show every quota"),
+        ("check", "recount every quota's usage, then show them"),
+    ):
+        sub = actions.add_parser(action, parents=[common], help=help_text, description=help_text)
+        store_option(sub)
+        name_option(sub)
+        sub.add_argument(
+            "path",
+            nargs=None if action in ("set", "get", "unset") else "?",
+            metavar="PATH",
+            help="a directory inside a mounted fusefs; with --store, a path inside the filesystem",
+        )
+        if action == "set":
+            sub.add_argument("--bytes", type=byte_size, help="limit on file bytes below PATH (0: none)")
+            sub.add_argument("--inodes", type=int, help="limit on inodes below PATH (0: none)")

@@ -99,3 +99,27 @@ def test_quota_command_errors(qmnt: Path, tmp_path: Path) -> None:
     assert "is not inside a mounted fusefs" in res.stderr
     assert quota("set", str(qmnt), ok=False).returncode == 2
     assert quota("get", ok=False).returncode == 2
+
+
+def test_quotas_of_an_unmounted_filesystem(tmp_path: Path) -> None:
+    store = "sqlite://" + str(tmp_path / "meta.db")
+    (tmp_path / "blocks").mkdir()
+    subprocess.run(
+        [sys.executable, "-m", "fusefs", "mkfs", "--store", store, "--blocks", str(tmp_path / "blocks"), "q"],
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        check=True,
+        capture_output=True,
+    )
+    where = ("--store", store, "--name", "q")
+    assert quota("set", *where, "/", "--inodes", "7").stdout == "inode 1: bytes 0/unlimited, inodes 0/7\n"
+    assert (
+        quota("list", *where).stdout
+        == quota("check", *where).stdout
+        == "inode 1: bytes 0/unlimited, inodes 0/7\n"
+    )
+    quota("unset", *where, "/")
+    assert quota("list", *where).stdout == ""
+    assert quota("get", *where, "/", ok=False).stderr.strip() == "fusefs: error: /: no quota here"
+    res = quota("set", *where, "/missing", "--bytes", "1", ok=False)
+    assert res.stderr.strip() == "fusefs: error: /missing: no such file or directory"
+    assert quota("list", ok=False).returncode == 2  # neither PATH nor --store
