@@ -206,6 +206,14 @@ class Namespace:
             raise FSError(errno.ENOENT)
         return self._load(tr, ino, snapshot=True)
 
+    def inode_at(self, tr: Transaction, path: bytes) -> int:
+        """The inode at ``path`` from the root, for tools working on an unmounted filesystem."""
+        ino: int = ROOT_INODE
+        for part in path.strip(b"/").split(b"/"):
+            if part:
+                ino = self.lookup(tr, ino, part).ino
+        return ino
+
     def readlink(self, tr: Transaction, ino: int) -> bytes:
         attr = self._load(tr, ino, snapshot=True)
         if not attr.is_symlink:

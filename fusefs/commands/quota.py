@@ -24,7 +24,7 @@ from fusefs.commands.common import (
     store_option,
 )
 from metadata import quota
-from metadata.model import ROOT_INODE, FSError
+from metadata.model import FSError
 from metadata.namespace import Namespace, load_config
 from metadata.store import Transaction
 
@@ -111,7 +111,7 @@ def _in_store(args: argparse.Namespace) -> list[quota.Quota]:
             if args.action == "check":
                 run(lambda tr: quota.check_quotas(tr, ns))
             return run(lambda tr: quota.list_quotas(tr, ns.keys))
-        ino = run(lambda tr: _resolve(tr, ns, args.path))
+        ino = run(lambda tr: ns.inode_at(tr, os.fsencode(args.path)))
         if args.action == "set":
             run(lambda tr: quota.set_quota(tr, ns, ino, args.bytes or 0, args.inodes or 0))
         elif args.action == "unset":
@@ -121,14 +121,6 @@ def _in_store(args: argparse.Namespace) -> list[quota.Quota]:
         if not found:
             raise CliError(f"{args.path}: no quota here")
         return found
-
-
-def _resolve(tr: Transaction, ns: Namespace, path: str) -> int:
-    ino = ROOT_INODE
-    for part in path.strip("/").split("/"):
-        if part:
-            ino = ns.lookup(tr, ino, part.encode()).ino
-    return ino
 
 
 def add_quota_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
