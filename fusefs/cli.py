@@ -17,7 +17,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from fusefs.commands import checks, maintenance, mkfs, mounts, stats, systemd, trash
+from fusefs.commands import checks, maintenance, mkfs, mounts, quota, stats, systemd, trash
 from fusefs.commands.common import CliError, Parser, Subcommands, UsageError
 from fusefs.messages import is_expected, one_line
 from metadata.urls import StoreUrlError, data_dir
@@ -38,6 +38,7 @@ PARSERS: list[Callable[[Subcommands, argparse.ArgumentParser], None]] = [
     checks.add_load_parser,
     trash.add_trash_parser,
     trash.add_clone_parser,
+    quota.add_quota_parser,
 ]
 
 

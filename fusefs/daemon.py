@@ -77,6 +77,8 @@ class MountRequest:
     #: Open an embedded store in shared mode: several read-write mounts of one store file, each behaving
     #: as on FoundationDB (FoundationDB is always shared).
     shared: bool = False
+    #: POSIX ACLs enforced by the kernel (FUSE_POSIX_ACL).
+    acl: bool = False
     #: The log file (reopened on SIGHUP), or None for stderr.
     log_file: str | None = None
     debug: bool = False
@@ -255,6 +257,7 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
             read_only=request.read_only,
             strict=request.strict,
             writeback_cache=request.writeback_cache,
+            acl=request.acl,
         )
         options = _fuse_options(fs, request)
         stop_metrics = _start_metrics(request.metrics, fs)

@@ -42,6 +42,7 @@ class Filesystem:
         read_only: bool = False,
         strict: bool = False,
         writeback_cache: bool = False,
+        acl: bool = False,
     ) -> None:
         self.store = store
         self.blocks = blocks
@@ -68,6 +69,7 @@ class Filesystem:
             read_only=read_only,
             strict=strict,
             writeback_cache=writeback_cache,
+            acl=acl,
         )
         self.recovery = Recovery(
             self.meta, blocks, gate, self.lifecycle, self.open_files, shared=store.shared

@@ -16,7 +16,10 @@ settings            ``('conf',)``                           ``FsConfig`` as a ma
                                                             dirs, sizes, ``fs_id``, ``format_version``
 inode attributes    ``('a', ino8)``                         ``InodeAttr`` fields as a list (model.py)
 directory entry     ``('e', parent ino8, name bytes)``      ``[ino, S_IFMT of its mode]``
-xattr               ``('x', ino8, name bytes)``             the raw value (bytes, not msgpack)
+xattr               ``('x', ino8, name bytes)``             the raw value (bytes, not msgpack); the
+                                                            POSIX ACLs ``system.posix_acl_access`` and
+                                                            ``_default`` in the kernel's binary format
+                                                            (acl.py)
 inline data piece   ``('d', ino8, index int)``              raw bytes, ``INLINE_PIECE_BYTES`` each
                                                             (filedata.py); the last may be shorter
 chunk record        ``('c', ino8, index int)``              ``ChunkRecord`` as a list: chunk id, block
@@ -40,6 +43,13 @@ operation result    ``('op', minute int, op id bytes,       a piece of a committ
 change-log record   ``('L', versionstamp)``                 ``[time ns, op, uid, ino, parent, name,
                                                             new parent, new name, session]``
 change-log head     ``('H',)``                              little-endian int64, +1 per log record
+quotas exist        ``('qf',)``                             ``1`` once a quota was set (quota.py): without
+                                                            it creates read nothing more
+directory quota     ``('q', dir ino8)``                     ``[max bytes, max inodes]`` (0: no limit)
+quota charges       ``('qc', ino8)``                        the quota directories above the inode, which
+                                                            its size and itself count against
+quota usage shard   ``('qu', dir ino8, name str, shard      little-endian int64 (``bytes``, ``inodes``),
+                    int)``                                  changed by atomic add
 ==================  ======================================  ============================================
 
 Invariants (each transaction function keeps them, in one transaction):
@@ -99,6 +109,10 @@ _LOG_HEAD = "H"
 _SESSION = "s"
 _CHUNK_REFS = "r"
 _TRASH = "t"
+_QUOTA_FLAG = "qf"
+_QUOTA = "q"
+_QUOTA_CHARGES = "qc"
+_QUOTA_USAGE = "qu"
 
 
 def _ino(ino: int) -> bytes:
@@ -331,6 +345,30 @@ class FsKeys:
 
     def counters(self, name: str) -> tuple[bytes, bytes]:
         return _range_of(self._key(_COUNTER, name))
+
+    # directory quotas (metadata/quota.py)
+    def quota_flag(self) -> bytes:
+        return self._key(_QUOTA_FLAG)
+
+    def quota(self, ino: int) -> bytes:
+        return self._key(_QUOTA, _ino(ino))
+
+    def quotas(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_QUOTA))
+
+    def quota_ino(self, key: bytes) -> int:
+        return _ino_of(fdb.tuple.unpack(key[len(self.prefix) :])[1])
+
+    def quota_charges(self, ino: int) -> bytes:
+        return self._key(_QUOTA_CHARGES, _ino(ino))
+
+    def quota_usage(self, ino: int, name: str, shard: int) -> bytes:
+        return self._key(_QUOTA_USAGE, _ino(ino), name, shard)
+
+    def quota_usages(self, ino: int, name: str | None = None) -> tuple[bytes, bytes]:
+        if name is None:
+            return _range_of(self._key(_QUOTA_USAGE, _ino(ino)))
+        return _range_of(self._key(_QUOTA_USAGE, _ino(ino), name))
 
     def id_pool(self, kind: str) -> bytes:
         return self._key(_ID_POOL, kind)

@@ -17,7 +17,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from metadata import changelog, content, filedata, recovery, sessions, trash
+from metadata import changelog, content, filedata, quota, recovery, sessions, trash
 from metadata.changelog import LogRecord
 from metadata.idempotency import trim_operations
 from metadata.model import Caller, ChunkRecord, FsConfig, InodeAttr, Removal, SetAttrRequest
@@ -136,6 +136,23 @@ class Meta:
 
     def removexattr(self, ino: int, name: bytes, caller: Caller) -> Awaitable[None]:
         return self._run(self.ns.removexattr, ino, name, caller)
+
+    # -- directory quotas (metadata/quota.py) ------------------------------------------------------
+    def quota_set(self, ino: int, max_bytes: int, max_inodes: int) -> Awaitable[None]:
+        return self._run(quota.set_quota, self.ns, ino, max_bytes, max_inodes)
+
+    def quota_unset(self, ino: int) -> Awaitable[None]:
+        return self._run(quota.unset_quota, self.ns, ino)
+
+    def quota_get(self, ino: int) -> Awaitable[list[quota.Quota]]:
+        """The quota of directory ``ino``: a list of one, or empty."""
+        return self._run(quota.read_quotas, self._keys, [ino])
+
+    def quota_list(self) -> Awaitable[list[quota.Quota]]:
+        return self._run(quota.list_quotas, self._keys)
+
+    def quota_check(self) -> Awaitable[int]:
+        return self._run(quota.check_quotas, self.ns)
 
     # -- file data (metadata/content.py, filedata.py): the open files' loads and flushes ------------
     def read_chunks(self, ino: int) -> Awaitable[dict[int, ChunkRecord]]:

@@ -93,6 +93,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
         strict="strict" in options,
         writeback_cache="writeback_cache" in options,
         shared="shared" in options,
+        acl="acl" in options,
         log_file=os.path.abspath(log_file) if log_file else None,
         debug=args.debug,
         log_level=args.log_level,
