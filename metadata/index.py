@@ -26,10 +26,11 @@ are plain sets and clears, so running a transaction function again repeats them 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import fdb.tuple
@@ -185,17 +186,57 @@ def drop_xattrs(tr: Transaction, keys: FsKeys, ino: int) -> None:
             tr.clear(record)
 
 
+# -- building and proving the indexes ----------------------------------------------------------------
+#: Entries or xattrs indexed per transaction by ``build``: far below FoundationDB's limits.
+BUILD_BATCH = 500
+
+
+def build(store: Store, keys: FsKeys, batch: int = BUILD_BATCH) -> None:
+    """Write the index records of every entry and xattr (a filesystem made before the indexes, or loaded
+    from a dump), in bounded transactions walking a cursor.
+
+    Safe beside mounts that write indexes themselves: each step reads its batch serializably (a
+    concurrent change to it conflicts and the step runs again), and a change behind or ahead of the
+    cursor writes its own records.  Writing a record twice changes nothing."""
+    for (begin, end), derive in ((keys.all_entries(), _entry_records), (keys.all_xattrs(), _xattr_records)):
+        cursor: bytes | None = begin
+        while cursor is not None:
+            cursor = store.transact(
+                functools.partial(_build_step, keys=keys, begin=cursor, end=end, batch=batch, derive=derive)
+            )
+
+
+Derive = Callable[[FsKeys, bytes, bytes], list[tuple[bytes, bytes]]]
+
+
+def _build_step(
+    tr: Transaction, keys: FsKeys, begin: bytes, end: bytes, batch: int, derive: Derive
+) -> bytes | None:
+    rows = tr.get_range(begin, end, limit=batch)
+    for key, value in rows:
+        for record, record_value in derive(keys, key, value):
+            tr.set(record, record_value)
+    return rows[-1][0] + b"\0" if len(rows) == batch else None
+
+
+def _entry_records(keys: FsKeys, key: bytes, value: bytes) -> list[tuple[bytes, bytes]]:
+    parent, name = keys.entry_of(key)
+    ino, _ = unpack_list(value, f"entry {name!r} of directory {parent}", (int, int))
+    return link_records(keys, parent, name, int(ino))
+
+
+def _xattr_records(keys: FsKeys, key: bytes, value: bytes) -> list[tuple[bytes, bytes]]:
+    ino, name = keys.xattr_of(key)
+    return [(record, b"") for record in xattr_records(keys, ino, name, value)]
+
+
 # -- proving the indexes ---------------------------------------------------------------------------------
 def expected(store: Store, keys: FsKeys) -> dict[bytes, bytes]:
     """Every index record the entries and xattrs of the filesystem derive (read in bounded pages)."""
     records: dict[bytes, bytes] = {}
-    for key, value in scan.scan(store, *keys.all_entries()):
-        parent, name = keys.entry_of(key)
-        ino, _ = unpack_list(value, f"entry {name!r} of directory {parent}", (int, int))
-        records.update(link_records(keys, parent, name, int(ino)))
-    for key, value in scan.scan(store, *keys.all_xattrs()):
-        ino, name = keys.xattr_of(key)
-        records.update((record, b"") for record in xattr_records(keys, ino, name, value))
+    for (begin, end), derive in ((keys.all_entries(), _entry_records), (keys.all_xattrs(), _xattr_records)):
+        for key, value in scan.scan(store, begin, end):
+            records.update(derive(keys, key, value))
     return records
 
 

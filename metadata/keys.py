@@ -81,8 +81,9 @@ _FS_ROOT = "fusefs"
 
 #: The version of the key layout (recorded in the settings as ``format_version``):
 #: 1: orphan and dirty-chunk keys held their inode as a tuple integer;
-#: 2: every inode inside a key is ``ino8``.
-FORMAT_VERSION = 2
+#: 2: every inode inside a key is ``ino8``;
+#: 3: the secondary indexes (name, suffix, link back-reference, xattr value and hash, JSON field).
+FORMAT_VERSION = 3
 
 # fdb.tuple's type codes: a key's element after the kind starts with one of them.
 _BYTES_CODE = b"\x01"
