@@ -11,7 +11,9 @@ import pytest
 from conftest import ROOT, commit_unknown_once
 
 from metadata import index
+from metadata.dump import dump, load
 from metadata.find import Query, QueryError, find, parse_json_condition, parse_xattr
+from metadata.keys import FsKeys
 from metadata.model import ROOT_INODE, FSError
 from metadata.paths import Paths
 
@@ -267,3 +269,17 @@ def test_limit_says_more_exist(fs):
     assert [m.path for m in found.matches] == [b"/f0", b"/f1", b"/f2"] and found.truncated
     found = fs.run(lambda tr: find(tr, fs.keys, Query(name_glob=b"f*", limit=5)))
     assert len(found.matches) == 5 and not found.truncated
+
+
+def test_a_loaded_dump_has_its_indexes(fs):
+    t = fs.tree("d/", "d/a.parquet")
+    fs.setxattr(t["d/a.parquet"], b"user.j", b'{"x": 1}', ROOT)
+    fs.link(t["d/a.parquet"], ROOT_INODE, b"b.parquet", ROOT)
+    lines = list(dump(fs.store, fs.config.name))
+    fs.run(lambda tr: tr.clear_range(*fs.keys.whole_filesystem()))
+    load(fs.store, "copy", lines)
+    keys = FsKeys("copy")
+    assert index.check(fs.store, keys) == []
+    query = Query(json_fields=[parse_json_condition("j.x = 1")])
+    found = fs.run(lambda tr: find(tr, keys, query))
+    assert [m.path for m in found.matches] == [b"/b.parquet", b"/d/a.parquet"]
