@@ -85,7 +85,7 @@ class Paths:
         """The inode at absolute ``path`` (symbolic links are not followed).  FSError ENOENT or ENOTDIR."""
         if not path.startswith(b"/"):
             raise FSError(errno.EINVAL)
-        ino = ROOT_INODE
+        ino: int = ROOT_INODE
         for name in (part for part in path.split(b"/") if part and part != b"."):
             if name == b"..":
                 ino = self.parent(ino) or ROOT_INODE
