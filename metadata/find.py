@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import functools
 import json
 import operator
 import posixpath
@@ -27,7 +28,7 @@ from metadata import index
 from metadata.keys import FsKeys
 from metadata.model import ROOT_INODE, FSError, InodeAttr
 from metadata.paths import Paths, join
-from metadata.store import Transaction
+from metadata.store import Store, Transaction
 
 _GLOB_CHARS = re.compile(rb"[*?\[\]]")
 _CONDITION = re.compile(r"^\s*(?P<field>[^\s<>=!]+)\s*(?P<op><=|>=|==|=|<|>)\s*(?P<value>\S.*?)\s*$")
@@ -147,6 +148,11 @@ def _same_type(item: Any, value: Any) -> bool:
 
 
 # -- answering --------------------------------------------------------------------------------------------
+def search(store: Store, fs_name: str, query: Query) -> Found:
+    """The Python API: the matches of ``query`` in filesystem ``fs_name``, in one transaction."""
+    return store.transact(functools.partial(find, keys=FsKeys(fs_name), query=query))
+
+
 def find(tr: Transaction, keys: FsKeys, query: Query) -> Found:
     """The matches of ``query``, sorted by path (a transaction function: snapshot reads only)."""
     query.check()

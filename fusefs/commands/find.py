@@ -8,7 +8,6 @@ bytes, one a line, like find(1); ``--json`` prints one JSON object a line with t
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import stat
@@ -24,8 +23,7 @@ from fusefs.commands.common import (
     opened_store,
     store_option,
 )
-from metadata.find import Found, Match, Query, QueryError, find, parse_json_condition, parse_xattr
-from metadata.keys import FsKeys
+from metadata.find import Match, Query, QueryError, parse_json_condition, parse_xattr, search
 from metadata.model import FSError
 from metadata.namespace import load_config
 from metadata.printable import printable
@@ -38,7 +36,7 @@ def cmd_find(args: argparse.Namespace) -> int:
     with opened_store(args.store, read_only=True, exclusive=False) as store:
         load_config(store, args.fs)
         try:
-            found: Found = store.transact(functools.partial(find, keys=FsKeys(args.fs), query=query))
+            found = search(store, args.fs, query)
         except FSError as error:
             raise CliError(f"--under {printable(query.under)}: {os.strerror(error.errno)}") from None
     out = sys.stdout.buffer

@@ -13,13 +13,14 @@ from conftest import ROOT, commit_unknown_once
 from metadata import index
 from metadata.dump import dump, load
 from metadata.find import Query, QueryError, find, parse_json_condition, parse_xattr
+from metadata.find import search as search_api
 from metadata.keys import FsKeys
 from metadata.model import ROOT_INODE, FSError
 from metadata.paths import Paths
 
 
 def search(fs, **query):
-    found = fs.run(lambda tr: find(tr, fs.keys, Query(**query)))
+    found = search_api(fs.store, fs.config.name, Query(**query))
     return [match.path.decode() for match in found.matches]
 
 
