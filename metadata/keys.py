@@ -148,20 +148,6 @@ def _open_bytes(part: bytes) -> bytes:
     return _element(part)[:-1]
 
 
-def _read_bytes(key: bytes, at: int) -> tuple[bytes, int]:
-    """The bytes element starting at ``key[at]`` and the position after it."""
-    assert key[at : at + 1] == _BYTES_CODE, key
-    pieces = []
-    start = at + 1
-    while True:
-        end = key.index(b"\x00", start)
-        if key[end + 1 : end + 2] != b"\xff":
-            pieces.append(key[start:end])
-            return b"".join(pieces), end + 1
-        pieces.append(key[start : end + 1])  # an escaped zero byte
-        start = end + 2
-
-
 def _ino_of(element: object) -> int:
     assert isinstance(element, bytes) and len(element) == 8, element
     return int.from_bytes(element, "little")
@@ -418,8 +404,11 @@ class FsKeys:
         Decoded by hand: a suffix query decodes every key of its range, and ``fdb.tuple.unpack`` is
         several times slower."""
         suffix = key.startswith(self._suffix_kind)
-        name, at = _read_bytes(key, len(self._suffix_kind if suffix else self._name_kind))
-        parent, _ = _read_bytes(key, at)
+        start = len(self._suffix_kind if suffix else self._name_kind) + 1
+        end = key.index(b"\x00", start)  # a name holds no zero byte (namespace.check_name)
+        name = key[start:end]
+        # The parent is the last element: its bytes up to the terminator, zero bytes escaped.
+        parent = key[end + 2 : -1].replace(b"\x00\xff", b"\x00")
         return (name[::-1] if suffix else name), _ino_of(parent)
 
     def link(self, ino: int, parent: int, name: bytes) -> bytes:
