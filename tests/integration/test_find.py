@@ -174,6 +174,9 @@ def test_limit_and_bad_queries(fs) -> None:
         assert result.returncode == 2, (args, result.stderr)
         (line,) = result.stderr.splitlines()
         assert line.startswith("fusefs: error: ") and message in line
+    result = fusefs(mounted, "--name", "a", "--fs", "nosuch")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"fusefs: error: no filesystem named 'nosuch' in {mounted.store}"]
     for under, reason in (("/nope", "No such file or directory"), ("/data/x.parquet", "Not a directory")):
         result = fusefs(mounted, "--name", "a", "--under", under)
         assert result.returncode == 1 and result.stderr.splitlines() == [
