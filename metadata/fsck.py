@@ -21,7 +21,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from metadata import filedata, index
+from metadata import filedata
+from metadata.index import add_link, remove_link
 from metadata.keys import FsKeys
 from metadata.model import (
     ROOT_CALLER,
@@ -386,7 +387,7 @@ def _dangling_repair(keys: FsKeys, parent: int, name: bytes) -> Repair:
         raw = tr.get(keys.entry(parent, name))
         if raw is not None and _dangling(keys, parent, name)(tr):
             tr.clear(keys.entry(parent, name))
-            index.remove_link(tr, keys, parent, name, int(unpack(raw, "entry")[0]))
+            remove_link(tr, keys, parent, name, int(unpack(raw, "entry")[0]))
 
     return repair
 
@@ -501,7 +502,7 @@ def reconnect(config: FsConfig, directory: int, ino: int) -> Repair:
             return
         attr = InodeAttr.decode(ino, raw)
         ns._set_entry(tr, directory, name, attr)
-        index.add_link(tr, ns.keys, directory, name, ino)
+        add_link(tr, ns.keys, directory, name, ino)
         if attr.is_dir:
             attr.parent = directory
         elif attr.nlink == 0:

@@ -10,7 +10,7 @@ import json
 import pytest
 from conftest import ROOT, commit_unknown_once
 
-from metadata import index
+from metadata import fsck, index
 from metadata.dump import dump, load
 from metadata.find import Query, QueryError, find, parse_json_condition, parse_xattr
 from metadata.find import search as search_api
@@ -284,3 +284,12 @@ def test_a_loaded_dump_has_its_indexes(fs):
     query = Query(json_fields=[parse_json_condition("j.x = 1")])
     found = fs.run(lambda tr: find(tr, keys, query))
     assert [m.path for m in found.matches] == [b"/b.parquet", b"/d/a.parquet"]
+
+
+def test_fsck_repair_of_a_dangling_entry_drops_its_index_records(fs):
+    ino = fs.tree("f")["f"]
+    fs.run(lambda tr: tr.clear(fs.keys.attr(ino)))  # damage: the entry now names no inode
+    (dangling,) = [f for f in fsck.check(fs.store, fs.config).findings if f.kind == fsck.DANGLING]
+    fs.run(dangling.repair)
+    assert index.check(fs.store, fs.keys) == []
+    assert search(fs, name=b"f") == []
