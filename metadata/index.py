@@ -19,9 +19,10 @@ Every index record is derived from one directory entry or one xattr (``expected_
   than ``JSON_PATH_MAX_BYTES`` are not: the rest of such a value is not searchable.  A value that is
   not a JSON object is a plain xattr, never an error.
 
-These writes read nothing but the replaced xattr value (which the operation reads anyway) and set or
-clear keys no other inode shares, so they add no conflicts between operations on different inodes; they
-are plain sets and clears, so running a transaction function again repeats them harmlessly.
+These writes read nothing but the xattr values they replace or delete (one read more for setxattr and
+removexattr, one range read of a deleted inode's xattrs) and set or clear keys no other inode or entry
+shares, so they add no conflicts between operations on different inodes; they are plain sets and
+clears, so running a transaction function again repeats them harmlessly.
 """
 
 from __future__ import annotations
