@@ -17,7 +17,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from fusefs.commands import checks, find, maintenance, mkfs, mounts
+from fusefs.commands import checks, find, index, maintenance, mkfs, mounts
 from fusefs.commands.common import CliError, Parser, Subcommands, UsageError
 from fusefs.messages import is_expected, one_line
 from metadata.urls import StoreUrlError, data_dir
@@ -35,6 +35,7 @@ PARSERS: list[Callable[[Subcommands, argparse.ArgumentParser], None]] = [
     checks.add_dump_parser,
     checks.add_load_parser,
     find.add_find_parser,
+    index.add_index_parser,
 ]
 
 

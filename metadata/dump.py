@@ -225,7 +225,8 @@ def load(
     try:
         for batch in _batches(keys, numbered, progress):
             store.transact(functools.partial(_write, batch=batch))
-        index.build(store, keys)  # the indexes are derived, not dumped
+        if config.search_index:
+            index.build(store, keys)  # the indexes are derived, not dumped
         store.transact(lambda tr: _finish(tr, store, keys, config))
     except BaseException:
         store.transact(lambda tr: _clear_unfinished(tr, keys))

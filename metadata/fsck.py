@@ -154,7 +154,7 @@ def check(store: Store, config: FsConfig, progress: Callable[[int], None] = lamb
                     DANGLING,
                     f"entry {name!r} of directory {parent} -> inode {child}: inode {missing} does not exist",
                     _dangling(keys, parent, name),
-                    _dangling_repair(keys, parent, name),
+                    _dangling_repair(keys, parent, name, config.search_index),
                 )
             )
             continue
@@ -382,12 +382,13 @@ def _dangling(keys: FsKeys, parent: int, name: bytes) -> Recheck:
     return recheck
 
 
-def _dangling_repair(keys: FsKeys, parent: int, name: bytes) -> Repair:
+def _dangling_repair(keys: FsKeys, parent: int, name: bytes, indexed: bool) -> Repair:
     def repair(tr: Transaction) -> None:
         raw = tr.get(keys.entry(parent, name))
         if raw is not None and _dangling(keys, parent, name)(tr):
             tr.clear(keys.entry(parent, name))
-            remove_link(tr, keys, parent, name, int(unpack(raw, "entry")[0]))
+            if indexed:
+                remove_link(tr, keys, parent, name, int(unpack(raw, "entry")[0]))
 
     return repair
 
@@ -502,7 +503,8 @@ def reconnect(config: FsConfig, directory: int, ino: int) -> Repair:
             return
         attr = InodeAttr.decode(ino, raw)
         ns._set_entry(tr, directory, name, attr)
-        add_link(tr, ns.keys, directory, name, ino)
+        if config.search_index:
+            add_link(tr, ns.keys, directory, name, ino)
         if attr.is_dir:
             attr.parent = directory
         elif attr.nlink == 0:

@@ -1,7 +1,9 @@
 """Bring a filesystem written by an older fusefs to the current key layout (``keys.FORMAT_VERSION``).
 
-Format 2 → 3 adds the secondary indexes (metadata/index.py): ``index.build`` writes the records of every
-entry and xattr, then the version is recorded.
+Format 2 → 3 adds the secondary indexes (metadata/index.py) to filesystems whose settings turn them on
+(``search_index``): ``index.build`` writes the records of every entry and xattr, then the version is
+recorded.  Settings of format 2 predate the choice and have it off, so for them the step only records the
+version; it stays so that a format-2 fusefs refuses filesystems whose records it would not index.
 
 Runs at the filesystem's first read-write opening (a mount, gc or blocks add), before anything reads its
 records, like the assignment of its id.  It re-keys records in bounded transactions, so a large
@@ -31,7 +33,8 @@ def upgrade(store: Store, name: str, candidate_id: str, batch: int = BATCH_RECOR
         if config.format_version == 1:
             config = store.transact(lambda tr: _step(tr, FsKeys(name), batch))
         else:
-            index.build(store, FsKeys(name), batch)
+            if config.search_index:
+                index.build(store, FsKeys(name), batch)
             config = store.transact(lambda tr: _record_version(tr, FsKeys(name), 3))
     return config
 

@@ -159,6 +159,10 @@ class FsConfig:
     #: The key layout the filesystem's records are in (``keys.FORMAT_VERSION``); settings without one
     #: were written in format 1.
     format_version: int = FORMAT_VERSION
+    #: Whether the namespace transactions keep the secondary indexes (metadata/index.py) that ``fusefs
+    #: find`` reads: they make creates, renames and setxattrs cost more, so they are opt-in.  Settings
+    #: written before the choice existed have none (False).
+    search_index: bool = False
 
     def encode(self) -> bytes:
         return pack(asdict(self))
@@ -202,6 +206,7 @@ _CONFIG_CHECKS = {
     "created_ns": _is_count,
     "fs_id": lambda value: isinstance(value, str),
     "format_version": lambda value: _is_count(value) and value > 0,
+    "search_index": lambda value: isinstance(value, bool),
 }
 
 

@@ -9,11 +9,12 @@ transaction each), then mounts the filesystem and times the same questions asked
 ``find -name`` under the directory and ``getfattr -R`` over the mount.
 
 ``throughput`` creates files and sets an xattr on each, in transactions of one operation like the
-daemon's, and prints operations per second; run it with ``PYTHONPATH`` at another checkout (the commit
-before the indexes) to compare.  Usage:
+daemon's, and prints operations per second, on a filesystem without search indexes or, with
+``--search-index``, with them; run it with ``PYTHONPATH`` at another checkout (the commit before the
+indexes) to compare.  Usage:
 
     python scripts/find_bench.py query [--inodes 200000] [--dir /tmp/find-bench] [--no-mount]
-    PYTHONPATH=/path/to/checkout python scripts/find_bench.py throughput [--count 5000]
+    PYTHONPATH=/path/to/checkout python scripts/find_bench.py throughput [--count 5000] [--search-index]
 """
 
 from __future__ import annotations
@@ -95,7 +96,10 @@ def query(args: argparse.Namespace) -> None:
     # Made by mkfs, so that its block directory carries the marker a mount checks.
     blocks = os.path.join(work, "blocks")
     os.makedirs(blocks, exist_ok=True)
-    subprocess.run([*FUSEFS, "mkfs", "--store", f"sqlite://{db}", "--blocks", blocks, "bench"], check=True)
+    subprocess.run(
+        [*FUSEFS, "mkfs", "--store", f"sqlite://{db}", "--blocks", blocks, "--search-index", "bench"],
+        check=True,
+    )
     store = SqliteStore(db)
     ns = Namespace(load_config(store, "bench"))
     began = time.perf_counter()
@@ -142,7 +146,9 @@ def throughput(args: argparse.Namespace) -> None:
     work = tempfile.mkdtemp(prefix="find-throughput-")
     try:
         store = SqliteStore(os.path.join(work, "meta.db"))
-        config = FsConfig("bench", fs_id=new_fs_id())
+        # Named only when asked for, so that the script also runs against checkouts without the setting.
+        chosen = {"search_index": True} if args.search_index else {}
+        config = FsConfig("bench", fs_id=new_fs_id(), **chosen)
         format_filesystem(store, config)
         ns = Namespace(config)
         first = store.transact(lambda tr: ns.reserve_ids(tr, "inode", args.count))
@@ -177,6 +183,7 @@ def main() -> None:
     q.add_argument("--no-mount", action="store_true", help="skip the GNU tools on the mount")
     t = sub.add_parser("throughput")
     t.add_argument("--count", type=int, default=5000)
+    t.add_argument("--search-index", action="store_true", help="a filesystem with search indexes")
     args = parser.parse_args()
     (query if args.what == "query" else throughput)(args)
 

@@ -148,6 +148,7 @@ def make_filesystem(
     inline_max: int,
     chunk_size: int,
     log_retention_s: int = DEFAULT_LOG_RETENTION_S,
+    search_index: bool = False,
 ) -> FsConfig:
     if has_filesystem(store, name):
         # Checked before the block directories are laid out, so a repeated mkfs changes nothing.
@@ -161,6 +162,7 @@ def make_filesystem(
         chunk_size_bytes=chunk_size,
         log_retention_s=log_retention_s,
         fs_id=new_fs_id(),
+        search_index=search_index,
     )
     # Claimed before the filesystem exists, so that a directory another filesystem claims meanwhile is
     # refused here rather than shared; undone if the filesystem cannot be created.
@@ -178,7 +180,8 @@ def make_filesystem(
 def describe_config(config: FsConfig) -> str:
     return (
         f"blocks {', '.join(map(printable, config.block_dirs))}; inline max {config.inline_max_bytes} bytes; "
-        f"chunk {config.chunk_size_bytes} bytes; change log kept {config.log_retention_s // 3600} h"
+        f"chunk {config.chunk_size_bytes} bytes; change log kept {config.log_retention_s // 3600} h; "
+        f"search indexes {'on' if config.search_index else 'off'}"
     )
 
 

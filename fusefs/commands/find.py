@@ -23,6 +23,7 @@ from fusefs.commands.common import (
     opened_store,
     store_option,
 )
+from fusefs.commands.index import not_indexed
 from metadata.find import Match, Query, QueryError, parse_json_condition, parse_xattr, search
 from metadata.model import FSError
 from metadata.namespace import load_config
@@ -34,7 +35,9 @@ DEFAULT_LIMIT = 10_000
 def cmd_find(args: argparse.Namespace) -> int:
     query = _query(args)
     with opened_store(args.store, read_only=True, exclusive=False) as store:
-        load_config(store, args.fs)
+        config = load_config(store, args.fs)
+        if not config.search_index:
+            raise not_indexed(config)
         try:
             found = search(store, args.fs, query)
         except FSError as error:

@@ -35,7 +35,13 @@ def cmd_mkfs(args: argparse.Namespace) -> int:
     check_sizes(args.inline_max, args.chunk_size)  # before the store file is created
     with opened_store(args.store, create=True) as store:
         config = make_filesystem(
-            store, args.name, args.blocks, args.inline_max, args.chunk_size, args.log_retention_hours * 3600
+            store,
+            args.name,
+            args.blocks,
+            args.inline_max,
+            args.chunk_size,
+            args.log_retention_hours * 3600,
+            args.search_index,
         )
         print(f"created filesystem '{config.name}' in {printable(store.url)} ({describe_config(config)})")
     return 0
@@ -77,6 +83,13 @@ def add_mkfs_parser(commands: Subcommands, common: argparse.ArgumentParser) -> N
         default=DEFAULT_LOG_RETENTION_S // 3600,
         help="change-log records older than this are trimmed by the mounted daemon "
         f"(default: {DEFAULT_LOG_RETENTION_S // 3600} hours)",
+    )
+    mkfs.add_argument(
+        "--search-index",
+        action="store_true",
+        help="keep the indexes 'fusefs find' answers from (names, xattrs, JSON fields): creates, renames "
+        "and setxattrs then cost about 30-45%% more on the embedded store (default: off; "
+        "'fusefs index enable' turns them on later)",
     )
     mkfs.add_argument(
         "name",

@@ -27,19 +27,23 @@ REPO = Path(__file__).resolve().parent.parent.parent
 def fs(mount_fs):
     if mount_fs.target != "fusefs":
         pytest.skip("fusefs find reads fusefs' own store")
-    mnt = mount_fs()
+    mnt = mount_fs(mkfs=("--search-index",))
     return mnt, mount_fs.mounts[mnt]
 
 
-def fusefs(mounted, *args: str) -> subprocess.CompletedProcess:
+def cli(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.run(
-        [sys.executable, "-m", "fusefs", "find", "--store", mounted.store, "--fs", mounted.name, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [sys.executable, "-m", "fusefs", *args], env=env, capture_output=True, text=True, timeout=120
     )
+
+
+def fusefs(mounted, *args: str) -> subprocess.CompletedProcess:
+    return cli("find", "--store", mounted.store, "--fs", mounted.name, *args)
+
+
+def index_command(mounted, what: str) -> subprocess.CompletedProcess:
+    return cli("index", what, "--store", mounted.store, "--name", mounted.name)
 
 
 def found(mounted, *args: str) -> list[str]:
@@ -232,3 +236,80 @@ def test_concurrent_changes_keep_the_indexes_exact(fs, mount_fs) -> None:
         assert index.check(store, FsKeys(mounted.name)) == []
     finally:
         store.close()
+
+
+def index_records(mounted) -> int:
+    store = open_store(mounted.store, read_only=True, exclusive=False)
+    try:
+        ranges = FsKeys(mounted.name).index_ranges().values()
+        return sum(len(store.transact(lambda tr, r=r: tr.get_range(*r))) for r in ranges)
+    finally:
+        store.close()
+
+
+def test_indexes_are_opt_in_and_index_enable_turns_them_on(mount_fs) -> None:
+    if mount_fs.target != "fusefs":
+        pytest.skip("fusefs find reads fusefs' own store")
+    mnt = mount_fs()
+    mounted = mount_fs.mounts[mnt]
+    make_tree(mnt)  # creates, links, symlinks, setxattrs
+    os.rename(mnt / "data/c/x.parquet", mnt / "other/moved.parquet")
+    os.removexattr(mnt / "data/x.parquet", "user.split")
+
+    # Without the setting, nothing writes index records, and find says how to turn them on.
+    refused = fusefs(mounted, "--name-glob", "*.parquet")
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr == (
+        f"fusefs: error: filesystem '{mounted.name}' has no search indexes: turn them on with "
+        f"'fusefs index enable --name {mounted.name}' (unmounted), or make it with "
+        "'fusefs mkfs --search-index'\n"
+    )
+    checked = index_command(mounted, "check")
+    assert (checked.returncode, checked.stderr) == (1, refused.stderr)
+
+    # A running mount would keep writing without them: enable refuses while one is alive.
+    busy = index_command(mounted, "enable")
+    assert busy.returncode == 1 and busy.stderr.startswith(f"fusefs: error: {mounted.name} is mounted (")
+    assert busy.stderr.endswith("): unmount every mount to turn on its search indexes\n")
+    assert busy.stderr.count("\n") == 1
+    mount_fs.unmount(mnt)
+    assert index_records(mounted) == 0
+
+    enabled = index_command(mounted, "enable")
+    assert enabled.returncode == 0, enabled.stderr
+    assert index_records(mounted) > 0
+    checked = index_command(mounted, "check")
+    assert checked.returncode == 0 and checked.stdout.endswith(
+        f"0 problem(s) in the search indexes of '{mounted.name}'\n"
+    ), checked.stderr
+    again = index_command(mounted, "enable")
+    assert again.returncode == 0 and "already has search indexes" in again.stdout
+
+    # A mount started after enable keeps the indexes as it changes the tree.
+    mount_fs.remount(mnt)
+    os.rename(mnt / "other/moved.parquet", mnt / "data/back.parquet")
+    os.setxattr(mnt / "data/back.parquet", "user.split", b"train")
+    (mnt / "data/new.parquet").write_bytes(b"n")
+    assert found(mounted, "--name-glob", "*.parquet") == gnu_find(mnt, "/", "-name", "*.parquet")
+    assert found(mounted, "--xattr", "user.split=train") == walk(
+        mnt, lambda x: x.get("user.split") == b"train"
+    )
+    mount_fs.unmount(mnt)
+    assert index_command(mounted, "check").returncode == 0
+
+
+def test_index_check_reports_findings_with_exit_1(fs, mount_fs) -> None:
+    mnt, mounted = fs
+    make_tree(mnt)
+    mount_fs.unmount(mnt)
+    store = open_store(mounted.store, exclusive=False)
+    try:
+        keys = FsKeys(mounted.name)
+        store.transact(lambda tr: tr.clear_range(*keys.index_ranges()["N"]))
+    finally:
+        store.close()
+    checked = index_command(mounted, "check")
+    assert checked.returncode == 1, checked.stderr
+    lines = checked.stdout.splitlines()
+    assert lines[-1].startswith(f"{len(lines) - 1} problem(s) in the search indexes of ")
+    assert len(lines) > 1 and all(line.endswith(" is missing") for line in lines[:-1])

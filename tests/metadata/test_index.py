@@ -8,7 +8,7 @@ import errno
 import json
 
 import pytest
-from conftest import ROOT, commit_unknown_once
+from conftest import ROOT, Fs, commit_unknown_once
 
 from metadata import fsck, index
 from metadata.dump import dump, load
@@ -17,6 +17,12 @@ from metadata.find import search as search_api
 from metadata.keys import FsKeys
 from metadata.model import ROOT_INODE, FSError
 from metadata.paths import Paths
+
+
+@pytest.fixture
+def fs(store):
+    """A filesystem made with its search indexes on (``fusefs mkfs --search-index``)."""
+    return Fs(store, search_index=True)
 
 
 def search(fs, **query):

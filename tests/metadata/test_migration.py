@@ -68,9 +68,9 @@ def test_upgrade_rekeys_every_record_in_bounded_steps(store):
     _make_format_1(store, "old")
     counting = CountingStore(store)
     config = upgrade(counting, "old", "new-id", batch=3)  # type: ignore[arg-type]
-    # the id's, then 3 orphans, 3 marks, and the last mark with format 2; then the indexes of its
-    # entries and of its xattrs (none), and format 3
-    assert len(ORPHANS) + len(DIRTY) == 7 and counting.transactions == 1 + 3 + 3
+    # the id's, then 3 orphans, 3 marks, and the last mark with format 2; then format 3 (its settings
+    # predate the search indexes, so they are off: nothing to build)
+    assert len(ORPHANS) + len(DIRTY) == 7 and counting.transactions == 1 + 3 + 1
     assert config.format_version == 3 and config.fs_id == "new-id"
     assert load_config(store, "old").format_version == 3
     keys = FsKeys("old")
@@ -132,9 +132,10 @@ def test_a_newer_format_is_not_touched(store):
     assert _dump(store, "new") == before
 
 
-def test_upgrade_from_format_2_builds_the_indexes_in_bounded_steps(store):
-    """A filesystem made before the indexes: its entries and xattrs, no index records, format 2."""
-    format_filesystem(store, FsConfig("two"))
+def _make_format_2(store: Store, search_index: bool) -> tuple[FsConfig, FsKeys]:
+    """A filesystem made before the indexes: its entries and xattrs, no index records, format 2 (with
+    the search indexes turned on by ``index enable`` before its first mount, if `search_index`)."""
+    format_filesystem(store, FsConfig("two", search_index=True))
     config = load_config(store, "two")
     ns, keys = Namespace(config), FsKeys("two")
     first = store.transact(lambda tr: ns.reserve_ids(tr, "inode", 10))
@@ -147,9 +148,23 @@ def test_upgrade_from_format_2_builds_the_indexes_in_bounded_steps(store):
         for begin, end in keys.index_ranges().values():
             tr.clear_range(begin, end)
         config.format_version = 2
+        config.search_index = search_index
         tr.set(keys.config(), config.encode())
 
     store.transact(populate)
+    return config, keys
+
+
+def _index_records(store: Store, keys: FsKeys) -> list[tuple[bytes, bytes]]:
+    return [
+        row
+        for begin, end in keys.index_ranges().values()
+        for row in store.transact(lambda tr, begin=begin, end=end: tr.get_range(begin, end))
+    ]
+
+
+def test_upgrade_from_format_2_builds_the_indexes_in_bounded_steps(store):
+    _, keys = _make_format_2(store, search_index=True)
     assert len(check_indexes(store, keys)) == 8 * 3 + 7 * 2  # every record is missing
     counting = CountingStore(store)
     assert upgrade(counting, "two", "id", batch=3).format_version == 3  # type: ignore[arg-type]
@@ -158,3 +173,12 @@ def test_upgrade_from_format_2_builds_the_indexes_in_bounded_steps(store):
     query = Query(json_fields=[parse_json_condition("j.n >= 6")])
     found = store.transact(lambda tr: find(tr, keys, query))
     assert [m.path for m in found.matches] == [b"/d/f6.parquet", b"/d/f7.parquet"]
+
+
+def test_upgrade_from_format_2_without_search_indexes_only_records_the_format(store):
+    _, keys = _make_format_2(store, search_index=False)
+    counting = CountingStore(store)
+    config = upgrade(counting, "two", "id", batch=3)  # type: ignore[arg-type]
+    assert config.format_version == 3 and not config.search_index
+    assert counting.transactions == 1 + 1  # the id's, the format
+    assert _index_records(store, keys) == []

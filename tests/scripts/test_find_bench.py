@@ -35,7 +35,8 @@ def test_query_mode_answers_like_gnu_tools(tmp_path: Path) -> None:
     assert not os.path.ismount(tmp_path / "work" / "mnt")
 
 
-def test_throughput_mode() -> None:
+@pytest.mark.parametrize("indexes", [(), ("--search-index",)], ids=["indexes-off", "indexes-on"])
+def test_throughput_mode(indexes: tuple[str, ...]) -> None:
     assert re.fullmatch(
-        r"create: \d+/s; setxattr \(JSON, 2 fields\): \d+/s\n", run("throughput", "--count", "50")
+        r"create: \d+/s; setxattr \(JSON, 2 fields\): \d+/s\n", run("throughput", "--count", "50", *indexes)
     )
