@@ -26,7 +26,7 @@ from typing import Any
 
 from metadata import index
 from metadata.keys import FsKeys
-from metadata.model import ROOT_INODE, FSError, InodeAttr
+from metadata.model import ROOT_INODE, FsConfig, FSError, InodeAttr
 from metadata.paths import Paths, join
 from metadata.store import Store, Transaction
 
@@ -45,6 +45,17 @@ _XATTR_NAMESPACES = (b"user.", b"trusted.", b"security.")
 
 class QueryError(ValueError):
     """A malformed query (the message says what is wrong)."""
+
+
+class NotIndexed(Exception):
+    """The filesystem keeps no search indexes (``FsConfig.search_index`` is off): nothing to answer from."""
+
+    def __init__(self, fs_name: str) -> None:
+        super().__init__(
+            f"filesystem '{fs_name}' has no search indexes: turn them on with "
+            f"'fusefs index enable --name {fs_name}' (unmounted), or make it with "
+            "'fusefs mkfs --search-index'"
+        )
 
 
 @dataclass(frozen=True)
@@ -149,8 +160,16 @@ def _same_type(item: Any, value: Any) -> bool:
 
 # -- answering --------------------------------------------------------------------------------------------
 def search(store: Store, fs_name: str, query: Query) -> Found:
-    """The Python API: the matches of ``query`` in filesystem ``fs_name``, in one transaction."""
-    return store.transact(functools.partial(find, keys=FsKeys(fs_name), query=query))
+    """The Python API: the matches of ``query`` in filesystem ``fs_name``, in one transaction; raises
+    ``NotIndexed`` if the filesystem keeps no search indexes (an empty answer would be a wrong one)."""
+    return store.transact(functools.partial(_search, keys=FsKeys(fs_name), query=query))
+
+
+def _search(tr: Transaction, keys: FsKeys, query: Query) -> Found:
+    raw = tr.get(keys.config(), snapshot=True)
+    if raw is not None and not FsConfig.decode(raw).search_index:
+        raise NotIndexed(keys.name)
+    return find(tr, keys, query)
 
 
 def find(tr: Transaction, keys: FsKeys, query: Query) -> Found:

@@ -23,8 +23,7 @@ from fusefs.commands.common import (
     opened_store,
     store_option,
 )
-from fusefs.commands.index import not_indexed
-from metadata.find import Match, Query, QueryError, parse_json_condition, parse_xattr, search
+from metadata.find import Match, NotIndexed, Query, QueryError, parse_json_condition, parse_xattr, search
 from metadata.model import FSError
 from metadata.namespace import load_config
 from metadata.printable import printable
@@ -35,11 +34,11 @@ DEFAULT_LIMIT = 10_000
 def cmd_find(args: argparse.Namespace) -> int:
     query = _query(args)
     with opened_store(args.store, read_only=True, exclusive=False) as store:
-        config = load_config(store, args.fs)
-        if not config.search_index:
-            raise not_indexed(config)
+        load_config(store, args.fs)
         try:
             found = search(store, args.fs, query)
+        except NotIndexed as error:
+            raise CliError(str(error)) from None
         except FSError as error:
             raise CliError(f"--under {printable(query.under)}: {os.strerror(error.errno)}") from None
     out = sys.stdout.buffer

@@ -7,17 +7,8 @@ import argparse
 from fusefs.commands.checks import live_mount
 from fusefs.commands.common import CliError, Subcommands, name_option, opened_store, store_option
 from metadata import search_setting
-from metadata.model import FsConfig
+from metadata.find import NotIndexed
 from metadata.namespace import load_config
-
-
-def not_indexed(config: FsConfig) -> CliError:
-    """The one line saying a filesystem has no indexes and how to turn them on."""
-    return CliError(
-        f"filesystem '{config.name}' has no search indexes: turn them on with "
-        f"'fusefs index enable --name {config.name}' (unmounted), or make it with "
-        "'fusefs mkfs --search-index'"
-    )
 
 
 def cmd_index_enable(args: argparse.Namespace) -> int:
@@ -44,7 +35,7 @@ def cmd_index_check(args: argparse.Namespace) -> int:
     with opened_store(args.store, read_only=True, exclusive=False) as store:
         config = load_config(store, args.name)
         if not config.search_index:
-            raise not_indexed(config)
+            raise CliError(str(NotIndexed(args.name)))
         problems = search_setting.check(store, args.name)
     for problem in problems:
         print(problem)

@@ -9,6 +9,7 @@ from conftest import ROOT, Fs, commit_unknown_once
 
 from metadata import fsck, index, search_setting
 from metadata.dump import dump, load
+from metadata.find import NotIndexed, Query, search
 from metadata.keys import FsKeys
 from metadata.model import ROOT_INODE, FsConfig, pack, unpack
 from metadata.namespace import Namespace, UnknownFilesystem, format_filesystem, load_config
@@ -46,6 +47,19 @@ def test_a_filesystem_without_indexes_writes_no_index_records(store):
     change_everything(fs)
     assert index_records(fs) == 0
     assert fs.raw_range(fs.keys.all_entries()) != []  # the changes themselves were made
+
+
+def test_search_refuses_a_filesystem_without_indexes_until_enable(store):
+    fs = Fs(store)
+    fs.tree("d/", "d/a.parquet")
+    with pytest.raises(NotIndexed) as caught:
+        search(store, "test", Query(name=b"a.parquet"))
+    assert str(caught.value) == (
+        "filesystem 'test' has no search indexes: turn them on with 'fusefs index enable --name test' "
+        "(unmounted), or make it with 'fusefs mkfs --search-index'"
+    )
+    search_setting.enable(store, "test")
+    assert [m.path for m in search(store, "test", Query(name=b"a.parquet")).matches] == [b"/d/a.parquet"]
 
 
 def test_fsck_repairs_and_dump_load_write_no_index_records_without_indexes(store):
