@@ -1,5 +1,9 @@
 """Secondary indexes, written by the namespace transactions in the transaction that changes what they index.
 
+Only in filesystems whose settings turn them on (``FsConfig.search_index``): they cost creates, renames
+and setxattrs about a third of their rate on the embedded store, so the hooks' callers check the setting
+the namespace was opened with and a filesystem without it holds no index record at all.
+
 So a query (metadata/find.py) answers from exactly the state a listing in the same snapshot would show.
 Every index record is derived from one directory entry or one xattr (``expected_*`` below say how), and
 ``check`` proves the store holds exactly the derived records.

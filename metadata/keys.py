@@ -58,9 +58,10 @@ Invariants (each transaction function keeps them, in one transaction):
   that inode, and no chunk id is used twice.
 * A dirty mark exists only beside a chunk record (or for a chunk being created) and names a session;
   a session without a live mount's heartbeat is recovered by a live one (sessions.py, recovery.py).
-* The index records (name, suffix, link back-reference, xattr value and hash, JSON field) are exactly
-  those metadata/index.py derives from the entries and xattrs, changed in the transaction that changes
-  them (``index.check`` proves it).
+* The index records (name, suffix, link back-reference, xattr value and hash, JSON field) exist only
+  in a filesystem whose settings turn them on (``FsConfig.search_index``: ``mkfs --search-index`` or
+  ``fusefs index enable``); there they are exactly those metadata/index.py derives from the entries and
+  xattrs, changed in the transaction that changes them (``index.check`` proves it).
 * The counters ``inodes`` and ``bytes`` (summed over their shards for statvfs) change in the
   transaction that creates or deletes the inode or changes the size; an id pool's value is above every
   id it handed out.
@@ -82,7 +83,8 @@ _FS_ROOT = "fusefs"
 #: The version of the key layout (recorded in the settings as ``format_version``):
 #: 1: orphan and dirty-chunk keys held their inode as a tuple integer;
 #: 2: every inode inside a key is ``ino8``;
-#: 3: the secondary indexes (name, suffix, link back-reference, xattr value and hash, JSON field).
+#: 3: the secondary indexes (name, suffix, link back-reference, xattr value and hash, JSON field), in
+#: filesystems whose settings turn them on.
 FORMAT_VERSION = 3
 
 # fdb.tuple's type codes: a key's element after the kind starts with one of them.
