@@ -17,7 +17,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from fusefs.commands import checks, maintenance, mkfs, mounts, quota, stats, systemd, trash
+from fusefs.commands import checks, find, index, maintenance, mkfs, mounts, quota, stats, systemd, trash
 from fusefs.commands.common import CliError, Parser, Subcommands, UsageError
 from fusefs.messages import is_expected, one_line
 from metadata.urls import StoreUrlError, data_dir
@@ -39,6 +39,8 @@ PARSERS: list[Callable[[Subcommands, argparse.ArgumentParser], None]] = [
     trash.add_trash_parser,
     trash.add_clone_parser,
     quota.add_quota_parser,
+    find.add_find_parser,
+    index.add_index_parser,
 ]
 
 

@@ -3,7 +3,8 @@
 The dump holds what defines the filesystem: its settings (with its id), inodes, directory entries,
 xattrs, inline data, chunk records, dirty-chunk marks, orphan records, usage counters, chunk reference
 counts of clones' shared chunks, trash records and id pools.
-Mount sessions, the change log and idempotency records are runtime state and are left out.  Bytes are
+Mount sessions, the change log and idempotency records are runtime state, and the secondary indexes are
+derived from entries and xattrs (``load`` builds them): all are left out.  Bytes are
 base64.  A header line carries the format version and the settings; a trailer line carries the number
 of records, so a truncated dump is told from a complete one.  Chunk files are not in the dump: a loaded
 filesystem uses the same block directories (their markers name the filesystem id, which is kept).
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from metadata import index
 from metadata.keys import FsKeys
 from metadata.model import ChunkRecord, FsConfig, InodeAttr, InodeId, pack, unpack, unpack_list
 from metadata.namespace import UnknownFilesystem, list_filesystems
@@ -245,6 +247,8 @@ def load(
     try:
         for batch in _batches(keys, numbered, progress):
             store.transact(functools.partial(_write, batch=batch))
+        if config.search_index:
+            index.build(store, keys)  # the indexes are derived, not dumped
         store.transact(lambda tr: _finish(tr, store, keys, config))
     except BaseException:
         store.transact(lambda tr: _clear_unfinished(tr, keys))

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from metadata import filedata
+from metadata.index import add_link, remove_link
 from metadata.keys import FsKeys
 from metadata.model import (
     ROOT_CALLER,
@@ -153,7 +154,7 @@ def check(store: Store, config: FsConfig, progress: Callable[[int], None] = lamb
                     DANGLING,
                     f"entry {name!r} of directory {parent} -> inode {child}: inode {missing} does not exist",
                     _dangling(keys, parent, name),
-                    _dangling_repair(keys, parent, name),
+                    _dangling_repair(keys, parent, name, config.search_index),
                 )
             )
             continue
@@ -208,7 +209,8 @@ def check(store: Store, config: FsConfig, progress: Callable[[int], None] = lamb
                 result.findings.append(
                     Finding(
                         PARENTS,
-                        f"directory {ino}: parent {node.parent}, but its entry is in directory {entered_from}",
+                        f"directory {ino}: parent {node.parent}, "
+                        f"but its entry is in directory {entered_from}",
                         _unchanged(keys, ino, node.raw),
                         _set_fields(keys, ino, parent=entered_from),
                     )
@@ -381,10 +383,13 @@ def _dangling(keys: FsKeys, parent: int, name: bytes) -> Recheck:
     return recheck
 
 
-def _dangling_repair(keys: FsKeys, parent: int, name: bytes) -> Repair:
+def _dangling_repair(keys: FsKeys, parent: int, name: bytes, indexed: bool) -> Repair:
     def repair(tr: Transaction) -> None:
-        if _dangling(keys, parent, name)(tr):
+        raw = tr.get(keys.entry(parent, name))
+        if raw is not None and _dangling(keys, parent, name)(tr):
             tr.clear(keys.entry(parent, name))
+            if indexed:
+                remove_link(tr, keys, parent, name, int(unpack(raw, "entry")[0]))
 
     return repair
 
@@ -500,6 +505,8 @@ def reconnect(config: FsConfig, directory: int, ino: int) -> Repair:
             return
         attr = InodeAttr.decode(ino, raw)
         ns._set_entry(tr, directory, name, attr)
+        if config.search_index:
+            add_link(tr, ns.keys, directory, name, ino)
         if attr.is_dir:
             attr.parent = directory
         elif attr.nlink == 0:

@@ -50,6 +50,17 @@ quota charges       ``('qc', ino8)``                        the quota directorie
                                                             its size and itself count against
 quota usage shard   ``('qu', dir ino8, name str, shard      little-endian int64 (``bytes``, ``inodes``),
                     int)``                                  changed by atomic add
+name index          ``('N', name bytes, parent ino8)``      ``ino8`` (metadata/index.py): one per entry
+suffix index        ``('R', reversed name bytes,            ``ino8``: one per entry, so ``*.parquet`` is
+                    parent ino8)``                          a range read
+link back-reference ``('P', ino8, parent ino8, name         ``b""``: one per entry, so an inode's paths
+                    bytes)``                                are found from the inode (metadata/paths.py)
+xattr value index   ``('V', xattr name bytes, value         ``b""``: one per xattr whose value has at
+                    bytes, ino8)``                          most ``VALUE_INDEX_MAX_BYTES`` (index.py)
+xattr hash index    ``('VH', xattr name bytes, hash         ``b""``: one per longer xattr value (the
+                    16 bytes, ino8)``                       first 16 bytes of its SHA-256)
+JSON field index    ``('J', xattr name bytes, field path    ``b""``: one per scalar field of a ``user.*``
+                    str, type int, value, ino8)``           xattr holding a JSON object (index.py)
 ==================  ======================================  ============================================
 
 Invariants (each transaction function keeps them, in one transaction):
@@ -64,6 +75,10 @@ Invariants (each transaction function keeps them, in one transaction):
   references record counting them; a chunk id is used twice only so.
 * A dirty mark exists only beside a chunk record (or for a chunk being created) and names a session;
   a session without a live mount's heartbeat is recovered by a live one (sessions.py, recovery.py).
+* The index records (name, suffix, link back-reference, xattr value and hash, JSON field) exist only
+  in a filesystem whose settings turn them on (``FsConfig.search_index``: ``mkfs --search-index`` or
+  ``fusefs index enable``); there they are exactly those metadata/index.py derives from the entries and
+  xattrs, changed in the transaction that changes them (``index.check`` proves it).
 * The counters ``inodes`` and ``bytes`` (summed over their shards for statvfs) change in the
   transaction that creates or deletes the inode or changes the size; an id pool's value is above every
   id it handed out.
@@ -84,8 +99,10 @@ _FS_ROOT = "fusefs"
 
 #: The version of the key layout (recorded in the settings as ``format_version``):
 #: 1: orphan and dirty-chunk keys held their inode as a tuple integer;
-#: 2: every inode inside a key is ``ino8``.
-FORMAT_VERSION = 2
+#: 2: every inode inside a key is ``ino8``;
+#: 3: the secondary indexes (name, suffix, link back-reference, xattr value and hash, JSON field), in
+#: filesystems whose settings turn them on.
+FORMAT_VERSION = 3
 
 # fdb.tuple's type codes: a key's element after the kind starts with one of them.
 _BYTES_CODE = b"\x01"
@@ -113,6 +130,12 @@ _QUOTA_FLAG = "qf"
 _QUOTA = "q"
 _QUOTA_CHARGES = "qc"
 _QUOTA_USAGE = "qu"
+_NAME_INDEX = "N"
+_SUFFIX_INDEX = "R"
+_LINK = "P"
+_XATTR_VALUE = "V"
+_XATTR_HASH = "VH"
+_JSON_FIELD = "J"
 
 
 def _ino(ino: int) -> bytes:
@@ -139,6 +162,17 @@ def _range_of(prefix: bytes) -> tuple[bytes, bytes]:
     return prefix, prefix + b"\xff"
 
 
+def _strinc(key: bytes) -> bytes:
+    """The first key after every key that starts with ``key`` (FoundationDB's ``strinc``)."""
+    stripped = key.rstrip(b"\xff")
+    return stripped[:-1] + bytes((stripped[-1] + 1,))
+
+
+def _open_bytes(part: bytes) -> bytes:
+    """A bytes element without its terminator: the common start of every element extending ``part``."""
+    return _element(part)[:-1]
+
+
 def _ino_of(element: object) -> int:
     assert isinstance(element, bytes) and len(element) == 8, element
     return int.from_bytes(element, "little")
@@ -159,6 +193,8 @@ class FsKeys:
     def __init__(self, name: str) -> None:
         self.name = name
         self.prefix = fdb.tuple.pack((_FS_ROOT, name))
+        self._name_kind = self._key(_NAME_INDEX)
+        self._suffix_kind = self._key(_SUFFIX_INDEX)
 
     def _key(self, *parts: str | bytes | int) -> bytes:
         return self.prefix + b"".join(map(_element, parts))
@@ -408,3 +444,90 @@ class FsKeys:
     def log_versionstamp(self, key: bytes) -> bytes:
         stamp = fdb.tuple.unpack(key[len(self.prefix) :])[1]
         return bytes(stamp.tr_version)
+
+    # secondary indexes (metadata/index.py)
+    def name_index(self, name: bytes, parent: int) -> bytes:
+        return self._key(_NAME_INDEX, name, _ino(parent))
+
+    def names_with_prefix(self, prefix: bytes) -> tuple[bytes, bytes]:
+        """Name-index records of every name starting with ``prefix`` (b"": every name)."""
+        start = self._key(_NAME_INDEX) + _open_bytes(prefix)
+        return start, _strinc(start)
+
+    def names_equal(self, name: bytes) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_NAME_INDEX, name))
+
+    def suffix_index(self, name: bytes, parent: int) -> bytes:
+        return self._key(_SUFFIX_INDEX, name[::-1], _ino(parent))
+
+    def names_with_suffix(self, suffix: bytes) -> tuple[bytes, bytes]:
+        start = self._key(_SUFFIX_INDEX) + _open_bytes(suffix[::-1])
+        return start, _strinc(start)
+
+    def all_suffixes(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_SUFFIX_INDEX))
+
+    def name_index_of(self, key: bytes) -> tuple[bytes, int]:
+        """(name, parent) of a name-index or suffix-index key (a suffix key's name comes back reversed).
+
+        Decoded by hand: a suffix query decodes every key of its range, and ``fdb.tuple.unpack`` is
+        several times slower."""
+        suffix = key.startswith(self._suffix_kind)
+        start = len(self._suffix_kind if suffix else self._name_kind) + 1
+        end = key.index(b"\x00", start)  # a name holds no zero byte (namespace.check_name)
+        name = key[start:end]
+        # The parent is the last element: its bytes up to the terminator, zero bytes escaped.
+        parent = key[end + 2 : -1].replace(b"\x00\xff", b"\x00")
+        return (name[::-1] if suffix else name), _ino_of(parent)
+
+    def link(self, ino: int, parent: int, name: bytes) -> bytes:
+        return self._key(_LINK, _ino(ino), _ino(parent), name)
+
+    def links(self, ino: int) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_LINK, _ino(ino)))
+
+    def all_links(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_LINK))
+
+    def link_of(self, key: bytes) -> tuple[int, int, bytes]:
+        """(inode, parent, name) of a link back-reference key."""
+        _, ino, parent, name = fdb.tuple.unpack(key[len(self.prefix) :])
+        return _ino_of(ino), _ino_of(parent), bytes(name)
+
+    def xattr_value(self, name: bytes, value: bytes, ino: int) -> bytes:
+        return self._key(_XATTR_VALUE, name, value, _ino(ino))
+
+    def xattr_values(self, name: bytes, value: bytes | None = None) -> tuple[bytes, bytes]:
+        """Value-index records of xattr ``name``: all of them, or those of one value."""
+        if value is None:
+            return _range_of(self._key(_XATTR_VALUE, name))
+        return _range_of(self._key(_XATTR_VALUE, name, value))
+
+    def xattr_hash(self, name: bytes, digest: bytes, ino: int) -> bytes:
+        return self._key(_XATTR_HASH, name, digest, _ino(ino))
+
+    def xattr_hashes(self, name: bytes, digest: bytes | None = None) -> tuple[bytes, bytes]:
+        if digest is None:
+            return _range_of(self._key(_XATTR_HASH, name))
+        return _range_of(self._key(_XATTR_HASH, name, digest))
+
+    def json_field(self, name: bytes, path: str, typed: tuple[int, bytes], ino: int) -> bytes:
+        """``typed``: the value's type number and its encoded tuple element (index.py)."""
+        return self._key(_JSON_FIELD, name, path, typed[0]) + typed[1] + _element(_ino(ino))
+
+    def json_fields(self, name: bytes, path: str, type_number: int) -> tuple[bytes, bytes]:
+        """Every JSON-field record of one field and one value type, in value order."""
+        return _range_of(self._key(_JSON_FIELD, name, path, type_number))
+
+    def json_field_at(self, name: bytes, path: str, typed: tuple[int, bytes]) -> bytes:
+        """The first key of the records of one value: a bound for range queries."""
+        return self._key(_JSON_FIELD, name, path, typed[0]) + typed[1]
+
+    def index_ranges(self) -> dict[str, tuple[bytes, bytes]]:
+        """Each index kind's whole range: for checks."""
+        kinds = (_NAME_INDEX, _SUFFIX_INDEX, _LINK, _XATTR_VALUE, _XATTR_HASH, _JSON_FIELD)
+        return {kind: _range_of(self._key(kind)) for kind in kinds}
+
+    def last_ino(self, key: bytes) -> int:
+        """The inode number that ends an xattr-value, xattr-hash or JSON-field key."""
+        return _ino_of(fdb.tuple.unpack(key[len(self.prefix) :])[-1])

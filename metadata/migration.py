@@ -1,5 +1,10 @@
 """Bring a filesystem written by an older fusefs to the current key layout (``keys.FORMAT_VERSION``).
 
+Format 2 → 3 adds the secondary indexes (metadata/index.py) to filesystems whose settings turn them on
+(``search_index``): ``index.build`` writes the records of every entry and xattr, then the version is
+recorded.  Settings of format 2 predate the choice and have it off, so for them the step only records the
+version; it stays so that a format-2 fusefs refuses filesystems whose records it would not index.
+
 Runs at the filesystem's first read-write opening (a mount, gc or blocks add), before anything reads its
 records, like the assignment of its id.  It re-keys records in bounded transactions, so a large
 filesystem never needs one huge commit; each step is a pure function of what it reads, so a retried step
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from metadata import index
 from metadata.keys import FORMAT_VERSION, FsKeys
 from metadata.model import FsConfig
 from metadata.namespace import UnknownFilesystem, assign_fs_id
@@ -24,7 +30,12 @@ def upgrade(store: Store, name: str, candidate_id: str, batch: int = BATCH_RECOR
     are in the current format."""
     config = assign_fs_id(store, name, candidate_id)
     while config.format_version < FORMAT_VERSION:
-        config = store.transact(lambda tr: _step(tr, FsKeys(name), batch))
+        if config.format_version == 1:
+            config = store.transact(lambda tr: _step(tr, FsKeys(name), batch))
+        else:
+            if config.search_index:
+                index.build(store, FsKeys(name), batch)
+            config = store.transact(lambda tr: _record_version(tr, FsKeys(name), 3))
     return config
 
 
@@ -64,6 +75,14 @@ def _step(tr: Transaction, keys: FsKeys, batch: int) -> FsConfig:
         left -= len(rows)
         if not left:
             return config
-    config.format_version = 2
+    return _record_version(tr, keys, 2)
+
+
+def _record_version(tr: Transaction, keys: FsKeys, version: int) -> FsConfig:
+    raw = tr.get(keys.config())
+    if raw is None:
+        raise UnknownFilesystem(f"no filesystem named '{keys.name}'")
+    config = FsConfig.decode(raw)
+    config.format_version = max(config.format_version, version)
     tr.set(keys.config(), config.encode())
     return config

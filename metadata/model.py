@@ -161,6 +161,10 @@ class FsConfig:
     format_version: int = FORMAT_VERSION
     #: Removed files and directories are kept in ``/.trash`` this many days (0: no trash).
     trash_days: int = 0
+    #: Whether the namespace transactions keep the secondary indexes (metadata/index.py) that ``fusefs
+    #: find`` reads: they make creates, renames and setxattrs cost more, so they are opt-in.  Settings
+    #: written before the choice existed have none (False).
+    search_index: bool = False
 
     def encode(self) -> bytes:
         return pack(asdict(self))
@@ -205,6 +209,7 @@ _CONFIG_CHECKS = {
     "fs_id": lambda value: isinstance(value, str),
     "format_version": lambda value: _is_count(value) and value > 0,
     "trash_days": _is_count,
+    "search_index": lambda value: isinstance(value, bool),
 }
 
 

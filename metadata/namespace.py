@@ -21,7 +21,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from metadata import acl, changelog, filedata, quota, trash, xattrs
+from metadata import acl, changelog, filedata, index, quota, trash, xattrs
 from metadata.idempotency import idempotent_method
 from metadata.keys import FsKeys, all_filesystems_range, filesystem_of
 from metadata.model import (
@@ -323,6 +323,8 @@ class Namespace:
         quota.on_create(tr, self.keys, parent, attr, raws[3:])
         self._save(tr, attr)
         self._set_entry(tr, parent, name, attr)
+        if self.config.search_index:
+            index.add_link(tr, self.keys, parent, name, ino)
         if is_dir:
             directory.nlink += 1
         directory.touch(mtime=True, when_ns=now)
@@ -386,6 +388,8 @@ class Namespace:
         attr.touch(when_ns=now)
         self._save(tr, attr)
         self._set_entry(tr, new_parent, new_name, attr)
+        if self.config.search_index:
+            index.add_link(tr, self.keys, new_parent, new_name, ino)
         directory.touch(mtime=True, when_ns=now)
         self._save(tr, directory)
         tr.clear(self.keys.orphan(ino))
@@ -453,6 +457,8 @@ class Namespace:
             raise FSError(errno.EISDIR)
         now = now_ns()
         tr.clear(self.keys.entry(parent, name))
+        if self.config.search_index:
+            index.remove_link(tr, self.keys, parent, name, ino)
         parent_attr.touch(mtime=True, when_ns=now)
         self._save(tr, parent_attr)
         self._log(tr, "rmdir" if directory else "unlink", caller.uid, ino, parent, name)
@@ -492,6 +498,8 @@ class Namespace:
         ino = attr.ino
         chunks = filedata.drop_chunks_from(tr, self.keys, ino, 0)
         filedata.clear_inline(tr, self.keys, ino)
+        if self.config.search_index:
+            index.drop_xattrs(tr, self.keys, ino)
         tr.clear_range(*self.keys.xattrs(ino))
         tr.clear_range(*self.keys.dirty_chunks_of(ino))
         tr.clear(self.keys.attr(ino))
@@ -558,6 +566,14 @@ class Namespace:
         if src.is_dir and new_parent != old_parent:
             self._check_not_ancestor(tr, src_ino, new_parent)
         now = now_ns()
+        if self.config.search_index:
+            index.rename_links(
+                tr,
+                self.keys,
+                (old_parent, old_name, src_ino),
+                (new_parent, new_name, dst_ino),
+                exchange=exchange,
+            )
         if exchange:
             assert dst is not None
             if dst.is_dir and new_parent != old_parent:
@@ -676,6 +692,8 @@ class Namespace:
         if acl.is_acl(name):
             acl.set_acl(tr, self.keys, attr, name, value, caller)
         else:
+            if self.config.search_index:
+                index.set_xattr(tr, self.keys, ino, name, value)
             xattrs.set(tr, self.keys, attr, name, value)
         self._save(tr, attr)
         self._log(tr, "setxattr", caller.uid, ino, name=name)
@@ -683,6 +701,8 @@ class Namespace:
     @idempotent_method
     def removexattr(self, tr: Transaction, ino: int, name: bytes, caller: Caller) -> None:
         attr = self._load(tr, ino)
+        if self.config.search_index:
+            index.remove_xattr(tr, self.keys, ino, name)
         xattrs.remove(tr, self.keys, attr, name)
         self._save(tr, attr)
         self._log(tr, "removexattr", caller.uid, ino, name=name)

@@ -50,7 +50,9 @@ ERROR_RECORD = re.compile(r"^\S+ \S+ \d+ (?:ERROR|CRITICAL) .*$", re.MULTILINE)
 #: ERROR records that say nothing about fusefs: pyfuse3 logs one when the kernel no longer wants the
 #: answer to a request it already handled in full (seen for release under load: the handler ran, only
 #: the reply found no taker).
-BENIGN_ERRORS = [re.compile(r"ERROR pyfuse3: fuse_\w+\(\): fuse_reply_\S* failed with No such file or directory")]
+BENIGN_ERRORS = [
+    re.compile(r"ERROR pyfuse3: fuse_\w+\(\): fuse_reply_\S* failed with No such file or directory")
+]
 
 TEST_USER = "fusefs-test"
 TEST_GROUP = "fusefs-test-grp"  # a supplementary group of TEST_USER
@@ -205,7 +207,8 @@ class _Mounted:
 
 
 class MountFactory:
-    """``mount_fs(options=("allow_other",))`` → Path of a fresh mounted filesystem.
+    """``mount_fs(options=("allow_other",))`` → Path of a fresh mounted filesystem (``mkfs=(...)``: more
+    ``fusefs mkfs`` options).
 
     ``mount_fs.remount(path)`` unmounts cleanly and mounts the same filesystem again at the same place
     (for persistence checks); ``mount_fs.unmount(path)`` unmounts early.  Every mount is unmounted at
@@ -229,7 +232,9 @@ class MountFactory:
         self.store_options = store_mount_options()
 
     # ---------------------------------------------------------------------------------------------
-    def __call__(self, options: tuple[str, ...] | list[str] = (), name: str | None = None) -> Path:
+    def __call__(
+        self, options: tuple[str, ...] | list[str] = (), name: str | None = None, mkfs: tuple[str, ...] = ()
+    ) -> Path:
         if self.target != "local" and not os.path.exists("/dev/fuse"):
             pytest.skip("no /dev/fuse on this machine: cannot mount")
         serial = len(self.mounts)
@@ -253,7 +258,7 @@ class MountFactory:
         else:
             blocks = workdir / "blocks"
             blocks.mkdir()
-            self._run_cli(m, ["mkfs", "--store", store, "--blocks", str(blocks), fsname])
+            self._run_cli(m, ["mkfs", "--store", store, "--blocks", str(blocks), *mkfs, fsname])
         self._start(m)
         return mp
 

@@ -182,6 +182,7 @@ def make_filesystem(
     chunk_size: int,
     log_retention_s: int = DEFAULT_LOG_RETENTION_S,
     trash_days: int = 0,
+    search_index: bool = False,
 ) -> FsConfig:
     if has_filesystem(store, name):
         # Checked before the block directories are laid out, so a repeated mkfs changes nothing.
@@ -196,6 +197,7 @@ def make_filesystem(
         log_retention_s=log_retention_s,
         fs_id=new_fs_id(),
         trash_days=trash_days,
+        search_index=search_index,
     )
     # Claimed before the filesystem exists, so that a directory another filesystem claims meanwhile is
     # refused here rather than shared; undone if the filesystem cannot be created.
@@ -217,6 +219,7 @@ def describe_config(config: FsConfig) -> str:
         f"blocks {', '.join(map(printable, config.block_dirs))}; inline max {config.inline_max_bytes} bytes; "
         f"chunk {config.chunk_size_bytes} bytes; change log kept {config.log_retention_s // 3600} h; "
         + (f"trash kept {config.trash_days} days" if config.trash_days else "no trash")
+        + f"; search indexes {'on' if config.search_index else 'off'}"
     )
 
 

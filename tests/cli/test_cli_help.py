@@ -8,7 +8,19 @@ import pytest
 def test_top_level_help_lists_every_subcommand(cli):
     result = cli("--help")
     assert result.returncode == 0
-    for command in ("mkfs", "mount", "umount", "status", "stats", "systemd-unit", "log", "gc", "blocks"):
+    for command in (
+        "mkfs",
+        "mount",
+        "umount",
+        "status",
+        "stats",
+        "systemd-unit",
+        "log",
+        "gc",
+        "blocks",
+        "find",
+        "index",
+    ):
         assert command in result.stdout
     assert str(cli.data_dir) in result.stdout
 
@@ -26,6 +38,10 @@ def test_top_level_help_lists_every_subcommand(cli):
         ["gc"],
         ["blocks"],
         ["blocks", "add"],
+        ["find"],
+        ["index"],
+        ["index", "enable"],
+        ["index", "check"],
     ],
 )
 def test_each_subcommand_has_help(cli, command):
@@ -42,6 +58,7 @@ def test_mkfs_help_gives_the_defaults(cli):
     assert "(default: 64 KiB" in text
     assert "(default: 4 MiB)" in text
     assert "(default: default)" in text
+    assert "--search-index" in text and "30-45% more" in text and "'fusefs index enable'" in text
 
 
 def test_mount_help_gives_the_defaults_and_options(cli):

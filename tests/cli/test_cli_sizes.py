@@ -184,3 +184,14 @@ def test_a_failure_during_recovery_is_one_named_line_and_the_mount_serves(cli, t
         assert "Traceback" not in text and "ExceptionGroup" not in text, text
     finally:
         assert cli("umount", str(fuse_mountpoint)).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "shown"), [((), "search indexes off"), (("--search-index",), "search indexes on")]
+)
+def test_mkfs_and_status_show_the_search_index_setting(cli, tmp_path, options, shown):
+    url = _mkfs(cli, tmp_path, *options)
+    status = cli("status", "--store", url)
+    assert status.returncode == 0, status.stderr
+    (line,) = [line for line in status.stdout.splitlines() if line.startswith("  A: ")]
+    assert line.endswith(f"; {shown}")

@@ -47,6 +47,7 @@ def test_assign_fs_id_gives_an_id_once(store):
         ({"created_ns": -5, "fs_id": None}, "created_ns is -5; fs_id is None"),
         ({"format_version": 0}, "format_version is 0"),
         ({"format_version": "2"}, "format_version is '2'"),
+        ({"search_index": 1}, "search_index is 1"),
     ],
 )
 def test_impossible_settings_are_corrupt(store, changes, problem):

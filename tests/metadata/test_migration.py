@@ -11,9 +11,11 @@ import fdb.tuple
 import pytest
 
 from metadata import filedata
+from metadata.find import Query, find, parse_json_condition
+from metadata.index import check as check_indexes
 from metadata.keys import FORMAT_VERSION, FsKeys
 from metadata.migration import format_problem, upgrade
-from metadata.model import FsConfig, pack, unpack
+from metadata.model import ROOT_CALLER, ROOT_INODE, FsConfig, pack, unpack
 from metadata.namespace import Namespace, UnknownFilesystem, format_filesystem, load_config
 from metadata.store import Store, Transaction
 
@@ -59,17 +61,18 @@ def test_settings_without_a_format_are_format_1_and_new_ones_the_current(store):
     _make_format_1(store, "old")
     assert load_config(store, "old").format_version == 1
     format_filesystem(store, FsConfig("new"))
-    assert load_config(store, "new").format_version == FORMAT_VERSION == 2
+    assert load_config(store, "new").format_version == FORMAT_VERSION == 3
 
 
 def test_upgrade_rekeys_every_record_in_bounded_steps(store):
     _make_format_1(store, "old")
     counting = CountingStore(store)
     config = upgrade(counting, "old", "new-id", batch=3)  # type: ignore[arg-type]
-    # the id's, then 3 orphans, 3 marks, and the last mark with the format
-    assert len(ORPHANS) + len(DIRTY) == 7 and counting.transactions == 1 + 3
-    assert config.format_version == 2 and config.fs_id == "new-id"
-    assert load_config(store, "old").format_version == 2
+    # the id's, then 3 orphans, 3 marks, and the last mark with format 2; then format 3 (its settings
+    # predate the search indexes, so they are off: nothing to build)
+    assert len(ORPHANS) + len(DIRTY) == 7 and counting.transactions == 1 + 3 + 1
+    assert config.format_version == 3 and config.fs_id == "new-id"
+    assert load_config(store, "old").format_version == 3
     keys = FsKeys("old")
     sessions = store.transact(lambda tr: Namespace(load_config(store, "old")).orphan_sessions(tr))
     assert sessions == {ino: value[1] if isinstance(value, list) else b"" for ino, value in ORPHANS.items()}
@@ -94,7 +97,7 @@ def test_upgrade_of_a_filesystem_with_nothing_to_rekey_records_the_format(store)
     _make_format_1(store, "old")
     store.transact(lambda tr: tr.clear_range(*FsKeys("old").v1_orphans()))
     store.transact(lambda tr: tr.clear_range(*FsKeys("old").v1_dirty_chunks()))
-    assert upgrade(store, "old", "id").format_version == 2
+    assert upgrade(store, "old", "id").format_version == FORMAT_VERSION
 
 
 def test_format_1_keys_of_another_filesystem_are_left_alone(store):
@@ -116,8 +119,8 @@ def test_format_problem_names_what_to_do():
         "filesystem 'a' was made by an older fusefs (format 1): mount it read-write once (without -o ro), "
         "which brings it to the current format"
     )
-    assert format_problem(FsConfig("a", format_version=3)) == (
-        "filesystem 'a' was made by a newer fusefs (format 3; this one knows formats up to 2): "
+    assert format_problem(FsConfig("a", format_version=4)) == (
+        "filesystem 'a' was made by a newer fusefs (format 4; this one knows formats up to 3): "
         "use that fusefs"
     )
 
@@ -127,3 +130,55 @@ def test_a_newer_format_is_not_touched(store):
     before = _dump(store, "new")
     assert upgrade(store, "new", "id").format_version == FORMAT_VERSION + 1
     assert _dump(store, "new") == before
+
+
+def _make_format_2(store: Store, search_index: bool) -> tuple[FsConfig, FsKeys]:
+    """A filesystem made before the indexes: its entries and xattrs, no index records, format 2 (with
+    the search indexes turned on by ``index enable`` before its first mount, if `search_index`)."""
+    format_filesystem(store, FsConfig("two", search_index=True))
+    config = load_config(store, "two")
+    ns, keys = Namespace(config), FsKeys("two")
+    first = store.transact(lambda tr: ns.reserve_ids(tr, "inode", 10))
+
+    def populate(tr: Transaction) -> None:
+        ns.create(tr, ROOT_INODE, b"d", first, 0o40755, ROOT_CALLER)
+        for n in range(1, 8):
+            ns.create(tr, first, b"f%d.parquet" % n, first + n, 0o100644, ROOT_CALLER)
+            ns.setxattr(tr, first + n, b"user.j", b'{"n": %d}' % n, ROOT_CALLER)
+        for begin, end in keys.index_ranges().values():
+            tr.clear_range(begin, end)
+        config.format_version = 2
+        config.search_index = search_index
+        tr.set(keys.config(), config.encode())
+
+    store.transact(populate)
+    return config, keys
+
+
+def _index_records(store: Store, keys: FsKeys) -> list[tuple[bytes, bytes]]:
+    return [
+        row
+        for begin, end in keys.index_ranges().values()
+        for row in store.transact(lambda tr, begin=begin, end=end: tr.get_range(begin, end))
+    ]
+
+
+def test_upgrade_from_format_2_builds_the_indexes_in_bounded_steps(store):
+    _, keys = _make_format_2(store, search_index=True)
+    assert len(check_indexes(store, keys)) == 8 * 3 + 7 * 2  # every record is missing
+    counting = CountingStore(store)
+    assert upgrade(counting, "two", "id", batch=3).format_version == 3  # type: ignore[arg-type]
+    assert counting.transactions == 1 + 3 + 3 + 1  # the id's, 8 entries, 7 xattrs, the format
+    assert check_indexes(store, keys) == []
+    query = Query(json_fields=[parse_json_condition("j.n >= 6")])
+    found = store.transact(lambda tr: find(tr, keys, query))
+    assert [m.path for m in found.matches] == [b"/d/f6.parquet", b"/d/f7.parquet"]
+
+
+def test_upgrade_from_format_2_without_search_indexes_only_records_the_format(store):
+    _, keys = _make_format_2(store, search_index=False)
+    counting = CountingStore(store)
+    config = upgrade(counting, "two", "id", batch=3)  # type: ignore[arg-type]
+    assert config.format_version == 3 and not config.search_index
+    assert counting.transactions == 1 + 1  # the id's, the format
+    assert _index_records(store, keys) == []

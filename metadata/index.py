@@ -1,0 +1,261 @@
+"""Secondary indexes, written by the namespace transactions in the transaction that changes what they index.
+
+Only in filesystems whose settings turn them on (``FsConfig.search_index``): they cost creates, renames
+and setxattrs about a third of their rate on the embedded store, so the hooks' callers check the setting
+the namespace was opened with and a filesystem without it holds no index record at all.
+
+So a query (metadata/find.py) answers from exactly the state a listing in the same snapshot would show.
+Every index record is derived from one directory entry or one xattr (``expected_*`` below say how), and
+``check`` proves the store holds exactly the derived records.
+
+* Per directory entry ``(parent, name) → ino``: a name-index record (exact and prefix queries), a
+  suffix-index record (the name reversed: ``*.parquet`` is a prefix range read) and a link
+  back-reference under the inode (its paths, hard links included: metadata/paths.py).
+* Per xattr: its (name, value) when the value has at most ``VALUE_INDEX_MAX_BYTES`` bytes, otherwise its
+  name and the first 16 bytes of the value's SHA-256 (an exact query on a long value reads the candidates'
+  values to rule out hash collisions).  Either way a name-only query is a range read.
+* Per ``user.*`` xattr whose value is a JSON object: one record per scalar field (nested objects give
+  dotted paths ``a.b.c``; arrays are not indexed), typed so that ranges are in value order: booleans,
+  numbers (as the tuple layer's order-preserving doubles: an integer beyond 2**53 is rounded in the
+  key, and one beyond a double's range is not indexed), strings (their first
+  ``JSON_STRING_INDEX_BYTES`` bytes: a query reads the candidates' values to compare exactly) and null.
+  At most ``JSON_FIELDS_MAX`` fields per value are indexed, in document order, and field paths longer
+  than ``JSON_PATH_MAX_BYTES`` are not: the rest of such a value is not searchable.  A value that is
+  not a JSON object is a plain xattr, never an error.
+
+These writes read nothing but the xattr values they replace or delete (one read more for setxattr and
+removexattr, one range read of a deleted inode's xattrs) and set or clear keys no other inode or entry
+shares, so they add no conflicts between operations on different inodes; they are plain sets and
+clears, so running a transaction function again repeats them harmlessly.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import fdb.tuple
+
+from metadata import scan
+from metadata.keys import FsKeys
+from metadata.model import unpack_list
+from metadata.store import Store, Transaction
+
+#: Longer xattr values are indexed by a hash of the value instead of the value itself.
+VALUE_INDEX_MAX_BYTES = 256
+#: A JSON string field is indexed by at most this many of its first bytes.
+JSON_STRING_INDEX_BYTES = 256
+JSON_FIELDS_MAX = 256
+JSON_PATH_MAX_BYTES = 512
+HASH_BYTES = 16
+
+# JSON value types, in the order their records sort within one field.
+BOOLEAN, NUMBER, STRING, NULL = 0, 1, 2, 3
+
+JsonScalar = bool | int | float | str | None
+
+
+# -- what a record derives -----------------------------------------------------------------------------
+def link_records(keys: FsKeys, parent: int, name: bytes, ino: int) -> list[tuple[bytes, bytes]]:
+    """The index records of directory entry ``name`` in ``parent`` naming ``ino``."""
+    ino8 = ino.to_bytes(8, "little")
+    return [
+        (keys.name_index(name, parent), ino8),
+        (keys.suffix_index(name, parent), ino8),
+        (keys.link(ino, parent, name), b""),
+    ]
+
+
+def xattr_records(keys: FsKeys, ino: int, name: bytes, value: bytes) -> list[bytes]:
+    """The index keys of xattr ``name`` of ``ino`` holding ``value`` (their values are all ``b""``)."""
+    if len(value) <= VALUE_INDEX_MAX_BYTES:
+        records = [keys.xattr_value(name, value, ino)]
+    else:
+        records = [keys.xattr_hash(name, value_digest(value), ino)]
+    if name.startswith(b"user."):
+        records += [keys.json_field(name, path, typed, ino) for path, typed in json_fields(value)]
+    return records
+
+
+def value_digest(value: bytes) -> bytes:
+    return hashlib.sha256(value).digest()[:HASH_BYTES]
+
+
+def json_fields(value: bytes) -> list[tuple[str, tuple[int, bytes]]]:
+    """(field path, typed key element) of each indexed scalar field of a JSON object; [] if ``value`` is
+    not one."""
+    document = parse_json_object(value)
+    if document is None:
+        return []
+    fields = []
+    for path, scalar in _scalars(document, ""):
+        typed = typed_element(scalar)
+        if typed is not None and len(path.encode()) <= JSON_PATH_MAX_BYTES:
+            fields.append((path, typed))
+            if len(fields) == JSON_FIELDS_MAX:
+                break
+    return fields
+
+
+def parse_json_object(value: bytes) -> dict[str, Any] | None:
+    try:
+        document = json.loads(value)
+    except (ValueError, RecursionError):  # not JSON (UnicodeDecodeError is a ValueError), or too deep
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _scalars(document: dict[str, Any], prefix: str) -> Iterator[tuple[str, JsonScalar]]:
+    for field, item in document.items():
+        path = prefix + field
+        if isinstance(item, dict):
+            yield from _scalars(item, path + ".")
+        elif not isinstance(item, list):
+            yield path, item
+
+
+def typed_element(scalar: JsonScalar) -> tuple[int, bytes] | None:
+    """A JSON scalar's type number and its order-preserving tuple element (None: not indexable)."""
+    if scalar is None:
+        return NULL, b""
+    if isinstance(scalar, bool):
+        return BOOLEAN, fdb.tuple.pack((scalar,))
+    if isinstance(scalar, int | float):
+        try:
+            number = float(scalar)
+        except OverflowError:
+            return None
+        return (NUMBER, fdb.tuple.pack((number,))) if math.isfinite(number) else None
+    encoded = scalar.encode("utf-8", "surrogatepass")[:JSON_STRING_INDEX_BYTES]
+    return STRING, fdb.tuple.pack((encoded.decode("utf-8", "ignore"),))
+
+
+# -- hooks of the namespace transactions ---------------------------------------------------------------
+def add_link(tr: Transaction, keys: FsKeys, parent: int, name: bytes, ino: int) -> None:
+    for key, value in link_records(keys, parent, name, ino):
+        tr.set(key, value)
+
+
+def remove_link(tr: Transaction, keys: FsKeys, parent: int, name: bytes, ino: int) -> None:
+    for key, _ in link_records(keys, parent, name, ino):
+        tr.clear(key)
+
+
+def rename_links(
+    tr: Transaction,
+    keys: FsKeys,
+    source: tuple[int, bytes, int],
+    target: tuple[int, bytes, int | None],
+    *,
+    exchange: bool,
+) -> None:
+    """A rename of ``source`` (parent, name, ino) onto ``target`` (parent, name, ino or None): the
+    target's name now names the source's inode; with ``exchange`` the source's name names the
+    target's."""
+    old_parent, old_name, src_ino = source
+    new_parent, new_name, dst_ino = target
+    remove_link(tr, keys, old_parent, old_name, src_ino)
+    if dst_ino is not None:
+        remove_link(tr, keys, new_parent, new_name, dst_ino)
+        if exchange:
+            add_link(tr, keys, old_parent, old_name, dst_ino)
+    add_link(tr, keys, new_parent, new_name, src_ino)
+
+
+def set_xattr(tr: Transaction, keys: FsKeys, ino: int, name: bytes, value: bytes) -> None:
+    """Before xattr ``name`` of ``ino`` becomes ``value``: replace the old value's records."""
+    old = tr.get(keys.xattr(ino, name))
+    if old is not None:
+        for key in xattr_records(keys, ino, name, old):
+            tr.clear(key)
+    for key in xattr_records(keys, ino, name, value):
+        tr.set(key, b"")
+
+
+def remove_xattr(tr: Transaction, keys: FsKeys, ino: int, name: bytes) -> None:
+    """Before xattr ``name`` of ``ino`` is removed."""
+    old = tr.get(keys.xattr(ino, name))
+    if old is not None:
+        for key in xattr_records(keys, ino, name, old):
+            tr.clear(key)
+
+
+def drop_xattrs(tr: Transaction, keys: FsKeys, ino: int) -> None:
+    """Before every xattr of inode ``ino`` is deleted with it."""
+    for key, value in tr.iter_range(*keys.xattrs(ino)):
+        for record in xattr_records(keys, ino, keys.xattr_name(key), value):
+            tr.clear(record)
+
+
+# -- building and proving the indexes ----------------------------------------------------------------
+#: Entries or xattrs indexed per transaction by ``build``: far below FoundationDB's limits.
+BUILD_BATCH = 500
+
+
+def build(store: Store, keys: FsKeys, batch: int = BUILD_BATCH) -> None:
+    """Write the index records of every entry and xattr (a filesystem made before the indexes, or loaded
+    from a dump), in bounded transactions walking a cursor.
+
+    Safe beside mounts that write indexes themselves: each step reads its batch serializably (a
+    concurrent change to it conflicts and the step runs again), and a change behind or ahead of the
+    cursor writes its own records.  Writing a record twice changes nothing."""
+    for (begin, end), derive in ((keys.all_entries(), _entry_records), (keys.all_xattrs(), _xattr_records)):
+        cursor: bytes | None = begin
+        while cursor is not None:
+            cursor = store.transact(
+                functools.partial(_build_step, keys=keys, begin=cursor, end=end, batch=batch, derive=derive)
+            )
+
+
+Derive = Callable[[FsKeys, bytes, bytes], list[tuple[bytes, bytes]]]
+
+
+def _build_step(
+    tr: Transaction, keys: FsKeys, begin: bytes, end: bytes, batch: int, derive: Derive
+) -> bytes | None:
+    rows = tr.get_range(begin, end, limit=batch)
+    for key, value in rows:
+        for record, record_value in derive(keys, key, value):
+            tr.set(record, record_value)
+    return rows[-1][0] + b"\0" if len(rows) == batch else None
+
+
+def _entry_records(keys: FsKeys, key: bytes, value: bytes) -> list[tuple[bytes, bytes]]:
+    parent, name = keys.entry_of(key)
+    ino, _ = unpack_list(value, f"entry {name!r} of directory {parent}", (int, int))
+    return link_records(keys, parent, name, int(ino))
+
+
+def _xattr_records(keys: FsKeys, key: bytes, value: bytes) -> list[tuple[bytes, bytes]]:
+    ino, name = keys.xattr_of(key)
+    return [(record, b"") for record in xattr_records(keys, ino, name, value)]
+
+
+# -- proving the indexes ---------------------------------------------------------------------------------
+def expected(store: Store, keys: FsKeys) -> dict[bytes, bytes]:
+    """Every index record the entries and xattrs of the filesystem derive (read in bounded pages)."""
+    records: dict[bytes, bytes] = {}
+    for (begin, end), derive in ((keys.all_entries(), _entry_records), (keys.all_xattrs(), _xattr_records)):
+        for key, value in scan.scan(store, begin, end):
+            records.update(derive(keys, key, value))
+    return records
+
+
+def check(store: Store, keys: FsKeys) -> list[str]:
+    """What is wrong with the indexes: records missing, records no entry or xattr derives, records with
+    a wrong value.  Empty when they match the namespace.  Read in pages: run it on an unmounted
+    filesystem (or expect findings a concurrent change explains)."""
+    wanted = expected(store, keys)
+    problems = []
+    for begin, end in keys.index_ranges().values():
+        for key, value in scan.scan(store, begin, end):
+            if key not in wanted:
+                problems.append(f"index record {key!r} matches no entry or xattr")
+            elif wanted.pop(key) != value:
+                problems.append(f"index record {key!r} has value {value!r}")
+    problems += [f"index record {key!r} is missing" for key in wanted]
+    return problems

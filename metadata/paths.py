@@ -1,0 +1,110 @@
+"""Paths from inodes and inodes from paths, inside one transaction (snapshot reads).
+
+An inode's names are its link back-references (metadata/index.py): one range read lists every
+(parent, name) naming it, hard links included.  A directory has exactly one, so a path is built by
+walking up one back-reference per level: the cost is the depth, and a ``Paths`` remembers the
+directories it resolved, so many paths under one tree cost little more than one.
+"""
+
+from __future__ import annotations
+
+import errno
+
+from metadata.keys import FsKeys
+from metadata.model import ROOT_INODE, FSError, InodeAttr, unpack_list
+from metadata.store import CorruptValue, Transaction
+
+#: Deeper than any real tree: a longer walk up means a loop in damaged metadata.
+MAX_DEPTH = 4096
+
+
+class Paths:
+    """Path lookups in transaction ``tr``, with the directories already resolved remembered."""
+
+    def __init__(self, tr: Transaction, keys: FsKeys) -> None:
+        self.tr = tr
+        self.keys = keys
+        self._dirs: dict[int, bytes | None] = {ROOT_INODE: b"/"}
+        self._parents: dict[int, int] = {ROOT_INODE: ROOT_INODE}
+
+    def links(self, ino: int) -> list[tuple[int, bytes]]:
+        """Every (parent, name) naming ``ino``: none for the root and for an orphan."""
+        rows = self.tr.iter_range(*self.keys.links(ino), snapshot=True)
+        return [self.keys.link_of(key)[1:] for key, _ in rows]
+
+    def paths(self, ino: int) -> list[bytes]:
+        """Every path of ``ino``, sorted (the root's is ``/``; an orphan has none)."""
+        if ino == ROOT_INODE:
+            return [b"/"]
+        found = []
+        for parent, name in self.links(ino):
+            directory = self.directory(parent)
+            if directory is not None:
+                found.append(join(directory, name))
+        return sorted(found)
+
+    def directory(self, ino: int) -> bytes | None:
+        """The path of directory ``ino`` (None if it has no name: removed while open)."""
+        chain: list[tuple[int, bytes]] = []
+        current = ino
+        while current not in self._dirs:
+            links = self.links(current)
+            if not links:
+                self._dirs[current] = None
+                break
+            parent, name = links[0]
+            self._parents[current] = parent
+            chain.append((current, name))
+            current = parent
+            if len(chain) > MAX_DEPTH:
+                raise CorruptValue(f"directory {ino}: no way up to the root within {MAX_DEPTH} levels")
+        base = self._dirs[current]
+        for directory, name in reversed(chain):
+            base = None if base is None else join(base, name)
+            self._dirs[directory] = base
+        return self._dirs[ino]
+
+    def parent(self, directory: int) -> int | None:
+        """The parent of ``directory`` (None if it has no name)."""
+        if directory not in self._parents:
+            self.directory(directory)
+        return self._parents.get(directory)
+
+    def is_within(self, directory: int, top: int) -> bool:
+        """Whether ``directory`` is ``top`` or lies below it."""
+        current: int | None = directory
+        for _ in range(MAX_DEPTH):
+            if current == top:
+                return True
+            if current is None or current == ROOT_INODE:
+                return False
+            current = self.parent(current)
+        raise CorruptValue(f"directory {directory}: no way up to the root within {MAX_DEPTH} levels")
+
+    def resolve(self, path: bytes) -> InodeAttr:
+        """The inode at absolute ``path`` (symbolic links are not followed).  FSError ENOENT or ENOTDIR."""
+        if not path.startswith(b"/"):
+            raise FSError(errno.EINVAL)
+        ino: int = ROOT_INODE
+        for name in (part for part in path.split(b"/") if part and part != b"."):
+            if name == b"..":
+                ino = self.parent(ino) or ROOT_INODE
+                continue
+            attr = self.attr(ino)
+            if not attr.is_dir:
+                raise FSError(errno.ENOTDIR)
+            raw = self.tr.get(self.keys.entry(ino, name), snapshot=True)
+            if raw is None:
+                raise FSError(errno.ENOENT)
+            ino = int(unpack_list(raw, f"entry {name!r} of directory {ino}", (int, int))[0])
+        return self.attr(ino)
+
+    def attr(self, ino: int) -> InodeAttr:
+        raw = self.tr.get(self.keys.attr(ino), snapshot=True)
+        if raw is None:
+            raise FSError(errno.ENOENT)
+        return InodeAttr.decode(ino, raw)
+
+
+def join(directory: bytes, name: bytes) -> bytes:
+    return directory + name if directory.endswith(b"/") else directory + b"/" + name

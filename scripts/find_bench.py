@@ -1,0 +1,192 @@
+"""Speed of ``fusefs find``'s indexes: queries on a large filesystem beside GNU tools on the mount, and the
+cost the indexes add to create and setxattr.
+
+``query`` builds a filesystem of ``--inodes`` inodes through the store API (not FUSE): 20 top directories
+of 10 subdirectories of files named ``f<n>.parquet``, ``.csv`` or ``.json``, each file with
+``user.batch=b<n % (files / 100)>`` (so one value names 100 files).  It times, best of three, an exact
+xattr-value query (100 files) and an extension query under one top directory (metadata/find.py, one
+transaction each), then mounts the filesystem and times the same questions asked of the mount: GNU
+``find -name`` under the directory and ``getfattr -R`` over the mount.
+
+``throughput`` creates files and sets an xattr on each, in transactions of one operation like the
+daemon's, and prints operations per second, on a filesystem without search indexes or, with
+``--search-index``, with them; run it with ``PYTHONPATH`` at another checkout (the commit before the
+indexes) to compare.  Usage:
+
+    python scripts/find_bench.py query [--inodes 200000] [--dir /tmp/find-bench] [--no-mount]
+    PYTHONPATH=/path/to/checkout python scripts/find_bench.py throughput [--count 5000] [--search-index]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+if not os.environ.get("PYTHONPATH"):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from metadata.model import ROOT_CALLER, ROOT_INODE, FsConfig, new_fs_id  # noqa: E402
+from metadata.namespace import Namespace, format_filesystem, load_config  # noqa: E402
+from metadata.sqlite_store import SqliteStore  # noqa: E402
+
+TOPS, SUBDIRS = 20, 10
+PER_TRANSACTION = 500
+EXTENSIONS = (".parquet", ".csv", ".json")
+# The fusefs of this checkout (or of PYTHONPATH).
+FUSEFS = [sys.executable, "-c", "import sys; from fusefs.cli import main; sys.exit(main())"]
+os.environ.setdefault("PYTHONPATH", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def build(store: SqliteStore, ns: Namespace, inodes: int) -> int:
+    """The tree described above; returns how many files it holds."""
+    dirs = TOPS * (1 + SUBDIRS)
+    files = inodes - 1 - dirs
+    first = store.transact(lambda tr: ns.reserve_ids(tr, "inode", inodes))
+
+    def make_dirs(tr):  # type: ignore[no-untyped-def]
+        leaves = []
+        for top in range(TOPS):
+            top_ino = first + top * (1 + SUBDIRS)
+            ns.create(tr, ROOT_INODE, f"t{top}".encode(), top_ino, stat.S_IFDIR | 0o755, ROOT_CALLER)
+            for sub in range(SUBDIRS):
+                ino = top_ino + 1 + sub
+                ns.create(tr, top_ino, f"s{sub}".encode(), ino, stat.S_IFDIR | 0o755, ROOT_CALLER)
+                leaves.append(ino)
+        return leaves
+
+    leaves = store.transact(make_dirs)
+    batches = files // 100
+    for start in range(0, files, PER_TRANSACTION):
+
+        def batch(tr, start=start):  # type: ignore[no-untyped-def]
+            for n in range(start, min(start + PER_TRANSACTION, files)):
+                ino = first + dirs + n
+                name = f"f{n}{EXTENSIONS[n % 3]}".encode()
+                ns.create(tr, leaves[n % len(leaves)], name, ino, stat.S_IFREG | 0o644, ROOT_CALLER)
+                ns.setxattr(tr, ino, b"user.batch", f"b{n % batches}".encode(), ROOT_CALLER)
+
+        store.transact(batch)
+    return files
+
+
+def best_of(runs: int, fn: Callable[[], object]) -> tuple[float, object]:
+    best, result = float("inf"), None
+    for _ in range(runs):
+        began = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - began)
+    return best, result
+
+
+def query(args: argparse.Namespace) -> None:
+    from metadata.find import Query, find
+
+    work = args.dir or tempfile.mkdtemp(prefix="find-bench-")
+    os.makedirs(work, exist_ok=True)
+    db = os.path.join(work, "meta.db")
+    if os.path.exists(db):
+        os.remove(db)
+    # Made by mkfs, so that its block directory carries the marker a mount checks.
+    blocks = os.path.join(work, "blocks")
+    os.makedirs(blocks, exist_ok=True)
+    subprocess.run(
+        [*FUSEFS, "mkfs", "--store", f"sqlite://{db}", "--blocks", blocks, "--search-index", "bench"],
+        check=True,
+    )
+    store = SqliteStore(db)
+    ns = Namespace(load_config(store, "bench"))
+    began = time.perf_counter()
+    files = build(store, ns, args.inodes)
+    print(f"built {args.inodes} inodes ({files} files) in {time.perf_counter() - began:.1f} s")
+    questions = {
+        "xattr user.batch=b7": Query(xattrs=[(b"user.batch", b"b7")]),
+        "*.parquet under /t3": Query(name_glob=b"*.parquet", under=b"/t3", limit=10**6),
+    }
+    for label, question in questions.items():
+        seconds, found = best_of(3, lambda q=question: store.transact(lambda tr: find(tr, ns.keys, q)))
+        print(f"fusefs find {label}: {len(found.matches)} files in {seconds * 1000:.1f} ms")  # type: ignore[attr-defined]
+    store.close()
+    if not args.no_mount:
+        mount_and_compare(work, db)
+    if not args.dir:
+        shutil.rmtree(work)
+
+
+def mount_and_compare(work: str, db: str) -> None:
+    mnt = os.path.join(work, "mnt")
+    os.makedirs(mnt, exist_ok=True)
+    subprocess.run([*FUSEFS, "mount", "--store", f"sqlite://{db}", "--name", "bench", mnt], check=True)
+    try:
+        commands = {
+            "*.parquet under /t3": ["find", os.path.join(mnt, "t3"), "-name", "*.parquet"],
+            "xattr user.batch=b7": ["getfattr", "-R", "--absolute-names", "-n", "user.batch", mnt],
+        }
+        for label, command in commands.items():
+            seconds, out = best_of(
+                3, lambda c=command: subprocess.run(c, capture_output=True, text=True).stdout
+            )
+            lines = str(out).splitlines()
+            if label.startswith("xattr"):
+                count = sum(1 for line in lines if line == 'user.batch="b7"')
+            else:
+                count = len(lines)
+            print(f"GNU {command[0]} {label}: {count} files in {seconds * 1000:.1f} ms")
+    finally:
+        subprocess.run([*FUSEFS, "umount", mnt], check=True)
+
+
+def throughput(args: argparse.Namespace) -> None:
+    work = tempfile.mkdtemp(prefix="find-throughput-")
+    try:
+        store = SqliteStore(os.path.join(work, "meta.db"))
+        # Named only when asked for, so that the script also runs against checkouts without the setting.
+        chosen = {"search_index": True} if args.search_index else {}
+        config = FsConfig("bench", fs_id=new_fs_id(), **chosen)
+        format_filesystem(store, config)
+        ns = Namespace(config)
+        first = store.transact(lambda tr: ns.reserve_ids(tr, "inode", args.count))
+        began = time.perf_counter()
+        for n in range(args.count):
+            name = f"f{n}.parquet".encode()
+            store.transact(
+                lambda tr, n=n, name=name: ns.create(tr, ROOT_INODE, name, first + n, 0o100644, ROOT_CALLER)
+            )
+        created = time.perf_counter() - began
+        began = time.perf_counter()
+        for n in range(args.count):
+            value = b'{"lr": %d, "team": "vision"}' % n
+            store.transact(
+                lambda tr, n=n, value=value: ns.setxattr(tr, first + n, b"user.exp", value, ROOT_CALLER)
+            )
+        set_time = time.perf_counter() - began
+        print(
+            f"create: {args.count / created:.0f}/s; setxattr (JSON, 2 fields): {args.count / set_time:.0f}/s"
+        )
+        store.close()
+    finally:
+        shutil.rmtree(work)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    q = sub.add_parser("query")
+    q.add_argument("--inodes", type=int, default=200_000)
+    q.add_argument("--dir", default=None, help="work directory (default: a temporary one, removed)")
+    q.add_argument("--no-mount", action="store_true", help="skip the GNU tools on the mount")
+    t = sub.add_parser("throughput")
+    t.add_argument("--count", type=int, default=5000)
+    t.add_argument("--search-index", action="store_true", help="a filesystem with search indexes")
+    args = parser.parse_args()
+    (query if args.what == "query" else throughput)(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,301 @@
+"""Secondary indexes (metadata/index.py), paths from inodes (metadata/paths.py) and queries
+(metadata/find.py) through the namespace transactions of a real embedded store, with retry chaos off and
+on; after every scenario ``index.check`` proves the indexes match the namespace exactly."""
+
+from __future__ import annotations
+
+import errno
+import json
+
+import pytest
+from conftest import ROOT, Fs, commit_unknown_once
+
+from metadata import fsck, index
+from metadata.dump import dump, load
+from metadata.find import Query, QueryError, find, parse_json_condition, parse_xattr
+from metadata.find import search as search_api
+from metadata.keys import FsKeys
+from metadata.model import ROOT_INODE, FSError
+from metadata.paths import Paths
+
+
+@pytest.fixture
+def fs(store):
+    """A filesystem made with its search indexes on (``fusefs mkfs --search-index``)."""
+    return Fs(store, search_index=True)
+
+
+def search(fs, **query):
+    found = search_api(fs.store, fs.config.name, Query(**query))
+    return [match.path.decode() for match in found.matches]
+
+
+def paths_of(fs, ino):
+    return fs.run(lambda tr: Paths(tr, fs.keys).paths(ino))
+
+
+def assert_consistent(fs):
+    assert index.check(fs.store, fs.keys) == []
+
+
+def test_names_exact_prefix_suffix_and_under(fs):
+    t = fs.tree("a/", "a/x.parquet", "a/b/", "a/b/y.parquet", "a/b/y.csv", "c/", "c/x.parquet", "a/xyz")
+    assert search(fs, name=b"x.parquet") == ["/a/x.parquet", "/c/x.parquet"]
+    assert search(fs, name_glob=b"*.parquet", under=b"/a") == ["/a/b/y.parquet", "/a/x.parquet"]
+    assert search(fs, name_glob=b"x*") == ["/a/x.parquet", "/a/xyz", "/c/x.parquet"]
+    assert search(fs, name_glob=b"?.*") == ["/a/b/y.csv", "/a/b/y.parquet", "/a/x.parquet", "/c/x.parquet"]
+    assert search(fs, name_glob=b"b", under=b"/a/b/") == ["/a/b"]  # the start itself, as find(1)
+    assert search(fs, name_glob=b"*", under=b"/a/b/..//b") == ["/a/b", "/a/b/y.csv", "/a/b/y.parquet"]
+    assert paths_of(fs, t["a/b/y.csv"]) == [b"/a/b/y.csv"]
+    assert paths_of(fs, ROOT_INODE) == [b"/"]
+    assert_consistent(fs)
+
+
+def test_names_follow_renames_links_and_unlinks(fs):
+    t = fs.tree("d/", "e/", "d/f.txt")
+    fs.link(t["d/f.txt"], t["e"], b"g.txt", ROOT)
+    assert paths_of(fs, t["d/f.txt"]) == [b"/d/f.txt", b"/e/g.txt"]
+    fs.rename(t["d"], b"f.txt", ROOT_INODE, b"top.txt", ROOT)
+    fs.rename(ROOT_INODE, b"e", t["d"], b"e2", ROOT)  # a directory: its files' paths change too
+    assert search(fs, name_glob=b"*.txt") == ["/d/e2/g.txt", "/top.txt"]
+    assert paths_of(fs, t["d/f.txt"]) == [b"/d/e2/g.txt", b"/top.txt"]
+    fs.unlink(ROOT_INODE, b"top.txt", ROOT)
+    assert search(fs, name_glob=b"*.txt") == ["/d/e2/g.txt"]
+    assert_consistent(fs)
+
+
+def test_rename_replacing_and_exchanging(fs):
+    t = fs.tree("a", "b", "d/", "d/c")
+    fs.run(lambda tr: fs.ns.setxattr(tr, t["b"], b"user.k", b"v", ROOT))
+    fs.rename(ROOT_INODE, b"a", ROOT_INODE, b"b", ROOT, still_open=lambda ino: False)  # b is deleted
+    assert search(fs, xattrs=[(b"user.k", None)]) == []
+    assert search(fs, name=b"b") == ["/b"] and paths_of(fs, t["a"]) == [b"/b"]
+    fs.rename(ROOT_INODE, b"b", t["d"], b"c", ROOT, exchange=True)
+    assert paths_of(fs, t["a"]) == [b"/d/c"] and paths_of(fs, t["d/c"]) == [b"/b"]
+    assert_consistent(fs)
+
+
+def xattrs(**named):
+    return [(name.encode(), value) for name, value in named.items()]
+
+
+def test_xattr_values_short_and_long(fs):
+    t = fs.tree("a", "b", "c")
+    long_value = b"L" * (index.VALUE_INDEX_MAX_BYTES + 1)
+    for name, value in (("a", b"red"), ("b", long_value), ("c", long_value[:-1] + b"M")):
+        fs.setxattr(t[name], b"user.color", value, ROOT)
+    assert search(fs, xattrs=[(b"user.color", b"red")]) == ["/a"]
+    assert search(fs, xattrs=[(b"user.color", long_value)]) == ["/b"]
+    assert search(fs, xattrs=[(b"user.color", None)]) == ["/a", "/b", "/c"]
+    fs.setxattr(t["a"], b"user.color", b"blue", ROOT)
+    fs.removexattr(t["b"], b"user.color", ROOT)
+    assert search(fs, xattrs=[(b"user.color", b"red")]) == []
+    assert search(fs, xattrs=[(b"user.color", None)]) == ["/a", "/c"]
+    assert search(fs, xattrs=[(b"user.color", b"blue")], name_glob=b"[ab]") == ["/a"]
+    assert_consistent(fs)
+
+
+def test_a_long_value_whose_hash_prefix_matches_is_checked(fs):
+    """Two values share a hash record only by collision: planted here by writing the record by hand."""
+    t = fs.tree("a")
+    value = b"x" * 1000
+    fs.setxattr(t["a"], b"user.v", value, ROOT)
+    other = b"y" * 1000
+    fs.raw_set(fs.keys.xattr_hash(b"user.v", index.value_digest(other), t["a"]), b"")
+    assert search(fs, xattrs=[(b"user.v", other)]) == []
+    assert search(fs, xattrs=[(b"user.v", value)]) == ["/a"]
+
+
+def meta(fs, ino, document, name=b"user.experiment"):
+    fs.setxattr(ino, name, json.dumps(document).encode(), ROOT)
+
+
+def json_search(fs, *conditions):
+    return search(fs, json_fields=[parse_json_condition(c) for c in conditions])
+
+
+def test_json_fields_typed_ranges(fs):
+    t = fs.tree("a", "b", "c", "d", "e")
+    meta(fs, t["a"], {"lr": 0.001, "owner": {"team": "vision"}, "done": True})
+    meta(fs, t["b"], {"lr": 0.1, "owner": {"team": "speech"}, "done": False})
+    meta(fs, t["c"], {"lr": 0, "owner": {"team": "vision"}, "tags": ["x"], "n": None})
+    meta(fs, t["d"], {"lr": "0.001"})  # a string: never a number's match
+    fs.setxattr(t["e"], b"user.experiment", b"{not json", ROOT)  # a plain xattr, not an error
+    assert json_search(fs, "experiment.lr < 0.01") == ["/a", "/c"]
+    assert json_search(fs, "experiment.lr >= 0.001") == ["/a", "/b"]
+    assert json_search(fs, "experiment.lr <= 0") == ["/c"]
+    assert json_search(fs, "experiment.lr > 0.1") == []
+    assert json_search(fs, 'experiment.lr = "0.001"') == ["/d"]
+    assert json_search(fs, 'experiment.owner.team = "vision"') == ["/a", "/c"]
+    assert json_search(fs, 'user.experiment:owner.team > "t"') == ["/a", "/c"]
+    assert json_search(fs, "experiment.done = true", 'experiment.owner.team == "vision"') == ["/a"]
+    assert json_search(fs, "experiment.n = null") == ["/c"]
+    assert json_search(fs, "experiment.tags = 1") == []
+    assert search(fs, xattrs=[(b"user.experiment", b"{not json")]) == ["/e"]
+    meta(fs, t["a"], {"lr": 0.5})  # replaced: the old fields are gone
+    assert json_search(fs, "experiment.lr < 0.01") == ["/c"]
+    assert json_search(fs, 'experiment.owner.team = "vision"') == ["/c"]
+    assert_consistent(fs)
+
+
+def test_json_long_strings_and_big_numbers_compare_exactly(fs):
+    t = fs.tree("a", "b", "c")
+    base = "s" * index.JSON_STRING_INDEX_BYTES
+    meta(fs, t["a"], {"k": base + "a", "n": 2**53 + 1})
+    meta(fs, t["b"], {"k": base + "b", "n": 2**53})
+    meta(fs, t["c"], {"k": base, "n": 10**400})  # beyond a double: not indexed
+    assert json_search(fs, f'experiment.k = "{base}b"') == ["/b"]
+    assert json_search(fs, f'experiment.k > "{base}a"') == ["/b"]
+    assert json_search(fs, f'experiment.k < "{base}b"') == ["/a", "/c"]
+    assert json_search(fs, f"experiment.n = {2**53 + 1}") == ["/a"]
+    assert json_search(fs, "experiment.n > 0") == ["/a", "/b"]
+    assert_consistent(fs)
+
+
+def test_json_field_limits(fs):
+    ino = fs.tree("a")["a"]
+    last = index.JSON_FIELDS_MAX - 1
+    document = {f"f{i:04}": i for i in range(index.JSON_FIELDS_MAX + 10)}
+    document["p" * (index.JSON_PATH_MAX_BYTES + 1)] = 1
+    meta(fs, ino, document)
+    assert json_search(fs, f"experiment.f{last:04} = {last}") == ["/a"]
+    assert json_search(fs, f"experiment.f{last + 1:04} = {last + 1}") == []  # beyond the indexed fields
+    assert_consistent(fs)
+
+
+def test_hard_links_and_orphans(fs):
+    t = fs.tree("d/", "f")
+    fs.link(t["f"], t["d"], b"g", ROOT)
+    fs.setxattr(t["f"], b"user.tag", b"t", ROOT)
+    assert search(fs, xattrs=[(b"user.tag", b"t")]) == ["/d/g", "/f"]
+    assert search(fs, xattrs=[(b"user.tag", b"t")], under=b"/d") == ["/d/g"]
+    assert search(fs, xattrs=[(b"user.tag", b"t")], name=b"f") == ["/f"]
+    fs.unlink(ROOT_INODE, b"f", ROOT)
+    fs.unlink(t["d"], b"g", ROOT)  # still open: an orphan keeps its xattrs, but has no path
+    assert search(fs, xattrs=[(b"user.tag", b"t")]) == []
+    assert_consistent(fs)
+    fs.reclaim(t["f"])
+    assert fs.raw_range(fs.keys.index_ranges()["V"]) == []
+    assert_consistent(fs)
+
+
+def test_deleting_an_inode_drops_its_xattr_records(fs):
+    t = fs.tree("f")
+    meta(fs, t["f"], {"a": 1})
+    fs.unlink(ROOT_INODE, b"f", ROOT, still_open=lambda ino: False)
+    for kind, (begin, end) in fs.keys.index_ranges().items():
+        assert fs.raw_range((begin, end)) == [], kind
+    assert_consistent(fs)
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        lambda fs, t: fs.make(ROOT_INODE, b"new"),
+        lambda fs, t: fs.link(t["f"], ROOT_INODE, b"l", ROOT),
+        lambda fs, t: fs.rename(ROOT_INODE, b"f", t["d"], b"moved", ROOT),
+        lambda fs, t: fs.unlink(ROOT_INODE, b"f", ROOT, still_open=lambda ino: False),
+        lambda fs, t: fs.setxattr(t["f"], b"user.j", b'{"a": 2}', ROOT),
+        lambda fs, t: fs.removexattr(t["f"], b"user.j", ROOT),
+    ],
+    ids=["create", "link", "rename", "unlink", "setxattr", "removexattr"],
+)
+def test_retried_commits_leave_the_indexes_exact(fs, operation):
+    t = fs.tree("d/", "f")
+    fs.setxattr(t["f"], b"user.j", b'{"a": 1}', ROOT)
+    with commit_unknown_once(fs.store):
+        operation(fs, t)
+    assert_consistent(fs)
+
+
+def test_check_finds_missing_stray_and_wrong_records(fs):
+    t = fs.tree("f")
+    fs.setxattr(t["f"], b"user.k", b"v", ROOT)
+    fs.run(lambda tr: tr.clear(fs.keys.xattr_value(b"user.k", b"v", t["f"])))
+    fs.raw_set(fs.keys.name_index(b"ghost", ROOT_INODE), b"\0" * 8)
+    fs.raw_set(fs.keys.suffix_index(b"f", ROOT_INODE), (999).to_bytes(8, "little"))
+    problems = index.check(fs.store, fs.keys)
+    assert len(problems) == 3
+    assert any("missing" in p for p in problems)
+    assert any("matches no entry" in p for p in problems)
+    assert any("has value" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({}, "at least one"),
+        ({"name": b"a/b"}, "cannot be empty or contain"),
+        ({"name": b"a", "limit": 0}, "at least 1"),
+        ({"name": b"a", "under": b"rel"}, "starting with '/'"),
+    ],
+)
+def test_malformed_queries(fs, query, message):
+    with pytest.raises(QueryError, match=message):
+        search(fs, **query)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("lr", "not a condition"),
+        ("experiment.lr ~ 1", "not a condition"),
+        ("experiment.lr < abc", "not a JSON value"),
+        ("experiment.lr < [1]", "compare with"),
+        ("experiment.lr < null", "null can only"),
+        ("experiment < 1", "not a field"),
+        ("trusted.x:a = 1", "not a field"),
+        ("experiment..a = 1", "not a field"),
+    ],
+)
+def test_malformed_conditions(text, message):
+    with pytest.raises(QueryError, match=message):
+        parse_json_condition(text)
+
+
+def test_xattr_predicates_parse():
+    assert parse_xattr(b"user.a=b=c") == (b"user.a", b"b=c")
+    assert parse_xattr(b"user.a") == (b"user.a", None)
+    assert parse_xattr(b"user.a=") == (b"user.a", b"")
+    for bad in (b"user.", b"a", b"system.posix_acl_access"):
+        with pytest.raises(QueryError, match="not an xattr name"):
+            parse_xattr(bad)
+
+
+def test_under_must_be_a_directory_that_exists(fs):
+    fs.tree("f")
+    for under, code in ((b"/f", errno.ENOTDIR), (b"/nope", errno.ENOENT), (b"/f/x", errno.ENOTDIR)):
+        with pytest.raises(FSError) as caught:
+            search(fs, name=b"f", under=under)
+        assert caught.value.errno == code
+
+
+def test_limit_says_more_exist(fs):
+    fs.tree(*(f"f{i}" for i in range(5)))
+    found = fs.run(lambda tr: find(tr, fs.keys, Query(name_glob=b"f*", limit=3)))
+    assert [m.path for m in found.matches] == [b"/f0", b"/f1", b"/f2"] and found.truncated
+    found = fs.run(lambda tr: find(tr, fs.keys, Query(name_glob=b"f*", limit=5)))
+    assert len(found.matches) == 5 and not found.truncated
+
+
+def test_a_loaded_dump_has_its_indexes(fs):
+    t = fs.tree("d/", "d/a.parquet")
+    fs.setxattr(t["d/a.parquet"], b"user.j", b'{"x": 1}', ROOT)
+    fs.link(t["d/a.parquet"], ROOT_INODE, b"b.parquet", ROOT)
+    lines = list(dump(fs.store, fs.config.name))
+    fs.run(lambda tr: tr.clear_range(*fs.keys.whole_filesystem()))
+    load(fs.store, "copy", lines)
+    keys = FsKeys("copy")
+    assert index.check(fs.store, keys) == []
+    query = Query(json_fields=[parse_json_condition("j.x = 1")])
+    found = fs.run(lambda tr: find(tr, keys, query))
+    assert [m.path for m in found.matches] == [b"/b.parquet", b"/d/a.parquet"]
+
+
+def test_fsck_repair_of_a_dangling_entry_drops_its_index_records(fs):
+    ino = fs.tree("f")["f"]
+    fs.run(lambda tr: tr.clear(fs.keys.attr(ino)))  # damage: the entry now names no inode
+    (dangling,) = [f for f in fsck.check(fs.store, fs.config).findings if f.kind == fsck.DANGLING]
+    fs.run(dangling.repair)
+    assert index.check(fs.store, fs.keys) == []
+    assert search(fs, name=b"f") == []
