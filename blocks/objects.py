@@ -23,6 +23,8 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
+from .errors import BlockError
+
 #: How long one request may take to connect and to answer; the caller retries (uploads) or gives up
 #: with EIO at its own deadline (reads).
 CONNECT_TIMEOUT_S = 5.0
@@ -32,8 +34,9 @@ _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _OBJECT_NAME = re.compile(r"([0-9a-f]{16})\.([0-9a-f]{16})")
 
 
-class ObjectStoreError(Exception):
-    """The object store could not do what was asked; the message is one line for the user."""
+class ObjectStoreError(BlockError):
+    """The object store could not do what was asked; the message is one line for the user (EIO at the
+    FUSE boundary, as any ``BlockError``)."""
 
 
 class ObjectMissing(ObjectStoreError):
@@ -72,12 +75,16 @@ class Credentials:
 
 def load_credentials(path: str | None, environ: Mapping[str, str] = os.environ) -> Credentials:
     """Credentials from `path` (AWS shared credentials format, section ``[default]`` or the only one) or,
-    without a path, from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY."""
+    without a path, from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, else from the file that
+    AWS_SHARED_CREDENTIALS_FILE names."""
+    if path is None and not environ.get("AWS_ACCESS_KEY_ID"):
+        path = environ.get("AWS_SHARED_CREDENTIALS_FILE") or None
     if path is None:
         key, secret = environ.get("AWS_ACCESS_KEY_ID"), environ.get("AWS_SECRET_ACCESS_KEY")
         if not key or not secret:
             raise ObjectStoreError(
-                "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or name a credentials file"
+                "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "or name a credentials file"
             )
         return Credentials(key, secret)
     parser = configparser.ConfigParser(interpolation=None)

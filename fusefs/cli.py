@@ -19,11 +19,14 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import NoReturn
 
 from blocks import Access, BlockStore
+from blocks.objects import DataUrl
 from fusefs import daemon
 from fusefs.blockdirs import claim_new, open_block_store, owner_of, undo_claims_on_error
+from fusefs.datatier import describe_data_tier, open_data_tier
 from fusefs.limits import (
     MAX_CHUNK_SIZE_BYTES,
     MAX_INLINE_MAX_BYTES,
@@ -174,6 +177,7 @@ def make_filesystem(
     inline_max: int,
     chunk_size: int,
     log_retention_s: int = DEFAULT_LOG_RETENTION_S,
+    data: DataTierRequest | None = None,
 ) -> FsConfig:
     if _has_filesystem(store, name):
         # Checked before the block directories are laid out, so a repeated mkfs changes nothing.
@@ -188,6 +192,9 @@ def make_filesystem(
         log_retention_s=log_retention_s,
         fs_id=new_fs_id(),
     )
+    if data is not None:
+        config.data_url, config.s3_endpoint = str(data.url), data.endpoint
+        open_data_tier(config, data.credentials_file)  # a wrong bucket or credentials fail here, not later
     # Claimed before the filesystem exists, so that a directory another filesystem claims meanwhile is
     # refused here rather than shared; undone if the filesystem cannot be created.
     blocks = claim_new(block_dirs, chunk_size, owner_of(config, store))
@@ -201,8 +208,34 @@ def make_filesystem(
     return config
 
 
+@dataclass
+class DataTierRequest:
+    """mkfs --data, --s3-endpoint, --s3-credentials."""
+
+    url: DataUrl
+    endpoint: str
+    credentials_file: str | None
+
+
+def data_tier_request(args: argparse.Namespace) -> DataTierRequest | None:
+    if args.data is None:
+        if args.s3_endpoint is not None or args.s3_credentials is not None:
+            raise UsageError("--s3-endpoint and --s3-credentials go with --data")
+        return None
+    if args.s3_endpoint is None:
+        raise UsageError("--data needs --s3-endpoint URL")
+    if not re.fullmatch(r"https?://[^\s/]+/?", args.s3_endpoint):
+        raise UsageError(f"--s3-endpoint must look like http(s)://HOST[:PORT], not {args.s3_endpoint!r}")
+    try:
+        url = DataUrl.parse(args.data)
+    except ValueError as error:
+        raise UsageError(f"--data: {error}") from None
+    return DataTierRequest(url, args.s3_endpoint.rstrip("/"), args.s3_credentials)
+
+
 def describe_config(config: FsConfig) -> str:
     return (
+        f"{describe_data_tier(config)}"
         f"blocks {', '.join(map(printable, config.block_dirs))}; inline max {config.inline_max_bytes} bytes; "
         f"chunk {config.chunk_size_bytes} bytes; change log kept {config.log_retention_s // 3600} h"
     )
@@ -220,9 +253,16 @@ def _check_sizes(inline_max: int, chunk_size: int) -> None:
 
 def cmd_mkfs(args: argparse.Namespace) -> int:
     _check_sizes(args.inline_max, args.chunk_size)  # before the store file is created
+    data = data_tier_request(args)
     with opened_store(args.store, create=True) as store:
         config = make_filesystem(
-            store, args.name, args.blocks, args.inline_max, args.chunk_size, args.log_retention_hours * 3600
+            store,
+            args.name,
+            args.blocks,
+            args.inline_max,
+            args.chunk_size,
+            args.log_retention_hours * 3600,
+            data,
         )
         print(f"created filesystem '{config.name}' in {printable(store.url)} ({describe_config(config)})")
     return 0
@@ -524,6 +564,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_LOG_RETENTION_S // 3600,
         help="change-log records older than this are trimmed by the mounted daemon "
         f"(default: {DEFAULT_LOG_RETENTION_S // 3600} hours)",
+    )
+    mkfs.add_argument(
+        "--data",
+        metavar="s3://BUCKET/PREFIX",
+        help="keep large files' chunks as objects in this existing bucket of an S3 object store, readable "
+        "from every host (the block directories then stage writes and cache reads); needs --s3-endpoint",
+    )
+    mkfs.add_argument("--s3-endpoint", metavar="URL", help="the S3 endpoint of --data, http(s)://HOST[:PORT]")
+    mkfs.add_argument(
+        "--s3-credentials",
+        metavar="FILE",
+        help="S3 credentials file (AWS format, [default] aws_access_key_id, aws_secret_access_key) "
+        "(default: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_SHARED_CREDENTIALS_FILE); "
+        "never stored",
     )
     mkfs.add_argument(
         "name",

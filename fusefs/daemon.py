@@ -40,6 +40,7 @@ import trio
 from blocks.errors import BlockError
 from fusefs import fuseloop
 from fusefs.blockdirs import SettingsUnusable, open_block_store
+from fusefs.datatier import open_data_tier
 from fusefs.store_runner import patience_from_env
 from metadata.emulation import StoreEmulation
 from metadata.printable import printable
@@ -409,6 +410,7 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
     blocks = None
     try:
         config, blocks = open_block_store(store, request.name, writable=not request.read_only)
+        open_data_tier(config)  # a wrong bucket or credentials fail the mount at once, in one line
         ops = FuseOperations(
             store,
             config,

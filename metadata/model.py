@@ -155,6 +155,11 @@ class FsConfig:
     #: Unique id (a uuid4), named by the marker of each of its block directories.  Empty in settings
     #: written before filesystems had ids; the first read-write mount assigns one (``assign_fs_id``).
     fs_id: str = ""
+    #: The object data tier (``s3://BUCKET/PREFIX`` and the S3 endpoint URL) holding large files' chunks
+    #: for every host, the block directories then being a staging area and read cache; empty: none.
+    #: Credentials are never stored here.
+    data_url: str = ""
+    s3_endpoint: str = ""
 
     def encode(self) -> bytes:
         return pack(asdict(self))
@@ -196,6 +201,8 @@ _CONFIG_CHECKS = {
     "log_retention_s": lambda value: _is_count(value) and value > 0,
     "created_ns": _is_count,
     "fs_id": lambda value: isinstance(value, str),
+    "data_url": lambda value: isinstance(value, str),
+    "s3_endpoint": lambda value: isinstance(value, str),
 }
 
 
