@@ -79,6 +79,8 @@ MOUNT_OPTIONS = {
     "(transactions in worker threads, 1 s kernel cache timeouts and change-log invalidation); every "
     "read-write mount of the file needs it (FoundationDB is always shared: accepted and ignored there)",
 }
+#: Options with a value (`-o NAME=VALUE`), read by ``valued_mount_option``.
+VALUED_MOUNT_OPTIONS = ("cache_dir=",)
 LOG_PAGE_RECORDS = 1000
 LOG_FOLLOW_POLL_S = 0.5
 UMOUNT_WAIT_S = 30.0
@@ -131,6 +133,7 @@ def byte_size(text: str) -> int:
 
 def parse_mount_options(values: Sequence[str]) -> set[str]:
     options = {option.strip() for value in values for option in value.split(",") if option.strip()}
+    options -= {option for option in options if option.startswith(VALUED_MOUNT_OPTIONS)}
     unknown = sorted(options - MOUNT_OPTIONS.keys())
     if unknown:
         raise UsageError(f"unsupported mount option {unknown[0]!r}: supported are {', '.join(MOUNT_OPTIONS)}")
@@ -140,6 +143,13 @@ def parse_mount_options(values: Sequence[str]) -> set[str]:
         if {excluded, "writeback_cache"} <= options:
             raise UsageError(f"mount options {excluded!r} and 'writeback_cache' cannot be combined")
     return options
+
+
+def valued_mount_option(values: Sequence[str], prefix: str) -> str | None:
+    found = [o.strip()[len(prefix) :] for v in values for o in v.split(",") if o.strip().startswith(prefix)]
+    if found and not found[-1]:
+        raise UsageError(f"mount option {prefix!r} needs a value")
+    return os.path.abspath(found[-1]) if found else None
 
 
 # -- shared steps -----------------------------------------------------------------------------------------
@@ -311,6 +321,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
         strict="strict" in options,
         writeback_cache="writeback_cache" in options,
         shared="shared" in options,
+        cache_dir=valued_mount_option(args.o, "cache_dir="),
         log_file=os.path.abspath(log_file) if log_file else None,
         debug=args.debug,
     )

@@ -38,6 +38,7 @@ import pyfuse3
 import trio
 
 from blocks.errors import BlockError
+from blocks.tier import ChunkTier
 from fusefs import fuseloop
 from fusefs.blockdirs import SettingsUnusable, open_block_store
 from fusefs.datatier import open_data_tier
@@ -90,6 +91,9 @@ class MountRequest:
     shared: bool = False
     log_file: str | None = None
     debug: bool = False
+    #: ``-o cache_dir=DIR``: this host's own staging and cache directory for a filesystem with an object
+    #: data tier, instead of the filesystem's block directories (which another host may own).
+    cache_dir: str | None = None
 
 
 # -- messages -------------------------------------------------------------------------------------------
@@ -409,8 +413,10 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
     )
     blocks = None
     try:
-        config, blocks = open_block_store(store, request.name, writable=not request.read_only)
-        open_data_tier(config)  # a wrong bucket or credentials fail the mount at once, in one line
+        config, blocks = open_block_store(
+            store, request.name, writable=not request.read_only, cache_dir=request.cache_dir
+        )
+        objects = open_data_tier(config)  # a wrong bucket or credentials fail the mount at once
         ops = FuseOperations(
             store,
             config,
@@ -418,6 +424,7 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
             read_only=request.read_only,
             strict=request.strict,
             writeback_cache=request.writeback_cache,
+            tier=None if objects is None else ChunkTier(objects, blocks),
         )
         options = _fuse_options(ops, request)
         log.info(

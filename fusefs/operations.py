@@ -29,6 +29,7 @@ import pyfuse3
 import trio
 
 from blocks import BlockStore
+from blocks.tier import ChunkTier
 from fusefs.attrs import entry_attributes
 from fusefs.boundary import fuse_handler
 from fusefs.idpool import IdPool
@@ -108,11 +109,13 @@ class FuseOperations(pyfuse3.Operations):
         read_only: bool = False,
         strict: bool = False,
         writeback_cache: bool = False,
+        tier: ChunkTier | None = None,
     ) -> None:
         super().__init__()
         self.store = store
         self.config = config
         self.blocks = blocks
+        self.tier = tier
         self.read_only = read_only
         self.strict = strict
         self.ns = Namespace(config, session=os.urandom(8))
@@ -197,6 +200,7 @@ class FuseOperations(pyfuse3.Operations):
                     self.store.sync,
                     self._chunk_writer,
                     kernel_tracks_mtime=self.enable_writeback_cache,
+                    tier=self.tier,
                 )
                 self._open_files[ino] = open_file
         open_file.refs += 1

@@ -67,9 +67,19 @@ def dirty_marks(tr: Transaction, keys: FsKeys) -> list[tuple[int, int, bytes]]:
 
 
 def mark_dirty(
-    tr: Transaction, keys: FsKeys, ino: int, index: int, record: ChunkRecord, session: bytes = b""
+    tr: Transaction,
+    keys: FsKeys,
+    ino: int,
+    index: int,
+    record: ChunkRecord,
+    session: bytes = b"",
+    replaced: int | None = None,
 ) -> None:
+    """`replaced`: the chunk id this record takes the place of (a chunk of the object data tier that
+    another host wrote, copied into a new local chunk): it no longer belongs to the inode."""
     record.dirty = True
+    if replaced is not None:
+        tr.clear(keys.chunk_owner(replaced))
     put_chunk(tr, keys, ino, index, record)
     tr.set(keys.dirty_chunk(ino, index), session)
 

@@ -230,13 +230,21 @@ class ChunkRecord:
     #: True while a writer may have changed the chunk file beyond what ``checksums`` describes; chunks
     #: still dirty at mount (the writer crashed) get their checksums recomputed from the file.
     dirty: bool = False
+    #: With an object data tier: the version of the object ``<chunk id>.<version>`` holding the chunk's
+    #: data as of ``checksums``; 0 before its first upload.  Records of filesystems without one keep
+    #: the shorter encoding.
+    version: int = 0
 
     def encode(self) -> bytes:
-        return pack([self.chunk_id, self.dir_index, self.checksums, self.dirty])
+        fields = [self.chunk_id, self.dir_index, self.checksums, self.dirty]
+        return pack(fields + [self.version] if self.version else fields)
 
     @classmethod
     def decode(cls, raw: bytes) -> ChunkRecord:
-        return cls(*unpack_list(raw, "chunk record", (int, int, bytes, bool)))
+        try:
+            return cls(*unpack_list(raw, "chunk record", (int, int, bytes, bool)))
+        except CorruptValue:
+            return cls(*unpack_list(raw, "chunk record", (int, int, bytes, bool, int)))
 
 
 @dataclass

@@ -1,0 +1,145 @@
+"""Two read-write mounts of one filesystem with an object data tier, each with its own block (cache)
+directory as two hosts would have: large files written on one are read back on the other, which never
+had their chunks locally.  Real mounts (-o shared on the embedded store), a real SeaweedFS."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from blocks.objects import parse_object_name
+
+from .test_objects_cli import Run, mkfs
+
+#: Generous: the shared mode's kernel caches time out after ~1 s; a loaded machine may take longer.
+VISIBLE_WITHIN_S = 30.0
+CHUNK = 64 * 1024
+
+
+def eventually(check: Callable[[], None], timeout: float = VISIBLE_WITHIN_S) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check()
+            return
+        except (AssertionError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def hosts(tmp_path: Path, seaweedfs, bucket: str) -> Iterator[tuple[Path, Path, Run]]:  # type: ignore[no-untyped-def]
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("/dev/fuse is missing: FUSE is unavailable on this machine")
+    (tmp_path / "blocks").mkdir()
+    run = Run(tmp_path)
+    run.env["AWS_SHARED_CREDENTIALS_FILE"] = seaweedfs.credentials_file
+    made = mkfs(
+        run,
+        "--data",
+        f"s3://{bucket}/fs",
+        "--s3-endpoint",
+        seaweedfs.endpoint,
+        "--chunk-size",
+        str(CHUNK),
+        "--inline-max",
+        "4096",
+    )
+    assert made.returncode == 0, made.stderr
+    a, b, cache_b = tmp_path / "a", tmp_path / "b", tmp_path / "cache-b"
+    for path in (a, b, cache_b):
+        path.mkdir()
+    mounted = []
+    try:
+        for mnt, options in ((a, "shared"), (b, f"shared,cache_dir={cache_b}")):
+            result = run(
+                "mount",
+                "--store",
+                run.store,
+                "--name",
+                "fs",
+                "-o",
+                options,
+                "--log-file",
+                str(tmp_path / f"{mnt.name}.log"),
+                str(mnt),
+            )
+            assert result.returncode == 0, result.stderr
+            mounted.append(mnt)
+        yield a, b, run
+    finally:
+        for mnt in mounted:
+            run("umount", str(mnt))
+    for log in tmp_path.glob("*.log"):
+        assert "Traceback" not in log.read_text(), log.read_text()
+
+
+def chunk_files(directory: Path) -> list[Path]:
+    return [
+        p
+        for p in directory.rglob("*")
+        if p.is_file() and p.parent.name != "object-cache" and len(p.parent.name) == 2
+    ]
+
+
+def test_written_on_one_read_on_the_other(hosts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    a, b, _ = hosts
+    data = os.urandom(5 * CHUNK + 1234)
+    (a / "big").write_bytes(data)  # closed: uploaded and recorded
+    assert chunk_files(tmp_path / "cache-b") == []
+
+    def same() -> None:
+        assert (b / "big").read_bytes() == data
+
+    eventually(same)
+    assert chunk_files(tmp_path / "cache-b") == []  # served from the object cache, not staged
+    assert len(list((tmp_path / "cache-b" / "object-cache").iterdir())) == 6
+
+
+def test_overwrite_truncate_rename_delete_seen_on_the_other(hosts) -> None:  # type: ignore[no-untyped-def]
+    a, b, _ = hosts
+    first = os.urandom(3 * CHUNK)
+    (a / "f").write_bytes(first)
+    eventually(lambda: _equal(b / "f", first))
+    # Overwrite a middle piece on b, which holds none of the chunks: it copies the chunk it writes.
+    with open(b / "f", "r+b") as file:
+        file.seek(CHUNK + 100)
+        file.write(b"B" * 5000)
+    second = first[: CHUNK + 100] + b"B" * 5000 + first[CHUNK + 5100 :]
+    eventually(lambda: _equal(a / "f", second))
+    os.truncate(a / "f", CHUNK + 10)
+    eventually(lambda: _equal(b / "f", second[: CHUNK + 10]))
+    third = os.urandom(2 * CHUNK + 7)
+    (b / "g").write_bytes(third)
+    os.rename(b / "g", b / "f")
+    eventually(lambda: _equal(a / "f", third))
+    os.unlink(a / "f")
+    eventually(lambda: _missing(b / "f"))
+
+
+def test_objects_are_versions(hosts, seaweedfs, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    a, _, _ = hosts
+    from blocks.objects import DataUrl, ObjectStore, load_credentials
+
+    objects = ObjectStore(
+        seaweedfs.endpoint, DataUrl(bucket, "fs"), load_credentials(seaweedfs.credentials_file)
+    )
+    (a / "f").write_bytes(os.urandom(CHUNK))
+    names = [parse_object_name(n) for n in objects.names()]
+    assert len(names) == 1 and names[0] is not None
+    (a / "f").write_bytes(os.urandom(CHUNK))  # same chunk id (truncate then rewrite), a new version
+    after = [parse_object_name(n) for n in objects.names()]
+    assert len(after) == 2 and {v for _, v in after if True} != {names[0][1]}
+
+
+def _equal(path: Path, data: bytes) -> None:
+    assert path.read_bytes() == data
+
+
+def _missing(path: Path) -> None:
+    assert not path.exists()
