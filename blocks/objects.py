@@ -163,13 +163,17 @@ class ObjectStore:
         self._call(name, lambda: self._client.delete_object(Bucket=self.url.bucket, Key=self._key(name)))
 
     def names(self) -> Iterator[str]:
-        """Names of every object under the prefix (``list_objects_v2`` pages)."""
+        """Names of every object under the prefix."""
+        return (name for name, _ in self.listing())
+
+    def listing(self) -> Iterator[tuple[str, float]]:
+        """(name, time of upload in seconds since the epoch) of every object under the prefix."""
         start = f"{self.url.prefix}/" if self.url.prefix else ""
         paginator = self._client.get_paginator("list_objects_v2")
         pages = self._call("list", lambda: list(paginator.paginate(Bucket=self.url.bucket, Prefix=start)))
         for page in pages:
             for entry in page.get("Contents", []):
-                yield entry["Key"][len(start) :]
+                yield entry["Key"][len(start) :], entry["LastModified"].timestamp()
 
     def _call(self, what: str, request):  # type: ignore[no-untyped-def]
         try:

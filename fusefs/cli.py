@@ -484,6 +484,11 @@ def cmd_gc(args: argparse.Namespace) -> int:
             print(collect_garbage(store, config, blocks))
         finally:
             blocks.close()
+        objects = open_data_tier(config)
+        if objects is not None:
+            from fusefs.objectgc import collect_objects
+
+            print(collect_objects(store, config, objects, grace_s=args.object_grace))
     return 0
 
 
@@ -646,6 +651,14 @@ def build_parser() -> argparse.ArgumentParser:
     gc = command("gc", cmd_gc, "delete chunk files that no file refers to (the filesystem must be unmounted)")
     store_option(gc)
     name_option(gc)
+    gc.add_argument(
+        "--object-grace",
+        metavar="SECONDS",
+        type=float,
+        default=3600.0,
+        help="with a data tier, delete unreferenced objects only once older than this, since a commit in "
+        "flight may still publish a younger one (default: 3600)",
+    )
 
     blocks = commands.add_parser(
         "blocks", help="manage block directories", description="Manage block directories."

@@ -55,6 +55,20 @@ def drop_chunks_from(tr: Transaction, keys: FsKeys, ino: int, first_index: int) 
     return dropped
 
 
+def live_versions(tr: Transaction, keys: FsKeys, chunk_ids: list[int]) -> set[tuple[int, int]]:
+    """(chunk id, object version) of every chunk record among `chunk_ids` that points at an object: the
+    objects of the data tier that must be kept."""
+    live: set[tuple[int, int]] = set()
+    inodes = set()
+    for chunk_id in set(chunk_ids):
+        owner = tr.get(keys.chunk_owner(chunk_id), snapshot=True)
+        if owner is not None:
+            inodes.add(unpack_ino(owner))
+    for ino in inodes:
+        live.update((r.chunk_id, r.version) for r in read_chunks(tr, keys, ino).values() if r.version)
+    return live
+
+
 def chunk_is_live(tr: Transaction, keys: FsKeys, chunk_id: int) -> bool:
     return tr.get(keys.chunk_owner(chunk_id), snapshot=True) is not None
 

@@ -143,3 +143,39 @@ def _equal(path: Path, data: bytes) -> None:
 
 def _missing(path: Path) -> None:
     assert not path.exists()
+
+
+def test_gc_deletes_only_unreferenced_objects_past_the_grace(hosts, seaweedfs, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    a, b, run = hosts
+    from blocks.objects import DataUrl, ObjectStore, load_credentials
+
+    objects = ObjectStore(
+        seaweedfs.endpoint, DataUrl(bucket, "fs"), load_credentials(seaweedfs.credentials_file)
+    )
+    keep = os.urandom(3 * CHUNK)
+    (a / "keep").write_bytes(keep)
+    eventually(lambda: _equal(b / "keep", keep))
+    with open(b / "keep", "r+b") as file:  # b copies chunk 1 under a new id: its old object is garbage
+        file.seek(CHUNK)
+        file.write(b"b" * 10)
+    keep = keep[:CHUNK] + b"b" * 10 + keep[CHUNK + 10 :]
+    (a / "gone").write_bytes(os.urandom(2 * CHUNK))
+    (a / "trunc").write_bytes(os.urandom(3 * CHUNK))
+    os.truncate(a / "trunc", 100)  # now inline-sized but still chunked: one chunk left
+    trunc = (a / "trunc").read_bytes()
+    os.unlink(a / "gone")
+    for mnt in (a, b):
+        assert run("umount", str(mnt)).returncode == 0
+    before = len(list(objects.names()))
+    assert before > 4
+    kept = run("gc", "--store", run.store, "--name", "fs")
+    assert kept.returncode == 0, kept.stderr
+    assert "0 unreferenced deleted" in kept.stdout and len(list(objects.names())) == before
+    collected = run("gc", "--store", run.store, "--name", "fs", "--object-grace", "0")
+    assert collected.returncode == 0, collected.stderr
+    assert f"{before - 4} unreferenced deleted" in collected.stdout, collected.stdout
+    assert len(list(objects.names())) == 4  # keep: 3 chunks, trunc: 1
+    result = run("mount", "--store", run.store, "--name", "fs", "-o", "shared", str(a))
+    assert result.returncode == 0, result.stderr
+    assert (a / "keep").read_bytes() == keep
+    assert (a / "trunc").read_bytes() == trunc
