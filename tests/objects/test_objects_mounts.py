@@ -5,6 +5,8 @@ had their chunks locally.  Real mounts (-o shared on the embedded store), a real
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -179,3 +181,39 @@ def test_gc_deletes_only_unreferenced_objects_past_the_grace(hosts, seaweedfs, b
     assert result.returncode == 0, result.stderr
     assert (a / "keep").read_bytes() == keep
     assert (a / "trunc").read_bytes() == trunc
+
+
+def test_object_store_down_during_close(hosts, seaweedfs) -> None:  # type: ignore[no-untyped-def]
+    """close(2) waits, its uploads retrying, while the object store is down, and returns once it is
+    back; what it acknowledged is then readable from the other mount.  The writer is a child process:
+    a descriptor of the file in this one would be closed (FUSE flush) by every program it starts."""
+    a, b, _ = hosts
+    data = os.urandom(2 * CHUNK + 99)
+    (a.parent / "data").write_bytes(data)
+    seaweedfs.stop()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(a.parent / "data"), str(a / "f")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline() == "written\n"
+        # close(2) cannot succeed while nothing can be uploaded.
+        with pytest.raises(subprocess.TimeoutExpired):
+            writer.wait(2.0)
+    finally:
+        seaweedfs.start()
+    assert writer.wait(120) == 0
+    eventually(lambda: _equal(b / "f", data))
+
+
+WRITER = """
+import sys
+data = open(sys.argv[1], "rb").read()
+file = open(sys.argv[2], "wb")
+file.write(data)
+file.flush()
+print("written", flush=True)
+file.close()
+"""
