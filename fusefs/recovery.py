@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from metadata import recovery, sessions
-from metadata.model import now_ns
+from metadata.model import ChunkRecord, now_ns
 from metadata.recovery import Leftovers
 
 if TYPE_CHECKING:
@@ -99,9 +99,13 @@ class Recovery:
             record = await ops.runner.run(recovery.dirty_chunk, keys, ino, index, victim)
             if record is None:
                 continue
-            table = await trio.to_thread.run_sync(ops.blocks.recompute, record.dir_index, record.chunk_id)
+            if ops.tier is None:
+                table = await trio.to_thread.run_sync(ops.blocks.recompute, record.dir_index, record.chunk_id)
+                checksums, version = table.to_bytes(), None
+            else:
+                checksums, version = await self._finish_upload(ino, index, record)
             if await ops.runner.run(
-                recovery.rebuild_chunk, keys, ino, index, victim, record.chunk_id, table.to_bytes(), own
+                recovery.rebuild_chunk, keys, ino, index, victim, record.chunk_id, checksums, own, version
             ):
                 log.warning(
                     "inode %d chunk %d was being written when its mount stopped: checksums rebuilt",
@@ -116,6 +120,23 @@ class Recovery:
         if dropped:
             log.warning("inode %d: dropped %d chunk(s) past its recorded size", ino, len(dropped))
         ops.forget_cached_data(ino)
+
+    async def _finish_upload(self, ino: int, index: int, record: ChunkRecord) -> tuple[bytes, int]:
+        """A dead mount's chunk of the object data tier: uploaded from its staged file when that is on
+        this host (the writes it left, as without a data tier), else left at its last uploaded version,
+        what the last close or fsync acknowledged (its staged writes went with the other host)."""
+        ops = self._ops
+        tier = ops.tier
+        assert tier is not None
+        if not tier.is_local(record.dir_index, record.chunk_id):
+            return record.checksums, record.version
+        table = await trio.to_thread.run_sync(ops.blocks.recompute, record.dir_index, record.chunk_id)
+        size = (await ops.runner.run(ops.ns.getattr, ino)).size
+        length = min(ops.blocks.chunk_size, size - index * ops.blocks.chunk_size)
+        if length <= 0:  # past the file's size: dropped below
+            return table.to_bytes(), record.version
+        version = await trio.to_thread.run_sync(tier.upload, record.dir_index, record.chunk_id, length, table)
+        return table.to_bytes(), version
 
 
 def _describe(session_id: bytes, known: dict[bytes, sessions.Session]) -> str:

@@ -217,3 +217,79 @@ file.flush()
 print("written", flush=True)
 file.close()
 """
+
+
+def _kill_mount(run: Run, mnt: Path, log_text: str) -> None:
+    """kill -9 the daemon serving `mnt` (its pid from `fusefs mount`'s output), then detach the dead
+    mount point."""
+    import re
+    import signal
+
+    pid = int(re.findall(r"\(pid (\d+),", log_text)[0])
+    os.kill(pid, signal.SIGKILL)
+    from fusefs.daemon import wait_for_exit
+
+    assert wait_for_exit(pid, 30)
+    subprocess.run(["fusermount3", "-u", "-z", str(mnt)], capture_output=True)
+
+
+RACING_WRITER = """
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+os.pwrite(fd, open(sys.argv[2], "rb").read(), 0)
+os.fsync(fd)  # acknowledged: in the object store and recorded
+os.pwrite(fd, b"X" * int(sys.argv[3]), 0)  # staged only
+print("written", flush=True)
+sys.stdin.read()  # held open until killed
+"""
+
+
+@pytest.mark.parametrize("recovered_on", ["same host", "other host"])
+def test_kill_9_then_recovery(hosts, tmp_path: Path, recovered_on: str) -> None:  # type: ignore[no-untyped-def]
+    """A mount killed with writes staged but not uploaded: a mount that reaches its staging directory
+    finishes the upload (the writes it left, as without a data tier); one that does not (another host)
+    keeps what the last fsync acknowledged.  Either way the file reads back whole everywhere."""
+    a, b, run = hosts
+    acknowledged = os.urandom(3 * CHUNK)
+    (tmp_path / "data").write_bytes(acknowledged)
+    if recovered_on == "same host":
+        # Only the new mount of a may recover it: b would, from another staging directory.
+        assert run("umount", str(b)).returncode == 0
+    a_pid = _daemon_pid(tmp_path / "a.log")
+    writer = subprocess.Popen(
+        [sys.executable, "-c", RACING_WRITER, str(a / "f"), str(tmp_path / "data"), str(CHUNK + 10)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline() == "written\n"
+        _kill_mount(run, a, f"(pid {a_pid},")
+    finally:
+        writer.kill()
+        writer.wait()
+    if recovered_on == "same host":
+        expected = b"X" * (CHUNK + 10) + acknowledged[CHUNK + 10 :]
+        again = run("mount", "--store", run.store, "--name", "fs", "-o", "shared", str(a))
+    else:
+        expected = acknowledged
+        cache_c = tmp_path / "cache-c"
+        cache_c.mkdir()
+        again = run(
+            "mount", "--store", run.store, "--name", "fs", "-o", f"shared,cache_dir={cache_c}", str(a)
+        )
+    assert again.returncode == 0, again.stderr
+    eventually(lambda: _equal(a / "f", expected), timeout=60)
+    if recovered_on == "same host":  # b fetches what the recovery uploaded
+        cache_b = tmp_path / "cache-b"
+        again = run(
+            "mount", "--store", run.store, "--name", "fs", "-o", f"shared,cache_dir={cache_b}", str(b)
+        )
+        assert again.returncode == 0, again.stderr
+    eventually(lambda: _equal(b / "f", expected), timeout=60)
+
+
+def _daemon_pid(log: Path) -> int:
+    import re
+
+    return int(re.findall(r"(\d+) INFO fusefs.daemon: serving", log.read_text())[-1])
