@@ -18,7 +18,9 @@ import logging
 import os
 import secrets
 import tempfile
+import threading
 import time
+from collections import OrderedDict
 
 from .checksums import CHECKSUM_BLOCK_BYTES, ChecksumTable, block_count, block_crc
 from .errors import ChecksumMismatch
@@ -37,6 +39,7 @@ RETRY_LONGEST_S = 5.0
 #: A fetch that cannot be served within this answers EIO.
 FETCH_PATIENCE_S = 30.0
 CACHE_DIR_NAME = "object-cache"
+DEFAULT_CACHE_BYTES = 8 << 30
 
 
 def new_version() -> int:
@@ -48,11 +51,31 @@ class ChunkTier:
     """The object tier of one filesystem on this host: `objects`, staged through `blocks`, cached in
     ``CACHE_DIR_NAME`` of its first block directory.  Synchronous: run the methods in threads."""
 
-    def __init__(self, objects: ObjectStore, blocks: BlockStore) -> None:
+    def __init__(
+        self,
+        objects: ObjectStore,
+        blocks: BlockStore,
+        *,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        fetch_patience_s: float = FETCH_PATIENCE_S,
+    ) -> None:
         self.objects = objects
         self._blocks = blocks
+        self._fetch_patience_s = fetch_patience_s
         self.cache_dir = os.path.join(blocks.directories[0], CACHE_DIR_NAME)
         os.makedirs(self.cache_dir, mode=0o700, exist_ok=True)
+        # Cached objects, least recently used first, with their sizes: evicted past `cache_bytes`.  Only
+        # uploaded versions are ever here; staged chunks live in the block directories, never evicted.
+        self._cache_bytes = cache_bytes
+        self._lru: OrderedDict[str, int] = OrderedDict()
+        self._cached_total = 0
+        self._lru_lock = threading.Lock()
+        for entry in sorted(os.scandir(self.cache_dir), key=lambda e: e.stat().st_mtime):
+            if entry.name.startswith(".fetch-"):
+                os.unlink(entry.path)  # a fetch cut short by a crash
+            else:
+                self._remember(entry.name, entry.stat().st_size)
+        self._evict(keep=None)
 
     def is_local(self, dir_index: int, chunk_id: int) -> bool:
         """Whether this host holds the chunk file (it allocated the chunk id and wrote it)."""
@@ -81,18 +104,21 @@ class ChunkTier:
     # -- reading --------------------------------------------------------------------------------------
     def read(self, chunk_id: int, version: int, offset: int, length: int, table: ChecksumTable) -> bytes:
         """Bytes of object `chunk_id`.`version`, from the cache, fetched whole into it on a miss."""
-        path = os.path.join(self.cache_dir, object_name(chunk_id, version))
+        name = object_name(chunk_id, version)
+        path = os.path.join(self.cache_dir, name)
         first, stop = offset // _BLOCK, block_count(offset + length)
         buffer = bytearray((stop - first) * _BLOCK)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            self._cache(path, self._fetch(chunk_id, version, table.chunk_size, table))
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            data = self._fetch(chunk_id, version, table.chunk_size, table)  # verified whole
+            self._cache(name, data)
+            return bytes(data[offset : offset + length]).ljust(length, b"\0")
         try:
             pread_into(fd, buffer, first * _BLOCK)
         finally:
             os.close(fd)
+        self._touch(name)
         view = memoryview(buffer)
         for index in range(first, stop):
             actual = block_crc(view[(index - first) * _BLOCK : (index - first + 1) * _BLOCK])
@@ -104,8 +130,9 @@ class ChunkTier:
 
     def _fetch(self, chunk_id: int, version: int, length: int, table: ChecksumTable) -> bytes:
         name = object_name(chunk_id, version)
-        deadline = time.monotonic() + FETCH_PATIENCE_S
-        data = self._retrying(f"fetch of {name}", lambda: self.objects.get(name), deadline=deadline)
+        deadline = time.monotonic() + self._fetch_patience_s
+        # Unlogged: a read that fails answers EIO, which the FUSE boundary logs in one line.
+        data = self._retrying(None, lambda: self.objects.get(name), deadline=deadline)
         data = data[:length]
         for index in range(block_count(table.chunk_size)):
             actual = block_crc(data[index * _BLOCK : (index + 1) * _BLOCK])
@@ -113,21 +140,55 @@ class ChunkTier:
                 raise ChecksumMismatch(chunk_id, index, f"object {name}", table.get(index), actual)
         return data
 
-    def _cache(self, path: str, data: bytes) -> None:
+    def _cache(self, name: str, data: bytes) -> None:
         # Written aside and renamed: a reader never sees half a cached object.
         fd, temporary = tempfile.mkstemp(dir=self.cache_dir, prefix=".fetch-")
         try:
             with os.fdopen(fd, "wb") as file:
                 file.write(data)
-            os.rename(temporary, path)
+            os.rename(temporary, os.path.join(self.cache_dir, name))
         except BaseException:
             os.unlink(temporary)
             raise
+        self._remember(name, len(data))
+        self._evict(keep=name)
+
+    def _remember(self, name: str, size: int) -> None:
+        with self._lru_lock:
+            self._cached_total += size - self._lru.pop(name, 0)
+            self._lru[name] = size
+
+    def _touch(self, name: str) -> None:
+        with self._lru_lock:
+            if name in self._lru:
+                self._lru.move_to_end(name)
+
+    def _evict(self, keep: str | None) -> None:
+        """Remove least recently used cached objects until the cache fits its limit (but not `keep`,
+        just fetched for a read)."""
+        while True:
+            with self._lru_lock:
+                if self._cached_total <= self._cache_bytes or not self._lru:
+                    return
+                name, size = next(iter(self._lru.items()))
+                if name == keep:
+                    return
+                del self._lru[name]
+                self._cached_total -= size
+            try:
+                os.unlink(os.path.join(self.cache_dir, name))
+            except FileNotFoundError:
+                pass
+
+    @property
+    def cached_bytes(self) -> int:
+        return self._cached_total
 
     @staticmethod
-    def _retrying(what: str, request, *, deadline: float | None = None):  # type: ignore[no-untyped-def]
+    def _retrying(what: str | None, request, *, deadline: float | None = None):  # type: ignore[no-untyped-def]
         """`request()`, retried with backoff while the object store fails (but not for a missing object)
-        until `deadline` (default: the upload patience)."""
+        until `deadline` (default: the upload patience).  The first failure and the last of `what` are
+        logged, one line each; none when `what` is None."""
         deadline = time.monotonic() + UPLOAD_PATIENCE_S if deadline is None else deadline
         pause = RETRY_FIRST_S
         while True:
@@ -137,8 +198,10 @@ class ChunkTier:
                 raise
             except ObjectStoreError as error:
                 if time.monotonic() + pause > deadline:
-                    log.error("%s failed, giving up: %s", what, error)
+                    if what is not None:
+                        log.error("%s failed, giving up: %s", what, error)
                     raise
-                log.warning("%s failed, retrying in %.1f s: %s", what, pause, error)
+                if what is not None and pause == RETRY_FIRST_S:
+                    log.warning("%s failed, retrying with backoff: %s", what, error)
                 time.sleep(pause)
                 pause = min(pause * 2, RETRY_LONGEST_S)

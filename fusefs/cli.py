@@ -80,7 +80,7 @@ MOUNT_OPTIONS = {
     "read-write mount of the file needs it (FoundationDB is always shared: accepted and ignored there)",
 }
 #: Options with a value (`-o NAME=VALUE`), read by ``valued_mount_option``.
-VALUED_MOUNT_OPTIONS = ("cache_dir=",)
+VALUED_MOUNT_OPTIONS = ("cache_dir=", "cache_size=")
 LOG_PAGE_RECORDS = 1000
 LOG_FOLLOW_POLL_S = 0.5
 UMOUNT_WAIT_S = 30.0
@@ -149,7 +149,21 @@ def valued_mount_option(values: Sequence[str], prefix: str) -> str | None:
     found = [o.strip()[len(prefix) :] for v in values for o in v.split(",") if o.strip().startswith(prefix)]
     if found and not found[-1]:
         raise UsageError(f"mount option {prefix!r} needs a value")
-    return os.path.abspath(found[-1]) if found else None
+    return found[-1] if found else None
+
+
+def _absolute(path: str | None) -> str | None:
+    return None if path is None else os.path.abspath(path)
+
+
+def cache_size_option(values: Sequence[str]) -> int | None:
+    text = valued_mount_option(values, "cache_size=")
+    if text is None:
+        return None
+    try:
+        return byte_size(text)
+    except argparse.ArgumentTypeError as error:
+        raise UsageError(f"mount option 'cache_size=': {error}") from None
 
 
 # -- shared steps -----------------------------------------------------------------------------------------
@@ -321,7 +335,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
         strict="strict" in options,
         writeback_cache="writeback_cache" in options,
         shared="shared" in options,
-        cache_dir=valued_mount_option(args.o, "cache_dir="),
+        cache_dir=_absolute(valued_mount_option(args.o, "cache_dir=")),
+        cache_size=cache_size_option(args.o),
         log_file=os.path.abspath(log_file) if log_file else None,
         debug=args.debug,
     )

@@ -293,3 +293,67 @@ def _daemon_pid(log: Path) -> int:
     import re
 
     return int(re.findall(r"(\d+) INFO fusefs.daemon: serving", log.read_text())[-1])
+
+
+def _remount_b(
+    run: Run, b: Path, tmp_path: Path, options: str = "", env: dict[str, str] | None = None
+) -> None:
+    assert run("umount", str(b)).returncode == 0
+    cache_b = tmp_path / "cache-b"
+    result = run(
+        "mount",
+        "--store",
+        run.store,
+        "--name",
+        "fs",
+        "-o",
+        f"shared,cache_dir={cache_b}{options}",
+        "--log-file",
+        str(tmp_path / "b.log"),
+        str(b),
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_cache_size_limit_evicts_least_recently_used(hosts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    a, b, run = hosts
+    _remount_b(run, b, tmp_path, f",cache_size={2 * CHUNK}")
+    contents = {f"f{i}": os.urandom(CHUNK) for i in range(4)}
+    for name, data in contents.items():
+        (a / name).write_bytes(data)
+    cache = tmp_path / "cache-b" / "object-cache"
+    for name, data in contents.items():
+        eventually(lambda name=name, data=data: _equal(b / name, data))
+        assert sum(p.stat().st_size for p in cache.iterdir()) <= 2 * CHUNK
+    assert len(list(cache.iterdir())) == 2  # the two read last
+    with open(b / "f0", "rb") as file:  # evicted: fetched again (the kernel's page cache bypassed)
+        os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        assert file.read() == contents["f0"]
+
+
+def test_read_answers_eio_when_the_object_store_is_down(hosts, seaweedfs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import errno
+
+    a, b, run = hosts
+    _remount_b(run, b, tmp_path, env={"FUSEFS_FETCH_PATIENCE_S": "2"})
+    data = os.urandom(CHUNK)
+    (a / "f").write_bytes(data)
+    eventually(lambda: _size(b / "f", len(data)))
+    seaweedfs.stop()
+    try:
+        with pytest.raises(OSError) as caught:
+            (b / "f").read_bytes()
+        assert caught.value.errno == errno.EIO
+    finally:
+        seaweedfs.start()
+    lines = (tmp_path / "b.log").read_text().splitlines()
+    # One line per read the kernel sent (it may retry the read itself), and nothing else about it.
+    failed = [line for line in lines if "answered EIO" in line]
+    assert 1 <= len(failed) <= 2 and all("unreachable" in line for line in failed)
+    assert not [line for line in lines if "blocks.tier" in line]
+    eventually(lambda: _equal(b / "f", data))
+
+
+def _size(path: Path, size: int) -> None:
+    assert path.stat().st_size == size
