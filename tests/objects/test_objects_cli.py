@@ -179,3 +179,33 @@ def test_mount_checks_the_data_tier(run: Run, seaweedfs, bucket: str, tmp_path: 
         assert (mnt / "f").read_bytes() == b"y" * 300_000
     finally:
         assert run("umount", str(mnt)).returncode == 0
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("cache_size=lots", "mount option 'cache_size=': "),
+        ("cache_dir=", "mount option 'cache_dir=' needs a value"),
+    ],
+)
+def test_mount_option_usage_errors(run: Run, tmp_path: Path, option: str, message: str) -> None:
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    refused = run("mount", "--store", run.store, "--name", "fs", "-o", option, str(mnt))
+    assert refused.returncode == 2
+    assert one_line_error(refused).startswith(message)
+
+
+def test_cache_dir_needs_a_data_tier(run: Run, tmp_path: Path) -> None:
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("/dev/fuse is missing: FUSE is unavailable on this machine")
+    assert mkfs(run).returncode == 0
+    mnt, cache = tmp_path / "mnt", tmp_path / "cache"
+    mnt.mkdir()
+    cache.mkdir()
+    refused = run("mount", "--store", run.store, "--name", "fs", "-o", f"cache_dir={cache}", str(mnt))
+    assert refused.returncode == 1
+    assert one_line_error(refused) == (
+        "-o cache_dir needs a filesystem with a data tier (mkfs --data); 'fs' has none"
+    )
+    assert os.listdir(cache) == []
