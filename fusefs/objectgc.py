@@ -12,6 +12,7 @@ after the batch was listed; a record published after that points at an object yo
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
@@ -24,6 +25,8 @@ from metadata.store import Store
 log = logging.getLogger(__name__)
 
 DEFAULT_GRACE_S = 3600.0
+#: Overrides the grace period of a mount's own collections (tests).
+OBJECT_GRACE_ENV = "FUSEFS_OBJECT_GRACE_S"
 BATCH_OBJECTS = 500
 
 
@@ -44,12 +47,22 @@ class ObjectGcReport:
 
 
 def collect_objects(
-    store: Store, config: FsConfig, objects: ObjectStore, *, grace_s: float = DEFAULT_GRACE_S
+    store: Store,
+    config: FsConfig,
+    objects: ObjectStore,
+    *,
+    grace_s: float = DEFAULT_GRACE_S,
+    stop: threading.Event | None = None,
 ) -> ObjectGcReport:
+    """Delete the objects of `config`'s data tier that no chunk record points at and that are older
+    than `grace_s`.  ``stop``, when set (by another thread), ends the collection after the current
+    batch."""
     keys = FsKeys(config.name)
     report = ObjectGcReport()
     listing = [(name, uploaded) for name, uploaded in objects.listing() if parse_object_name(name)]
     for start in range(0, len(listing), BATCH_OBJECTS):
+        if stop is not None and stop.is_set():
+            break
         batch = listing[start : start + BATCH_OBJECTS]
         ids = [parse_object_name(name) for name, _ in batch]
         live = store.transact(lambda tr, ids=ids: live_versions(tr, keys, [i[0] for i in ids if i]))

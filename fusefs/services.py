@@ -12,6 +12,7 @@ import trio
 
 from fusefs.gc import collect_garbage
 from fusefs.invalidation import follow_changes
+from fusefs.objectgc import DEFAULT_GRACE_S, OBJECT_GRACE_ENV, collect_objects
 from fusefs.recovery import RECOVERY_INTERVAL_ENV, RECOVERY_INTERVAL_S
 from metadata import changelog, sessions
 from metadata.idempotency import trim_operations
@@ -107,6 +108,13 @@ async def _collect_garbage(ops: FuseOperations) -> None:
                 await trio.to_thread.run_sync(
                     functools.partial(collect_garbage, ops.store, ops.config, ops.blocks, stop=stop)
                 )
+                if ops.tier is not None:
+                    grace = sessions.seconds_from_env(OBJECT_GRACE_ENV, DEFAULT_GRACE_S)
+                    await trio.to_thread.run_sync(
+                        functools.partial(
+                            collect_objects, ops.store, ops.config, ops.tier.objects, grace_s=grace, stop=stop
+                        )
+                    )
                 nursery.cancel_scope.cancel()
         except Exception as error:  # a failed pass is retried at the next interval
             causes = error.exceptions if isinstance(error, ExceptionGroup) else (error,)

@@ -357,3 +357,40 @@ def test_read_answers_eio_when_the_object_store_is_down(hosts, seaweedfs, tmp_pa
 
 def _size(path: Path, size: int) -> None:
     assert path.stat().st_size == size
+
+
+def test_a_mount_collects_old_versions_itself(hosts, seaweedfs, bucket: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from blocks.objects import DataUrl, ObjectStore, load_credentials
+
+    a, b, run = hosts
+    assert run("umount", str(a)).returncode == 0
+    env = {"FUSEFS_GC_INTERVAL_S": "0.5", "FUSEFS_OBJECT_GRACE_S": "3"}
+    result = run(
+        "mount",
+        "--store",
+        run.store,
+        "--name",
+        "fs",
+        "-o",
+        "shared",
+        "--log-file",
+        str(tmp_path / "a.log"),
+        str(a),
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    objects = ObjectStore(
+        seaweedfs.endpoint, DataUrl(bucket, "fs"), load_credentials(seaweedfs.credentials_file)
+    )
+    for _ in range(3):
+        data = os.urandom(CHUNK)
+        with open(a / "f", "r+b" if (a / "f").exists() else "wb") as file:
+            file.write(data)  # the same chunk, a new version at each close
+    names = list(objects.names())
+    assert len(names) == 3
+
+    def only_the_last() -> None:
+        assert len(list(objects.names())) == 1
+
+    eventually(only_the_last, timeout=60)
+    eventually(lambda: _equal(b / "f", data))
