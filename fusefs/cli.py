@@ -624,6 +624,10 @@ def build_parser() -> argparse.ArgumentParser:
         f"Without --store, the '{DEFAULT_NAME}' filesystem of the default store is created on first mount. "
         "Options for -o (comma-separated): "
         + "; ".join(f"{option}: {meaning}" for option, meaning in MOUNT_OPTIONS.items())
+        + "; cache_dir=DIR: with a data tier (mkfs --data), this host's own staging and cache directory "
+        "instead of the filesystem's block directories; cache_size=BYTES: the limit of the cache of "
+        "objects read from the data tier (default 8G). A data tier's credentials come from "
+        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the file AWS_SHARED_CREDENTIALS_FILE names"
     )
     store_option(mount)
     name_option(mount)
