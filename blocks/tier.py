@@ -5,8 +5,9 @@ sealed (the file is closed or fsynced) its bytes become a new immutable object, 
 and the chunk record points at that version in the same transaction that makes the data visible.
 
 Chunk ids are allocated once, store-wide, and only the host that allocated one ever writes its chunk
-file; a host that writes a chunk it does not hold locally takes a new chunk id filled from the object
-(``fill``), so a local chunk file is never an older version than the record it serves.  Chunks other
+file; a host that writes a chunk it does not hold locally takes a new chunk id whose first version is a
+copy of the object (``copy``: a crash before the next flush leaves the record at what was acknowledged),
+so a local chunk file is never an older version than the record it serves.  Chunks other
 hosts wrote are fetched whole into a cache directory under the name of their version, so a cached file
 is never served for another version.  Every read, from the object store or from the cache, is checked
 against the chunk's crc table (blocks/checksums.py) recorded with it.
@@ -93,13 +94,24 @@ class ChunkTier:
         )
         return version
 
-    def fill(
-        self, chunk_id: int, version: int, length: int, table: ChecksumTable, dir_index: int, new_id: int
-    ) -> None:
-        """Stage object `chunk_id`.`version` (first `length` bytes) as the new local chunk `new_id`:
-        ``table`` is checked against the fetched data, then describes the new chunk file too."""
+    def copy(
+        self, chunk_id: int, version: int, length: int, table: ChecksumTable, new_id: int
+    ) -> tuple[int, bytes]:
+        """Object `chunk_id`.`version` (first `length` bytes, checked against `table`) uploaded again as
+        the first version of chunk `new_id`; returns that version and the data, for ``stage``.  The
+        copy's record then points at what was acknowledged until the new writes are, whatever happens
+        to this host before its next flush."""
         data = self._fetch(chunk_id, version, length, table)
-        self._blocks.write(dir_index, new_id, 0, data, table)
+        copied = new_version()
+        self._retrying(
+            f"copy of chunk {chunk_id} as {new_id}",
+            lambda: self.objects.put(object_name(new_id, copied), data),
+        )
+        return copied, data
+
+    def stage(self, dir_index: int, chunk_id: int, data: bytes, table: ChecksumTable) -> None:
+        """Write `data` (from ``copy``) as local chunk `chunk_id`; ``table`` already describes it."""
+        self._blocks.write(dir_index, chunk_id, 0, data, table)
 
     # -- reading --------------------------------------------------------------------------------------
     def read(self, chunk_id: int, version: int, offset: int, length: int, table: ChecksumTable) -> bytes:

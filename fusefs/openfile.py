@@ -263,30 +263,32 @@ class OpenFile:
         if record is not None and index not in self._dirty_chunks and self._from_object(record):
             # Another host wrote it: this host writes a copy under a new chunk id (blocks/tier.py).
             copied, record = record, None
+        copy: bytes | None = None
         if record is None:
             chunk_id = await self._chunk_ids.take()
             dir_index = self._blocks.choose_directory()  # a statvfs per directory: no thread needed
             record = ChunkRecord(chunk_id, dir_index)
-            self._chunks[index] = record
             if copied is None:
                 self._tables[index] = ChecksumTable(self._chunk_size)
+            else:
+                assert self._tier is not None
+                length = min(self._chunk_size, max(0, self._stored_size - index * self._chunk_size))
+                table = self._tables[index]
+                record.version, copy = await trio.to_thread.run_sync(
+                    self._tier.copy, copied.chunk_id, copied.version, length, table, chunk_id
+                )
+                record.checksums = table.to_bytes()
+            self._chunks[index] = record
         if index not in self._dirty_chunks:
             replaced = None if copied is None else copied.chunk_id
             await self._run(
                 filedata.mark_dirty, self._keys, self.ino, index, record, self._ns.session, replaced
             )
             self._dirty_chunks.add(index)
-        if copied is not None:
+        if copy is not None:  # staged once its record committed: gc keeps only chunk files with one
             assert self._tier is not None
-            length = min(self._chunk_size, max(0, self._stored_size - index * self._chunk_size))
             await trio.to_thread.run_sync(
-                self._tier.fill,
-                copied.chunk_id,
-                copied.version,
-                length,
-                self._tables[index],
-                record.dir_index,
-                record.chunk_id,
+                self._tier.stage, record.dir_index, record.chunk_id, copy, self._tables[index]
             )
         return record
 

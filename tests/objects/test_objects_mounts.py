@@ -394,3 +394,40 @@ def test_a_mount_collects_old_versions_itself(hosts, seaweedfs, bucket: str, tmp
 
     eventually(only_the_last, timeout=60)
     eventually(lambda: _equal(b / "f", data))
+
+
+COPYING_WRITER = """
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+os.pwrite(fd, b"X" * 100, 10)  # a chunk another mount wrote: copied here under a new chunk id
+print("written", flush=True)
+sys.stdin.read()  # held open until killed
+"""
+
+
+def test_kill_9_after_copying_another_mounts_chunk(hosts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The copy's first version is the acknowledged data: a mount killed after copying a chunk, its
+    write staged only, is recovered elsewhere to what was there before."""
+    a, b, run = hosts
+    acknowledged = os.urandom(2 * CHUNK)
+    (a / "f").write_bytes(acknowledged)
+    eventually(lambda: _size(b / "f", len(acknowledged)))
+    b_pid = _daemon_pid(tmp_path / "b.log")
+    writer = subprocess.Popen(
+        [sys.executable, "-c", COPYING_WRITER, str(b / "f")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline() == "written\n"
+        _kill_mount(run, b, f"(pid {b_pid},")
+    finally:
+        writer.kill()
+        writer.wait()
+    cache_c = tmp_path / "cache-c"
+    cache_c.mkdir()
+    again = run("mount", "--store", run.store, "--name", "fs", "-o", f"shared,cache_dir={cache_c}", str(b))
+    assert again.returncode == 0, again.stderr
+    eventually(lambda: _equal(b / "f", acknowledged), timeout=60)
+    eventually(lambda: _equal(a / "f", acknowledged), timeout=60)
