@@ -87,3 +87,17 @@ def test_cache_limit_and_leftovers(tmp_path: Path, objects: ObjectStore) -> None
     assert os.listdir(reopened.cache_dir) == [object_name(12, versions[12])]  # older one evicted
     assert reopened.cached_bytes == CHUNK
     assert CACHE_DIR_NAME in os.listdir(tmp_path / "b")
+
+
+def test_copy_under_a_new_chunk_id(tmp_path: Path, objects: ObjectStore) -> None:
+    writer, other = tier_on(tmp_path / "a", objects), tier_on(tmp_path / "b", objects)
+    data = os.urandom(CHUNK - 100)
+    table = staged(writer, 20, data)
+    version = writer.upload(0, 20, len(data), table)
+    copied, fetched = other.copy(20, version, len(data), table, 21)
+    assert fetched == data and objects.get(object_name(21, copied)) == data
+    other.stage(0, 21, fetched, table)
+    assert other.is_local(0, 21)
+    assert other._blocks.read(0, 21, 0, len(data), table) == data
+    with pytest.raises(ChecksumMismatch):  # a copy is checked like any fetch
+        other.copy(20, version, len(data), ChecksumTable(CHUNK), 22)
