@@ -19,10 +19,6 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-import boto3
-import botocore.exceptions
-from botocore.config import Config
-
 from .errors import BlockError
 
 #: How long one request may take to connect and to answer; the caller retries (uploads) or gives up
@@ -120,6 +116,11 @@ class ObjectStore:
     and safe to call from many threads (boto3 clients are)."""
 
     def __init__(self, endpoint: str, url: DataUrl, credentials: Credentials) -> None:
+        # Imported here: boto3 takes ~0.3 s to import, which no command or mount without a data tier
+        # should pay.
+        import boto3
+        from botocore.config import Config
+
         self.endpoint = endpoint
         self.url = url
         self._client = boto3.session.Session().client(
@@ -176,6 +177,8 @@ class ObjectStore:
                 yield entry["Key"][len(start) :], entry["LastModified"].timestamp()
 
     def _call(self, what: str, request):  # type: ignore[no-untyped-def]
+        import botocore.exceptions
+
         try:
             return request()
         except botocore.exceptions.ClientError as error:
