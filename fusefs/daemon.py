@@ -32,14 +32,19 @@ from typing import TYPE_CHECKING, TextIO
 import pyfuse3
 import trio
 
+from blocks import BlockStore
+from blocks.objects import ObjectStore
+from blocks.tier import DEFAULT_CACHE_BYTES, FETCH_PATIENCE_S, ChunkTier
 from fusefs import fuseloop
 from fusefs.blockdirs import open_block_store
 from fusefs.daemon_records import DaemonRecord, remove_record, write_record
+from fusefs.datatier import open_data_tier
 from fusefs.messages import MountError, is_expected, one_line
 from fusefs.mount_table import check_fuse_available, is_fusefs, mount_at, probe_errno
 from fusefs.store_runner import patience_from_env
 from metadata.emulation import StoreEmulation
 from metadata.printable import printable
+from metadata.sessions import seconds_from_env
 from metadata.store import Store
 from metadata.urls import open_store
 
@@ -61,6 +66,8 @@ FUSE_MAX_TASKS = 256
 #: How long ``fusefs mount`` waits for a background daemon to have the mount answering.  Generous
 #: because opening a FoundationDB cluster and recovering orphans may take a while.
 START_TIMEOUT_S = 60.0
+#: How long a read of a chunk from the object data tier may take before it answers EIO (seconds).
+FETCH_PATIENCE_ENV = "FUSEFS_FETCH_PATIENCE_S"
 LOG_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
 
 
@@ -81,6 +88,11 @@ class MountRequest:
     shared: bool = False
     log_file: str | None = None
     debug: bool = False
+    #: ``-o cache_dir=DIR``: this host's own staging and cache directory for a filesystem with an object
+    #: data tier, instead of the filesystem's block directories (which another host may own).
+    cache_dir: str | None = None
+    #: ``-o cache_size=BYTES``: the limit of this mount's cache of objects (blocks/tier.py).
+    cache_size: int | None = None
 
 
 # -- serving ----------------------------------------------------------------------------------------------
@@ -190,6 +202,15 @@ def _store_emulation() -> StoreEmulation:
     return emulation
 
 
+def _chunk_tier(objects: ObjectStore, blocks: BlockStore, request: MountRequest) -> ChunkTier:
+    return ChunkTier(
+        objects,
+        blocks,
+        cache_bytes=DEFAULT_CACHE_BYTES if request.cache_size is None else request.cache_size,
+        fetch_patience_s=seconds_from_env(FETCH_PATIENCE_ENV, FETCH_PATIENCE_S),
+    )
+
+
 def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
     """Open the filesystem, mount it, serve until unmounted or signalled, and tear down in order."""
     # Imported here, not at the top: only a mount needs the whole filesystem, and every other
@@ -212,7 +233,10 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
     )
     blocks = None
     try:
-        config, blocks = open_block_store(store, request.name, writable=not request.read_only)
+        config, blocks = open_block_store(
+            store, request.name, writable=not request.read_only, cache_dir=request.cache_dir
+        )
+        objects = open_data_tier(config)  # a wrong bucket or credentials fail the mount at once
         fs = Filesystem(
             store,
             config,
@@ -220,6 +244,7 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
             read_only=request.read_only,
             strict=request.strict,
             writeback_cache=request.writeback_cache,
+            tier=None if objects is None else _chunk_tier(objects, blocks, request),
         )
         options = _fuse_options(fs, request)
         log.info(

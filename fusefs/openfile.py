@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import trio
 
 from blocks import BlockStore, ChecksumMismatch, ChecksumTable
+from blocks.tier import ChunkTier
 from fusefs.idpool import IdPool
 from fusefs.quicklock import QuickLock
 from fusefs.writebehind import WriteBehind
@@ -56,6 +57,7 @@ class OpenFile:
         chunk_writer: concurrent.futures.Executor,
         *,
         kernel_tracks_mtime: bool,
+        tier: ChunkTier | None = None,
     ) -> None:
         self.attr = attr
         self.refs = 0
@@ -70,6 +72,9 @@ class OpenFile:
         self._kernel_tracks_mtime = kernel_tracks_mtime
         self._lock = QuickLock()
         self._behind = WriteBehind(chunk_writer)
+        #: The object data tier, if the filesystem has one (blocks/tier.py): sealed chunks are uploaded at
+        #: flush, and chunks this host does not hold are read from it.
+        self._tier = tier
         #: The store said this file has no security.capability xattr (see FuseOperations.getxattr).
         self.known_without_capability = False
         self._loaded = False
@@ -143,8 +148,19 @@ class OpenFile:
                 parts.append(bytes(length))  # a hole
                 continue
             try:
-                parts.append(
-                    await self._block_io(
+                if self._from_object(record):
+                    assert self._tier is not None
+                    await self._behind.drain()
+                    piece = await trio.to_thread.run_sync(
+                        self._tier.read,
+                        record.chunk_id,
+                        record.version,
+                        chunk_offset,
+                        length,
+                        self._tables[index],
+                    )
+                else:
+                    piece = await self._block_io(
                         length,
                         self._blocks.read,
                         record.dir_index,
@@ -153,7 +169,7 @@ class OpenFile:
                         length,
                         self._tables[index],
                     )
-                )
+                parts.append(piece)
             except ChecksumMismatch as error:
                 log.error("inode %d, chunk %d (index %d): %s", self.ino, record.chunk_id, index, error)
                 raise
@@ -229,17 +245,45 @@ class OpenFile:
                 len(stale),
             )
 
+    def _from_object(self, record: ChunkRecord) -> bool:
+        """Whether a chunk is served by the object tier: uploaded, and its file not on this host."""
+        return (
+            self._tier is not None
+            and record.version != 0
+            and not self._tier.is_local(record.dir_index, record.chunk_id)
+        )
+
     async def _chunk_for_write(self, index: int) -> ChunkRecord:
         record = self._chunks.get(index)
+        copied: ChunkRecord | None = None
+        if record is not None and index not in self._dirty_chunks and self._from_object(record):
+            # Another host wrote it: this host writes a copy under a new chunk id (blocks/tier.py).
+            copied, record = record, None
+        copy: bytes | None = None
         if record is None:
             chunk_id = await self._chunk_ids.take()
             dir_index = self._blocks.choose_directory()  # a statvfs per directory: no thread needed
             record = ChunkRecord(chunk_id, dir_index)
+            if copied is None:
+                self._tables[index] = ChecksumTable(self._chunk_size)
+            else:
+                assert self._tier is not None
+                length = min(self._chunk_size, max(0, self._stored_size - index * self._chunk_size))
+                table = self._tables[index]
+                record.version, copy = await trio.to_thread.run_sync(
+                    self._tier.copy, copied.chunk_id, copied.version, length, table, chunk_id
+                )
+                record.checksums = table.to_bytes()
             self._chunks[index] = record
-            self._tables[index] = ChecksumTable(self._chunk_size)
         if index not in self._dirty_chunks:
-            await self._meta.mark_dirty(self.ino, index, record)
+            replaced = None if copied is None else copied.chunk_id
+            await self._meta.mark_dirty(self.ino, index, record, replaced)
             self._dirty_chunks.add(index)
+        if copy is not None:  # staged once its record committed: gc keeps only chunk files with one
+            assert self._tier is not None
+            await trio.to_thread.run_sync(
+                self._tier.stage, record.dir_index, record.chunk_id, copy, self._tables[index]
+            )
         return record
 
     async def _write_chunks(self, offset: int, data: bytes) -> None:
@@ -339,11 +383,38 @@ class OpenFile:
             if not self._dirty:
                 return
             await self._behind.drain()  # the checksum tables are complete only then
+            if self._tier is not None and self.attr.chunked:
+                await self._upload_dirty_chunks()
             await self._meta.flush(self._flush_change(caller or self.caller))
             self._stored_size = self.attr.size
             self._stored_chunked = self.attr.chunked
             self._dirty_chunks.clear()
             self._dirty = False
+
+    async def _upload_dirty_chunks(self) -> None:
+        """Seal every chunk written since the last flush as a new object, concurrently, each in a thread;
+        the flush then records the new versions with the data (close-to-open consistency)."""
+        tier = self._tier
+        assert tier is not None
+
+        failures: list[Exception] = []
+
+        async def upload(record: ChunkRecord, length: int, table: ChecksumTable) -> None:
+            try:
+                record.version = await trio.to_thread.run_sync(
+                    tier.upload, record.dir_index, record.chunk_id, length, table
+                )
+            except Exception as error:  # raised below as itself, not in an exception group
+                failures.append(error)
+
+        async with trio.open_nursery() as nursery:
+            for index in self._dirty_chunks:
+                record = self._chunks.get(index)
+                length = min(self._chunk_size, self.attr.size - index * self._chunk_size)
+                if record is not None and length > 0:
+                    nursery.start_soon(upload, record, length, self._tables[index])
+        if failures:
+            raise failures[0]
 
     def _flush_change(self, caller: Caller) -> content.Flush:
         """What the flush transaction records: the data fields, and the new checksum tables of the

@@ -55,6 +55,21 @@ def drop_chunks_from(tr: Transaction, keys: FsKeys, ino: int, first_index: int) 
     return dropped
 
 
+def live_versions(tr: Transaction, fs_name: str, chunk_ids: list[int]) -> set[tuple[int, int]]:
+    """(chunk id, object version) of every chunk record of ``fs_name`` among `chunk_ids` that points at
+    an object: the objects of the data tier that must be kept."""
+    keys = FsKeys(fs_name)
+    live: set[tuple[int, int]] = set()
+    inodes = set()
+    for chunk_id in set(chunk_ids):
+        owner = tr.get(keys.chunk_owner(chunk_id), snapshot=True)
+        if owner is not None:
+            inodes.add(unpack_ino(owner))
+    for ino in inodes:
+        live.update((r.chunk_id, r.version) for r in read_chunks(tr, keys, ino).values() if r.version)
+    return live
+
+
 def chunk_is_live(tr: Transaction, keys: FsKeys, chunk_id: int) -> bool:
     return tr.get(keys.chunk_owner(chunk_id), snapshot=True) is not None
 
@@ -73,9 +88,19 @@ def dirty_marks(tr: Transaction, keys: FsKeys) -> list[tuple[int, int, bytes]]:
 
 
 def mark_dirty(
-    tr: Transaction, keys: FsKeys, ino: int, index: int, record: ChunkRecord, session: bytes = b""
+    tr: Transaction,
+    keys: FsKeys,
+    ino: int,
+    index: int,
+    record: ChunkRecord,
+    session: bytes = b"",
+    replaced: int | None = None,
 ) -> None:
+    """`replaced`: the chunk id this record takes the place of (a chunk of the object data tier that
+    another host wrote, copied into a new local chunk): it no longer belongs to the inode."""
     record.dirty = True
+    if replaced is not None:
+        tr.clear(keys.chunk_owner(replaced))
     put_chunk(tr, keys, ino, index, record)
     tr.set(keys.dirty_chunk(ino, index), session)
 

@@ -144,9 +144,12 @@ class Meta:
     def read_inline(self, ino: int, size: int) -> Awaitable[bytes]:
         return self._run(filedata.read_inline, self._keys, ino, size)
 
-    def mark_dirty(self, ino: int, index: int, record: ChunkRecord) -> Awaitable[None]:
-        """Mark a chunk as being written by this session, before its file is written (recovery)."""
-        return self._run(filedata.mark_dirty, self._keys, ino, index, record, self.ns.session)
+    def mark_dirty(
+        self, ino: int, index: int, record: ChunkRecord, replaced: int | None = None
+    ) -> Awaitable[None]:
+        """Mark a chunk as being written by this session, before its file is written (recovery);
+        ``replaced``: the chunk id it takes the place of (filedata.mark_dirty)."""
+        return self._run(filedata.mark_dirty, self._keys, ino, index, record, self.ns.session, replaced)
 
     def has_stale_chunks(self, ino: int) -> Awaitable[bool]:
         return self._run(content.has_stale_chunks, self.ns, ino)
@@ -184,10 +187,18 @@ class Meta:
         return self._run(recovery.dirty_chunk, self._keys, ino, index, victim)
 
     def rebuild_chunk(
-        self, ino: int, index: int, victim: bytes, chunk_id: int, checksums: bytes
+        self, ino: int, index: int, victim: bytes, chunk_id: int, checksums: bytes, version: int | None = None
     ) -> Awaitable[bool]:
         return self._run(
-            recovery.rebuild_chunk, self._keys, ino, index, victim, chunk_id, checksums, self.ns.session
+            recovery.rebuild_chunk,
+            self._keys,
+            ino,
+            index,
+            victim,
+            chunk_id,
+            checksums,
+            self.ns.session,
+            version,
         )
 
     def drop_chunks_beyond_size(self, ino: int, chunk_size: int) -> Awaitable[list[ChunkRecord]]:

@@ -13,6 +13,7 @@ from typing import NoReturn
 
 from fusefs import messages
 from fusefs.blockdirs import claim_new, owner_of, undo_claims_on_error
+from fusefs.datatier import DataTierRequest, describe_data_tier, open_data_tier
 from fusefs.limits import (
     chunk_size_problem,
     inline_max_problem,
@@ -52,6 +53,8 @@ MOUNT_OPTIONS = {
     "(transactions in worker threads, 1 s kernel cache timeouts and change-log invalidation); every "
     "read-write mount of the file needs it (FoundationDB is always shared: accepted and ignored there)",
 }
+#: Options with a value (`-o NAME=VALUE`), read by ``valued_mount_option``.
+VALUED_MOUNT_OPTIONS = ("cache_dir=", "cache_size=")
 LOG_PAGE_RECORDS = 1000
 LOG_FOLLOW_POLL_S = 0.5
 UMOUNT_WAIT_S = 30.0
@@ -103,6 +106,7 @@ def byte_size(text: str) -> int:
 
 def parse_mount_options(values: Sequence[str]) -> set[str]:
     options = {option.strip() for value in values for option in value.split(",") if option.strip()}
+    options -= {option for option in options if option.startswith(VALUED_MOUNT_OPTIONS)}
     unknown = sorted(options - MOUNT_OPTIONS.keys())
     if unknown:
         raise UsageError(f"unsupported mount option {unknown[0]!r}: supported are {', '.join(MOUNT_OPTIONS)}")
@@ -112,6 +116,23 @@ def parse_mount_options(values: Sequence[str]) -> set[str]:
         if {excluded, "writeback_cache"} <= options:
             raise UsageError(f"mount options {excluded!r} and 'writeback_cache' cannot be combined")
     return options
+
+
+def valued_mount_option(values: Sequence[str], prefix: str) -> str | None:
+    found = [o.strip()[len(prefix) :] for v in values for o in v.split(",") if o.strip().startswith(prefix)]
+    if found and not found[-1]:
+        raise UsageError(f"mount option {prefix!r} needs a value")
+    return found[-1] if found else None
+
+
+def cache_size_option(values: Sequence[str]) -> int | None:
+    text = valued_mount_option(values, "cache_size=")
+    if text is None:
+        return None
+    try:
+        return byte_size(text)
+    except argparse.ArgumentTypeError as error:
+        raise UsageError(f"mount option 'cache_size=': {error}") from None
 
 
 def default_block_dir(name: str, *, create: bool = True) -> str:
@@ -148,6 +169,7 @@ def make_filesystem(
     inline_max: int,
     chunk_size: int,
     log_retention_s: int = DEFAULT_LOG_RETENTION_S,
+    data: DataTierRequest | None = None,
 ) -> FsConfig:
     if has_filesystem(store, name):
         # Checked before the block directories are laid out, so a repeated mkfs changes nothing.
@@ -162,6 +184,9 @@ def make_filesystem(
         log_retention_s=log_retention_s,
         fs_id=new_fs_id(),
     )
+    if data is not None:
+        config.data_url, config.s3_endpoint = str(data.url), data.endpoint
+        open_data_tier(config, data.credentials_file)  # a wrong bucket or credentials fail here, not later
     # Claimed before the filesystem exists, so that a directory another filesystem claims meanwhile is
     # refused here rather than shared; undone if the filesystem cannot be created.
     blocks = claim_new(block_dirs, chunk_size, owner_of(config, store))
@@ -177,6 +202,7 @@ def make_filesystem(
 
 def describe_config(config: FsConfig) -> str:
     return (
+        f"{describe_data_tier(config)}"
         f"blocks {', '.join(map(printable, config.block_dirs))}; inline max {config.inline_max_bytes} bytes; "
         f"chunk {config.chunk_size_bytes} bytes; change log kept {config.log_retention_s // 3600} h"
     )

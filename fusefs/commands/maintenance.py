@@ -22,6 +22,7 @@ from fusefs.commands.common import (
     sessions_of,
     store_option,
 )
+from fusefs.datatier import open_data_tier
 from metadata import sessions
 from metadata.changelog import read_log
 from metadata.model import (
@@ -105,6 +106,11 @@ def cmd_gc(args: argparse.Namespace) -> int:
             print(collect_garbage(store, config, blocks))
         finally:
             blocks.close()
+        objects = open_data_tier(config)
+        if objects is not None:
+            from fusefs.objectgc import collect_objects
+
+            print(collect_objects(store, config, objects, grace_s=args.object_grace))
     return 0
 
 
@@ -118,6 +124,14 @@ def add_gc_parser(commands: Subcommands, common: argparse.ArgumentParser) -> Non
     )
     store_option(gc)
     name_option(gc)
+    gc.add_argument(
+        "--object-grace",
+        metavar="SECONDS",
+        type=float,
+        default=3600.0,
+        help="with a data tier, delete unreferenced objects only once older than this, since a commit in "
+        "flight may still publish a younger one (default: 3600)",
+    )
 
 
 def cmd_blocks_add(args: argparse.Namespace) -> int:

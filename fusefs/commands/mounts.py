@@ -18,6 +18,7 @@ from fusefs.commands.common import (
     CliError,
     Subcommands,
     add_command,
+    cache_size_option,
     describe_config,
     has_filesystem,
     make_filesystem,
@@ -27,6 +28,7 @@ from fusefs.commands.common import (
     seconds,
     sessions_of,
     store_option,
+    valued_mount_option,
 )
 from metadata import sessions
 from metadata.model import (
@@ -81,12 +83,18 @@ def cmd_mount(args: argparse.Namespace) -> int:
         strict="strict" in options,
         writeback_cache="writeback_cache" in options,
         shared="shared" in options,
+        cache_dir=_absolute(valued_mount_option(args.o, "cache_dir=")),
+        cache_size=cache_size_option(args.o),
         log_file=os.path.abspath(log_file) if log_file else None,
         debug=args.debug,
     )
     if args.foreground:
         return daemon.mount_foreground(request)
     return daemon.mount_background(request)
+
+
+def _absolute(path: str | None) -> str | None:
+    return None if path is None else os.path.abspath(path)
 
 
 def add_mount_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -101,6 +109,10 @@ def add_mount_parser(commands: Subcommands, common: argparse.ArgumentParser) -> 
         f"Without --store, the '{DEFAULT_NAME}' filesystem of the default store is created on first mount. "
         "Options for -o (comma-separated): "
         + "; ".join(f"{option}: {meaning}" for option, meaning in MOUNT_OPTIONS.items())
+        + "; cache_dir=DIR: with a data tier (mkfs --data), this host's own staging and cache directory "
+        "instead of the filesystem's block directories; cache_size=BYTES: the limit of the cache of "
+        "objects read from the data tier (default 8G). A data tier's credentials come from "
+        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the file AWS_SHARED_CREDENTIALS_FILE names"
     )
     store_option(mount)
     name_option(mount)
