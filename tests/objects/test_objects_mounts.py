@@ -227,7 +227,7 @@ def _kill_mount(run: Run, mnt: Path, log_text: str) -> None:
 
     pid = int(re.findall(r"\(pid (\d+),", log_text)[0])
     os.kill(pid, signal.SIGKILL)
-    from fusefs.daemon import wait_for_exit
+    from fusefs.daemon_records import wait_for_exit
 
     assert wait_for_exit(pid, 30)
     subprocess.run(["fusermount3", "-u", "-z", str(mnt)], capture_output=True)
