@@ -48,6 +48,17 @@ def new_version() -> int:
     return secrets.randbits(63) | 1
 
 
+def verified_object(data: bytes, chunk_id: int, version: int, length: int, table: ChecksumTable) -> bytes:
+    """The first `length` bytes of object `chunk_id`.`version`, checked against `table`."""
+    data = data[:length]
+    for index in range(block_count(table.chunk_size)):
+        actual = block_crc(data[index * _BLOCK : (index + 1) * _BLOCK])
+        if actual != table.get(index):
+            name = object_name(chunk_id, version)
+            raise ChecksumMismatch(chunk_id, index, f"object {name}", table.get(index), actual)
+    return data
+
+
 class ChunkTier:
     """The object tier of one filesystem on this host: `objects`, staged through `blocks`, cached in
     ``CACHE_DIR_NAME`` of its first block directory.  Synchronous: run the methods in threads."""
@@ -145,12 +156,7 @@ class ChunkTier:
         deadline = time.monotonic() + self._fetch_patience_s
         # Unlogged: a read that fails answers EIO, which the FUSE boundary logs in one line.
         data = self._retrying(None, lambda: self.objects.get(name), deadline=deadline)
-        data = data[:length]
-        for index in range(block_count(table.chunk_size)):
-            actual = block_crc(data[index * _BLOCK : (index + 1) * _BLOCK])
-            if actual != table.get(index):
-                raise ChecksumMismatch(chunk_id, index, f"object {name}", table.get(index), actual)
-        return data
+        return verified_object(data, chunk_id, version, length, table)
 
     def _cache(self, name: str, data: bytes) -> None:
         # Written aside and renamed: a reader never sees half a cached object.

@@ -431,3 +431,25 @@ def test_kill_9_after_copying_another_mounts_chunk(hosts, tmp_path: Path) -> Non
     assert again.returncode == 0, again.stderr
     eventually(lambda: _equal(b / "f", acknowledged), timeout=60)
     eventually(lambda: _equal(a / "f", acknowledged), timeout=60)
+
+
+def test_fsck_checks_the_objects_of_chunks_held_elsewhere(hosts, seaweedfs, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    """A chunk written through another host's cache directory has no file in the filesystem's block
+    directories: fsck checks its object instead (it is no missing chunk), and reports a lost object."""
+    a, b, run = hosts
+    (b / "big").write_bytes(os.urandom(3 * CHUNK))  # staged in b's cache directory only
+    for mnt in (b, a):
+        assert run("umount", str(mnt)).returncode == 0
+    checked = run("fsck", "--store", run.store, "--name", "fs")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    from blocks.objects import DataUrl, ObjectStore, load_credentials
+
+    objects = ObjectStore(
+        seaweedfs.endpoint, DataUrl.parse(f"s3://{bucket}/fs"), load_credentials(seaweedfs.credentials_file)
+    )
+    objects.delete(next(objects.names()))
+    damaged = run("fsck", "--store", run.store, "--name", "fs")
+    assert damaged.returncode == 1
+    assert "chunk records whose chunk file is missing" in damaged.stdout
+    assert "is missing" in damaged.stdout or "no object" in damaged.stdout, damaged.stdout
