@@ -23,6 +23,7 @@ from fusefs.commands.common import (
     store_option,
 )
 from fusefs.datatier import open_data_tier
+from fusefs.objectgc import DEFAULT_GRACE_S
 from metadata import sessions
 from metadata.changelog import read_log
 from metadata.model import (
@@ -128,9 +129,9 @@ def add_gc_parser(commands: Subcommands, common: argparse.ArgumentParser) -> Non
         "--object-grace",
         metavar="SECONDS",
         type=float,
-        default=3600.0,
+        default=DEFAULT_GRACE_S,
         help="with a data tier, delete unreferenced objects only once older than this, since a commit in "
-        "flight may still publish a younger one (default: 3600)",
+        f"flight may still publish a younger one (default: {DEFAULT_GRACE_S:g})",
     )
 
 
