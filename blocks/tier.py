@@ -109,9 +109,9 @@ class ChunkTier:
         self, chunk_id: int, version: int, length: int, table: ChecksumTable, new_id: int
     ) -> tuple[int, bytes]:
         """Object `chunk_id`.`version` (first `length` bytes, checked against `table`) uploaded again as
-        the first version of chunk `new_id`; returns that version and the data, for ``stage``.  The
-        copy's record then points at what was acknowledged until the new writes are, whatever happens
-        to this host before its next flush."""
+        the first version of chunk `new_id`; returns that version and the data, for the caller to write
+        as the local chunk.  The copy's record then points at what was acknowledged until the new
+        writes are, whatever happens to this host before its next flush."""
         data = self._fetch(chunk_id, version, length, table)
         copied = new_version()
         self._retrying(
@@ -119,10 +119,6 @@ class ChunkTier:
             lambda: self.objects.put(object_name(new_id, copied), data),
         )
         return copied, data
-
-    def stage(self, dir_index: int, chunk_id: int, data: bytes, table: ChecksumTable) -> None:
-        """Write `data` (from ``copy``) as local chunk `chunk_id`; ``table`` already describes it."""
-        self._blocks.write(dir_index, chunk_id, 0, data, table)
 
     # -- reading --------------------------------------------------------------------------------------
     def read(self, chunk_id: int, version: int, offset: int, length: int, table: ChecksumTable) -> bytes:

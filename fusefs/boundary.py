@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import pyfuse3
 
 from blocks import BlockError
+from fusefs.stats import COUNTERS
 from metadata.model import FSError
 from metadata.printable import printable
 from metadata.store import LimitExceeded, StoreError, StoreFull
@@ -154,23 +155,39 @@ def fuse_handler(method: F) -> F:
     name = method.__name__
     # The parameters after self, named for the log lines.
     parameters = list(inspect.signature(method).parameters)[1:]
+    # Counted per request (fusefs/stats.py): found here, once, so a request costs a few additions.
+    counters = COUNTERS.operation(name)
+    counts_read, counts_written = name == "read", name == "write"
+    clock = time.perf_counter_ns
 
     @functools.wraps(method)
     async def handler(*args: Any, **kwargs: Any) -> Any:
         if log.isEnabledFor(logging.DEBUG):  # request tracing with --debug
             log.debug("%s", describe_call(name, parameters, args[1:]))
+        started = clock()
         try:
-            return await method(*args, **kwargs)
+            result = await method(*args, **kwargs)
         except pyfuse3.FUSEError:
+            counters.errors += 1
             raise
         except FSError as error:
+            counters.errors += 1
             raise pyfuse3.FUSEError(error.errno) from None
         except _EXPECTED_ERRORS as error:
+            counters.errors += 1
             error_number = errno_of(error)
             _log_failure(name, parameters, args[1:], error_number, error)
             raise pyfuse3.FUSEError(error_number) from None
         except Exception as error:
+            counters.errors += 1
             _log_failure(name, parameters, args[1:], errno.EIO, error)
             raise pyfuse3.FUSEError(errno.EIO) from None
+        finally:
+            counters.observe(clock() - started)
+        if counts_read:
+            COUNTERS.bytes_read += len(result)
+        elif counts_written:
+            COUNTERS.bytes_written += result
+        return result
 
     return handler  # type: ignore[return-value]

@@ -17,7 +17,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from fusefs.commands import checks, maintenance, mkfs, mounts
+from fusefs.commands import checks, maintenance, mkfs, mounts, quota, stats, systemd, trash
 from fusefs.commands.common import CliError, Parser, Subcommands, UsageError
 from fusefs.messages import is_expected, one_line
 from metadata.urls import StoreUrlError, data_dir
@@ -28,12 +28,17 @@ PARSERS: list[Callable[[Subcommands, argparse.ArgumentParser], None]] = [
     mounts.add_mount_parser,
     mounts.add_umount_parser,
     mounts.add_status_parser,
+    stats.add_stats_parser,
+    systemd.add_systemd_unit_parser,
     maintenance.add_log_parser,
     maintenance.add_gc_parser,
     maintenance.add_blocks_parser,
     checks.add_fsck_parser,
     checks.add_dump_parser,
     checks.add_load_parser,
+    trash.add_trash_parser,
+    trash.add_clone_parser,
+    quota.add_quota_parser,
 ]
 
 

@@ -17,7 +17,6 @@ Shutdown order, whatever ends the FUSE loop (``fusermount3 -u``, SIGINT/SIGTERM,
 from __future__ import annotations
 
 import contextlib
-import faulthandler
 import logging
 import os
 import select
@@ -27,7 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 import pyfuse3
 import trio
@@ -35,9 +34,9 @@ import trio
 from blocks import BlockStore
 from blocks.objects import ObjectStore
 from blocks.tier import DEFAULT_CACHE_BYTES, FETCH_PATIENCE_S, ChunkTier
-from fusefs import fuseloop
+from fusefs import control, fuseloop, logs
 from fusefs.blockdirs import open_block_store
-from fusefs.daemon_records import DaemonRecord, remove_record, write_record
+from fusefs.daemon_records import DaemonRecord, control_socket_path, remove_record, write_record
 from fusefs.datatier import open_data_tier
 from fusefs.messages import MountError, is_expected, one_line
 from fusefs.mount_table import check_fuse_available, is_fusefs, mount_at, probe_errno
@@ -68,7 +67,6 @@ FUSE_MAX_TASKS = 256
 START_TIMEOUT_S = 60.0
 #: How long a read of a chunk from the object data tier may take before it answers EIO (seconds).
 FETCH_PATIENCE_ENV = "FUSEFS_FETCH_PATIENCE_S"
-LOG_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
 
 
 @dataclass
@@ -86,6 +84,9 @@ class MountRequest:
     #: Open an embedded store in shared mode: several read-write mounts of one store file, each behaving
     #: as on FoundationDB (FoundationDB is always shared).
     shared: bool = False
+    #: POSIX ACLs enforced by the kernel (FUSE_POSIX_ACL).
+    acl: bool = False
+    #: The log file (reopened on SIGHUP), or None for stderr.
     log_file: str | None = None
     debug: bool = False
     #: ``-o cache_dir=DIR``: this host's own staging and cache directory for a filesystem with an object
@@ -93,6 +94,10 @@ class MountRequest:
     cache_dir: str | None = None
     #: ``-o cache_size=BYTES``: the limit of this mount's cache of objects (blocks/tier.py).
     cache_size: int | None = None
+    #: One of fusefs/logs.py's LEVELS; --debug means "debug".
+    log_level: str = "info"
+    #: IP:PORT to serve Prometheus metrics at (fusefs/metrics.py), or None.
+    metrics: str | None = None
 
 
 # -- serving ----------------------------------------------------------------------------------------------
@@ -129,29 +134,44 @@ def _captured_stderr() -> Iterator[Callable[[], str]]:
                 os.write(2, text.encode())
 
 
-async def _terminate_on_signals(
-    polling: fuseloop.PollingWait | None, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+async def _handle_signals(
+    polling: fuseloop.PollingWait | None,
+    log_file: str | None,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    """SIGINT and SIGTERM unmount; SIGHUP reopens the log file (after logrotate renamed it)."""
+    wanted = [signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if log_file else [])]
+    with trio.open_signal_receiver(*wanted) as signals:
         task_status.started()
         async for signum in signals:
+            if signum == signal.SIGHUP and log_file:
+                try:
+                    logs.reopen(log_file)
+                except OSError as error:
+                    log.error(
+                        "cannot reopen the log file %s: %s (still logging to the old one)", log_file, error
+                    )
+                continue
             log.info("%s received: stopping the FUSE loop and unmounting", signal.Signals(signum).name)
             if polling is not None:
                 polling.stop()
             pyfuse3.terminate()
 
 
-async def _serve(fs: Filesystem, mountpoint: str, on_ready: Callable[[], None]) -> None:
+async def _serve(fs: Filesystem, request: MountRequest, on_ready: Callable[[], None]) -> None:
+    mountpoint = request.mountpoint
     polling = fuseloop.install()
     try:
         async with trio.open_nursery() as nursery:
             # Signals are caught before the mount is announced: a SIGTERM right after `fusefs mount`
             # returns must still unmount cleanly rather than kill the daemon.
-            await nursery.start(_terminate_on_signals, polling)
+            await nursery.start(_handle_signals, polling, request.log_file)
             # The session is registered before any request is answered; dead mounts' leftovers are
             # recovered in the background by a service (fusefs/recovery.py).
             await fs.start(mountpoint)
             nursery.start_soon(fs.run_services)
+            await nursery.start(control.serve, control_socket_path(os.getpid()), fs.stats)
             nursery.start_soon(_raise_readahead, mountpoint)
             on_ready()
             log.info("serving")
@@ -211,6 +231,22 @@ def _chunk_tier(objects: ObjectStore, blocks: BlockStore, request: MountRequest)
     )
 
 
+def _start_metrics(address: str | None, fs: Filesystem) -> Callable[[], None] | None:
+    """Serve Prometheus metrics if asked; the function that stops them."""
+    if address is None:
+        return None
+    from fusefs.metrics import serve_metrics  # only mounts with -o metrics need prometheus_client
+
+    try:
+        stop = serve_metrics(address, fs.stats)
+    except (OSError, ValueError) as error:
+        raise MountError(
+            f"cannot serve metrics at {address}: {getattr(error, 'strerror', None) or error}"
+        ) from None
+    log.info("serving Prometheus metrics at http://%s/metrics", address)
+    return stop
+
+
 def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
     """Open the filesystem, mount it, serve until unmounted or signalled, and tear down in order."""
     # Imported here, not at the top: only a mount needs the whole filesystem, and every other
@@ -232,6 +268,7 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
         emulation=_store_emulation(),
     )
     blocks = None
+    stop_metrics = None
     try:
         config, blocks = open_block_store(
             store, request.name, writable=not request.read_only, cache_dir=request.cache_dir
@@ -245,8 +282,10 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
             strict=request.strict,
             writeback_cache=request.writeback_cache,
             tier=None if objects is None else _chunk_tier(objects, blocks, request),
+            acl=request.acl,
         )
         options = _fuse_options(fs, request)
+        stop_metrics = _start_metrics(request.metrics, fs)
         log.info(
             "mounting %r from %s%s at %s with options %s",
             request.name,
@@ -264,48 +303,36 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
         record = DaemonRecord(os.getpid(), request.mountpoint, store.url, request.name, request.log_file)
         write_record(record)
         try:
-            trio.run(_serve, fs, request.mountpoint, on_ready)
+            trio.run(_serve, fs, request, on_ready)
         finally:
             pyfuse3.close(unmount=True)
             remove_record(record.pid)
             log.info("unmounted %s", request.mountpoint)
     finally:
+        if stop_metrics is not None:
+            stop_metrics()
         if blocks is not None:
             blocks.close()
         store.close()
 
 
 # -- foreground and background ----------------------------------------------------------------------------
-class OneLineFormatter(logging.Formatter):
-    """One line per record whatever a message quotes (file names, paths): its control characters are
-    escaped (metadata/printable.py), so no name can forge a record.  A traceback still follows the
-    record it belongs to, indented by Python."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
-        record.message = printable(record.message)
-        return super().formatMessage(record)
-
-
-def _configure_logging(debug: bool, stream: TextIO) -> None:
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(OneLineFormatter(LOG_FORMAT))
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler], force=True)
-    faulthandler.enable()  # a crash in C code (libfuse, libfdb_c) leaves a stack in the log
+def _level(request: MountRequest) -> str:
+    return "debug" if request.debug else request.log_level
 
 
 def mount_foreground(request: MountRequest) -> int:
     if request.log_file:
-        _configure_logging(request.debug, open(request.log_file, "a", buffering=1))  # noqa: SIM115
-    else:
-        _configure_logging(request.debug, sys.stderr)
+        logs.redirect_stderr(request.log_file, follow_stdout=False)
+    logs.configure(_level(request), sys.stderr)
     serve_mount(request, on_ready=lambda: None)
     return 0
 
 
 def mount_background(request: MountRequest) -> int:
     """Start a daemon serving ``request``; 0 once the mount answers, else the daemon's error (raised)."""
-    assert request.log_file is not None
-    log_fd = os.open(request.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    # Without a log file (--log-file -) the daemon keeps the stderr it was given (a service manager's).
+    log_fd = logs.open_log(request.log_file) if request.log_file else None
     status_read, status_write = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -314,18 +341,19 @@ def mount_background(request: MountRequest) -> int:
         os.close(status_read)
         _daemon_child(request, log_fd, status_write)  # never returns
     os.close(status_write)
-    os.close(log_fd)
+    if log_fd is not None:
+        os.close(log_fd)
     os.waitpid(first, 0)  # the intermediate child exits at once; its child is the daemon
     try:
         pid = _wait_until_ready(status_read, request)
     finally:
         os.close(status_read)
-    where, log_file = printable(request.mountpoint), printable(request.log_file)
+    where, log_file = printable(request.mountpoint), printable(request.log_file or "stderr")
     print(f"mounted '{request.name}' at {where} (pid {pid}, log {log_file})")
     return 0
 
 
-def _daemon_child(request: MountRequest, log_fd: int, status_fd: int) -> None:
+def _daemon_child(request: MountRequest, log_fd: int | None, status_fd: int) -> None:
     """Runs in the first child: detaches twice (no controlling terminal can ever be acquired), then
     serves, reporting ``pid N``, then ``ready`` or ``error MESSAGE`` on ``status_fd``."""
     code = 1
@@ -336,12 +364,13 @@ def _daemon_child(request: MountRequest, log_fd: int, status_fd: int) -> None:
         os.chdir("/")
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)
-        os.dup2(log_fd, 1)
-        os.dup2(log_fd, 2)
+        os.dup2(null if log_fd is None else log_fd, 1)
+        if log_fd is not None:
+            os.dup2(log_fd, 2)
+            os.close(log_fd)
         os.close(null)
-        os.close(log_fd)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        _configure_logging(request.debug, sys.stderr)
+        logs.configure(_level(request), sys.stderr)
         status = os.fdopen(status_fd, "w", buffering=1)
         status.write(f"pid {os.getpid()}\n")
 

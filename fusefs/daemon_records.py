@@ -31,6 +31,11 @@ def _record_path(pid: int) -> str:
     return os.path.join(_state_dir(), f"{pid}.json")
 
 
+def control_socket_path(pid: int) -> str:
+    """The control channel of daemon ``pid`` (fusefs/control.py), beside its record."""
+    return os.path.join(_state_dir(), f"{pid}.sock")
+
+
 def write_record(record: DaemonRecord) -> None:
     path = _record_path(record.pid)
     with open(path + ".tmp", "w") as out:
@@ -41,6 +46,8 @@ def write_record(record: DaemonRecord) -> None:
 def remove_record(pid: int) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(_record_path(pid))
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(control_socket_path(pid))
 
 
 def _alive(pid: int) -> bool:

@@ -11,6 +11,7 @@ tests/fusefs/ drive it without a mount.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import trio
 
@@ -24,6 +25,7 @@ from fusefs.operations import FuseOperations
 from fusefs.recovery import Recovery
 from fusefs.recovery_gate import RecoveryGate
 from fusefs.services import run_services
+from fusefs.stats import COUNTERS
 from fusefs.store_runner import StoreRunner
 from metadata.meta import Meta
 from metadata.model import FsConfig
@@ -42,6 +44,7 @@ class Filesystem:
         strict: bool = False,
         writeback_cache: bool = False,
         tier: ChunkTier | None = None,
+        acl: bool = False,
     ) -> None:
         self.store = store
         self.blocks = blocks
@@ -71,11 +74,16 @@ class Filesystem:
             read_only=read_only,
             strict=strict,
             writeback_cache=writeback_cache,
+            acl=acl,
         )
         self.recovery = Recovery(
             self.meta, blocks, gate, self.lifecycle, self.open_files, shared=store.shared, tier=tier
         )
         self.mount_session = MountSession(self.meta, self.recovery.here)
+
+    def stats(self) -> dict[str, Any]:
+        """The daemon's counters (fusefs/stats.py) with this mount's open files."""
+        return COUNTERS.snapshot(open_files=len(self.open_files))
 
     async def start(self, mountpoint: str) -> None:
         """Register this mount's session, before it serves: from then on its records are its own, and

@@ -3,6 +3,8 @@
 A chunk file becomes garbage when its file is deleted or truncated and the daemon dies before it removes
 the chunk file, or when a write is interrupted after its chunk was allocated.  Every chunk record has a
 reverse key chunk id → inode (``metadata.filedata.dead_chunks``); a chunk file without one is garbage.
+A chunk shared by clones keeps its owner key until the last record referring to it is dropped
+(metadata/filedata.py counts the references), so gc keeps it while any copy uses it.
 
 Safe while a daemon writes to the filesystem: a chunk's record (and its owner key) commits *before* its
 file is first created (fusefs/openfile.py), so a chunk file seen in a listing either had its owner

@@ -55,10 +55,11 @@ async def _invalidate(record: LogRecord, forget_cached_data: Callable[[int], Non
         ]
     # In a worker thread: the kernel may write back dirty pages or ask about the entry before the
     # notification returns, and answering needs the event loop.
-    await trio.to_thread.run_sync(_invalidate_kernel_caches, record.ino, entries)
+    await trio.to_thread.run_sync(invalidate_kernel_caches, record.ino, entries)
 
 
-def _invalidate_kernel_caches(ino: int, entries: list[tuple[int, bytes]]) -> None:
+def invalidate_kernel_caches(ino: int, entries: list[tuple[int, bytes]]) -> None:
+    """Drop what the kernel caches of inode ``ino`` and of the entries (parent, name); in a thread."""
     for notify, args in [(pyfuse3.invalidate_inode, (ino, False))] + [
         (pyfuse3.invalidate_entry, entry) for entry in entries
     ]:

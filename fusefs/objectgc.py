@@ -69,7 +69,7 @@ def collect_objects(
         now = time.time()
         for (name, uploaded), parsed in zip(batch, ids, strict=True):
             report.scanned += 1
-            if parsed in live:
+            if parsed in live or (parsed[0], 0) in live:
                 report.live += 1
             elif now - uploaded < grace_s:
                 report.young += 1

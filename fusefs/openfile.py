@@ -20,20 +20,21 @@ that tail is zeroed first (``_zero_tail``), so it never reappears.
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import trio
 
-from blocks import BlockStore, ChecksumMismatch, ChecksumTable
+from blocks import CHECKSUM_BLOCK_BYTES, BlockStore, ChecksumMismatch, ChecksumTable
 from blocks.tier import ChunkTier
 from fusefs.idpool import IdPool
 from fusefs.quicklock import QuickLock
 from fusefs.writebehind import WriteBehind
 from metadata import content
 from metadata.meta import Meta
-from metadata.model import Caller, ChunkRecord, InodeAttr
+from metadata.model import Caller, ChunkRecord, FSError, InodeAttr
 
 log = logging.getLogger(__name__)
 
@@ -255,35 +256,51 @@ class OpenFile:
 
     async def _chunk_for_write(self, index: int) -> ChunkRecord:
         record = self._chunks.get(index)
-        copied: ChunkRecord | None = None
-        if record is not None and index not in self._dirty_chunks and self._from_object(record):
-            # Another host wrote it: this host writes a copy under a new chunk id (blocks/tier.py).
-            copied, record = record, None
-        copy: bytes | None = None
         if record is None:
-            chunk_id = await self._chunk_ids.take()
-            dir_index = self._blocks.choose_directory()  # a statvfs per directory: no thread needed
-            record = ChunkRecord(chunk_id, dir_index)
-            if copied is None:
-                self._tables[index] = ChecksumTable(self._chunk_size)
-            else:
-                assert self._tier is not None
-                length = min(self._chunk_size, max(0, self._stored_size - index * self._chunk_size))
-                table = self._tables[index]
-                record.version, copy = await trio.to_thread.run_sync(
-                    self._tier.copy, copied.chunk_id, copied.version, length, table, chunk_id
-                )
-                record.checksums = table.to_bytes()
+            record = ChunkRecord(await self._chunk_ids.take(), self._blocks.choose_directory())
+            self._tables[index] = ChecksumTable(self._chunk_size)
             self._chunks[index] = record
-        if index not in self._dirty_chunks:
-            replaced = None if copied is None else copied.chunk_id
-            await self._meta.mark_dirty(self.ino, index, record, replaced)
-            self._dirty_chunks.add(index)
-        if copy is not None:  # staged once its record committed: gc keeps only chunk files with one
+            if index not in self._dirty_chunks:
+                await self._meta.mark_dirty(self.ino, index, record, False)  # a new chunk is never shared
+        elif index not in self._dirty_chunks:
+            # Another host's chunk of the data tier, or one shared with a clone, is never written here.
+            if self._from_object(record) or not await self._meta.mark_dirty(self.ino, index, record, True):
+                record = await self._copy_chunk(index, record)
+        self._dirty_chunks.add(index)
+        return record
+
+    async def _copy_chunk(self, index: int, old: ChunkRecord) -> ChunkRecord:
+        """Copy-on-write: the bytes of chunk ``old`` are copied into a new chunk of this host, which takes
+        its place in this file only (``Meta.unshare`` releases ``old``).  ``old`` is either shared
+        with a clone (metadata/clone.py), or, with a data tier, written by another host (its file is
+        there, its object here: blocks/tier.py).
+
+        The copy is recorded (dirty, in place of ``old``) before its file is written, as for every new
+        chunk, so gc never deletes it.  A crash during the copy leaves a dirty chunk that recovery
+        rebuilds from what the copy wrote: that chunk of this file may then read back partly as zeros
+        (the other copies keep the shared chunk intact).  On a data tier the copy is first uploaded as
+        the new chunk's first object, which its record points at until the next flush uploads more,
+        whatever happens to this host meanwhile."""
+        record = ChunkRecord(await self._chunk_ids.take(), self._blocks.choose_directory())
+        old_table = self._tables[index]
+        if self._from_object(old):
             assert self._tier is not None
-            await trio.to_thread.run_sync(
-                self._tier.stage, record.dir_index, record.chunk_id, copy, self._tables[index]
+            length = min(self._chunk_size, max(0, self._stored_size - index * self._chunk_size))
+            record.version, data = await trio.to_thread.run_sync(
+                self._tier.copy, old.chunk_id, old.version, length, old_table, record.chunk_id
             )
+            record.checksums = old_table.to_bytes()
+        else:
+            length = len(old_table.to_bytes()) // 4 * CHECKSUM_BLOCK_BYTES  # up to its last data
+            data = await trio.to_thread.run_sync(
+                self._blocks.read, old.dir_index, old.chunk_id, 0, length, old_table
+            )
+        if not await self._meta.unshare(self.ino, index, old.chunk_id, record):
+            raise FSError(errno.EIO, f"inode {self.ino}: chunk {index} changed under a copy-on-write")
+        table = ChecksumTable(self._chunk_size)
+        await trio.to_thread.run_sync(self._blocks.write, record.dir_index, record.chunk_id, 0, data, table)
+        self._chunks[index] = record
+        self._tables[index] = table
         return record
 
     async def _write_chunks(self, offset: int, data: bytes) -> None:
@@ -326,12 +343,12 @@ class OpenFile:
             return fn(*args)
         return await trio.to_thread.run_sync(fn, *args)
 
-    async def truncate(self, new_size: int) -> list[ChunkRecord]:
-        """Set the size; returns the chunks cut off (their files are deleted after the caller's flush)."""
+    async def truncate(self, new_size: int) -> None:
+        """Set the size; the chunks cut off are dropped, and their files deleted, by the next flush
+        (not the files of chunks a clone shares)."""
         async with self._lock:
             await self._load()
             await self._behind.drain()  # writes in flight may target chunks cut off here
-            dropped: list[ChunkRecord] = []
             if self._inline is not None and new_size <= self._inline_max:
                 del self._inline[new_size:]
                 self._inline.extend(bytes(new_size - len(self._inline)))
@@ -342,7 +359,7 @@ class OpenFile:
                 else:
                     first_dropped = -(-new_size // self._chunk_size)
                     for index in [i for i in self._chunks if i >= first_dropped]:
-                        dropped.append(self._chunks.pop(index))
+                        self._chunks.pop(index)
                         self._tables.pop(index)
                         self._dirty_chunks.discard(index)
                         self._unsynced_chunks.discard(index)
@@ -350,7 +367,6 @@ class OpenFile:
             if not self._kernel_tracks_mtime:
                 self.attr.touch(mtime=True)  # even when the size stays: POSIX, for O_TRUNC
             self._dirty = True
-            return dropped
 
     async def count_allocated(self) -> None:
         """Bring ``attr.allocated`` (st_blocks) up to the data written so far, flushed or not, as ext4
@@ -385,7 +401,9 @@ class OpenFile:
             await self._behind.drain()  # the checksum tables are complete only then
             if self._tier is not None and self.attr.chunked:
                 await self._upload_dirty_chunks()
-            await self._meta.flush(self._flush_change(caller or self.caller))
+            freed = await self._meta.flush(self._flush_change(caller or self.caller))
+            for record in freed:  # cut off by a truncate; after the commit, so no record points at them
+                await trio.to_thread.run_sync(self._blocks.delete, record.dir_index, record.chunk_id)
             self._stored_size = self.attr.size
             self._stored_chunked = self.attr.chunked
             self._dirty_chunks.clear()

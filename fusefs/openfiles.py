@@ -36,6 +36,9 @@ class OpenFiles:
         self._chunk_writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chunk-writer")
         self._files: dict[int, OpenFile] = {}
 
+    def __len__(self) -> int:
+        return len(self._files)
+
     def __contains__(self, ino: int) -> bool:
         return ino in self._files
 

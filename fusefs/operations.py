@@ -24,6 +24,7 @@ import pyfuse3
 import trio
 
 from blocks import BlockStore
+from fusefs import quotactl
 from fusefs.attrs import entry_attributes
 from fusefs.boundary import fuse_handler
 from fusefs.handles import DirHandle, FileHandle, HandleTable
@@ -31,6 +32,7 @@ from fusefs.idpool import IdPool
 from fusefs.lifecycle import InodeLifecycle
 from fusefs.openfile import OpenFile
 from fusefs.openfiles import OpenFiles
+from metadata import acl
 from metadata.meta import Meta
 from metadata.model import Caller, FSError, InodeAttr, SetAttrRequest
 
@@ -59,6 +61,8 @@ class FuseOperations(pyfuse3.Operations):
     # trip (measured: rename 4 048 vs 2 872/s, unlink 3 359 vs 2 442/s, tar -x 4.45 vs 3.60 s).
     enable_writeback_cache = False
     supports_dot_lookup = False
+    # FUSE_POSIX_ACL: the kernel enforces the ACLs it reads from system.posix_acl_* (metadata/acl.py).
+    enable_acl = True
 
     def __init__(
         self,
@@ -73,6 +77,7 @@ class FuseOperations(pyfuse3.Operations):
         read_only: bool = False,
         strict: bool = False,
         writeback_cache: bool = False,
+        acl: bool = False,
     ) -> None:
         super().__init__()
         self.meta = meta
@@ -89,6 +94,10 @@ class FuseOperations(pyfuse3.Operations):
         else:
             self.timeout_s = SHARED_TIMEOUT_S if shared else SOLE_WRITER_TIMEOUT_S
         self.enable_writeback_cache = writeback_cache and not strict and not read_only
+        # FUSE_POSIX_ACL: the kernel enforces the ACLs it reads from system.posix_acl_* (metadata/acl.py).
+        # Without it the kernel still passes those names through to us: they are refused, since an ACL
+        # stored but not enforced would mislead.
+        self.enable_acl = acl
 
     def fuse_options(self) -> set[str]:
         options = {f"fsname=fusefs:{self.meta.config.name}", "subtype=fusefs", "default_permissions"}
@@ -104,6 +113,10 @@ class FuseOperations(pyfuse3.Operations):
         if open_file is not None:
             attr = _with_data_fields(attr, open_file.attr)
         return entry_attributes(attr, self.timeout_s)
+
+    def _check_acl_name(self, name: bytes) -> None:
+        if not self.enable_acl and acl.is_acl(name):
+            raise FSError(errno.EOPNOTSUPP)
 
     def _check_writable(self) -> None:
         if self.read_only:
@@ -194,11 +207,10 @@ class FuseOperations(pyfuse3.Operations):
             await self._close_file(open_file)
 
     async def _resize(self, open_file: OpenFile, size: int, caller: Caller) -> None:
-        """Truncate and commit at once; chunk files cut off are deleted only after the commit, so a
-        crash in between leaves garbage for gc, never a record pointing at a missing file."""
-        dropped = await open_file.truncate(size)
+        """Truncate and commit at once; the flush deletes the chunk files cut off after its commit, so
+        a crash in between leaves garbage for gc, never a record pointing at a missing file."""
+        await open_file.truncate(size)
         await open_file.flush(caller)
-        await self._lifecycle.delete_chunk_files(dropped)
 
     @fuse_handler
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
@@ -389,6 +401,9 @@ class FuseOperations(pyfuse3.Operations):
     # -- extended attributes ------------------------------------------------------------------------
     @fuse_handler
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        self._check_acl_name(name)
+        if name in quotactl.NAMES:
+            return await self._get_quota_xattr(inode, name)
         # Without SB_NOSEC on FUSE, the kernel asks for security.capability before every write(2) to
         # see whether it must drop privileges: while the file is open here, the answer is remembered.
         open_file = self._open_files.get(inode)
@@ -408,19 +423,40 @@ class FuseOperations(pyfuse3.Operations):
         if ctx.uid != 0:
             # xattr(7): trusted.* is visible only to CAP_SYS_ADMIN; the kernel filters get/set, not lists.
             names = [name for name in names if not name.startswith(b"trusted.")]
+        if not self.enable_acl:
+            names = [name for name in names if not acl.is_acl(name)]  # stored by a mount with ACLs
         return names
 
     @fuse_handler
     async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:
         self._check_writable()
+        self._check_acl_name(name)
+        if name == quotactl.QUOTA:
+            await self.meta.quota_set(inode, *quotactl.parse_limits(value))
+            return
+        if name == quotactl.CHECK:
+            await self.meta.quota_check()
+            return
         self._open_files.forget_capability_answer(inode)
         await self.meta.setxattr(inode, name, value, caller_of(ctx))
 
     @fuse_handler
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         self._check_writable()
+        self._check_acl_name(name)
+        if name == quotactl.QUOTA:
+            await self.meta.quota_unset(inode)
+            return
         self._open_files.forget_capability_answer(inode)
         await self.meta.removexattr(inode, name, caller_of(ctx))
+
+    async def _get_quota_xattr(self, inode: int, name: bytes) -> bytes:
+        if name == quotactl.QUOTAS:
+            return quotactl.format_quotas(await self.meta.quota_list())
+        found = await self.meta.quota_get(inode)
+        if not found:
+            raise FSError(errno.ENODATA)
+        return quotactl.format_quotas(found)
 
     # -- the filesystem -----------------------------------------------------------------------------
     @fuse_handler

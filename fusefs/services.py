@@ -20,6 +20,7 @@ from fusefs.objectgc import DEFAULT_GRACE_S, OBJECT_GRACE_ENV, collect_objects
 from fusefs.openfiles import OpenFiles
 from fusefs.recovery import RECOVERY_INTERVAL_ENV, RECOVERY_INTERVAL_S, Recovery
 from fusefs.store_runner import StoreRunner
+from fusefs.trash_purge import keep_purging
 from metadata import sessions
 from metadata.meta import Meta
 from metadata.model import now_ns
@@ -55,6 +56,7 @@ async def run_services(
             nursery.start_soon(_keep_running, _recover_dead_sessions, recovery)
             nursery.start_soon(_keep_running, _reclaim_orphans, lifecycle)
             nursery.start_soon(_keep_running, _trim_records, meta)
+            nursery.start_soon(_keep_running, keep_purging, meta, lifecycle)
             nursery.start_soon(_keep_running, _collect_garbage, runner, meta, blocks, tier)
         if runner.store.shared:
             nursery.start_soon(_keep_running, follow_changes, meta, runner, open_files.forget_cached_data)

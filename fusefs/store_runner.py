@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from fusefs.stats import COUNTERS
 from metadata.store import (
     DEFAULT_TIMEOUT_S,
     Operation,
@@ -92,6 +93,7 @@ class StoreRunner:
         may have committed."""
         operation = Operation()
         started = time.monotonic()
+        COUNTERS.transactions += 1
         try:
             return await self._transact(fn, args, operation, min(DEFAULT_TIMEOUT_S, self.patience_s))
         except (TransactionTimedOut, RetryLimitReached) as error:
@@ -109,6 +111,7 @@ class StoreRunner:
                 )
                 warned = True
             # Shielded once an attempt may have committed: the caller must then learn the outcome.
+            COUNTERS.outage_retries += 1
             with trio.CancelScope(shield=operation.maybe_committed):
                 await trio.sleep(backoff_s(_BACKOFF_ATTEMPT))
                 timeout_s = min(DEFAULT_TIMEOUT_S, max(started + self.patience_s - time.monotonic(), 0.001))
@@ -156,4 +159,5 @@ class StoreRunner:
 
 
 def _with_args(fn: Callable[..., T], args: tuple[Any, ...], tr: Transaction) -> T:
+    COUNTERS.transaction_attempts += 1  # once per attempt: the store retries by calling this again
     return fn(tr, *args)

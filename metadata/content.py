@@ -46,8 +46,9 @@ def _chunks_covering(size: int, chunk_size: int) -> int:
 
 
 @idempotent
-def flush(tr: Transaction, ns: Namespace, change: Flush) -> None:
-    """Data records, size, times and checksums, all or nothing, with one change-log record."""
+def flush(tr: Transaction, ns: Namespace, change: Flush) -> list[ChunkRecord]:
+    """Data records, size, times and checksums, all or nothing, with one change-log record; returns
+    the chunks past the new size whose files the caller deletes (shared ones stay for their clones)."""
     keys, ino = ns.keys, change.ino
     tr.frees_space = change.size < change.stored_size  # a truncated file: may spend the store's reserve
     attr = ns.attr_for_update(tr, ino)
@@ -56,17 +57,21 @@ def flush(tr: Transaction, ns: Namespace, change: Flush) -> None:
     attr.mtime_ns = change.mtime_ns
     attr.ctime_ns = max(attr.ctime_ns, change.mtime_ns, now_ns())
     attr.chunked = change.inline is None
+    freed: list[ChunkRecord] = []
     if change.inline is not None:
         filedata.write_inline(tr, keys, ino, change.inline)
     else:
         attr.allocated = change.allocated
         if not change.stored_chunked:
             filedata.clear_inline(tr, keys, ino)
-        filedata.drop_chunks_from(tr, keys, ino, _chunks_covering(change.size, ns.config.chunk_size_bytes))
+        freed = filedata.drop_chunks_from(
+            tr, keys, ino, _chunks_covering(change.size, ns.config.chunk_size_bytes)
+        )
         for index, record in change.chunks.items():
             filedata.mark_clean(tr, keys, ino, index, record)
     ns.count_bytes(tr, ino, change.size - change.stored_size)
     ns.write_back(tr, attr, change.caller)
+    return freed
 
 
 def has_stale_chunks(tr: Transaction, ns: Namespace, ino: int) -> bool:

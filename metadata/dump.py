@@ -1,7 +1,8 @@
 """A filesystem's metadata as JSON lines, and back: ``fusefs dump`` and ``fusefs load``.
 
 The dump holds what defines the filesystem: its settings (with its id), inodes, directory entries,
-xattrs, inline data, chunk records, dirty-chunk marks, orphan records, usage counters and id pools.
+xattrs, inline data, chunk records, dirty-chunk marks, orphan records, usage counters, chunk reference
+counts of clones' shared chunks, trash records and id pools.
 Mount sessions, the change log and idempotency records are runtime state and are left out.  Bytes are
 base64.  A header line carries the format version and the settings; a trailer line carries the number
 of records, so a truncated dump is told from a complete one.  Chunk files are not in the dump: a loaded
@@ -149,6 +150,25 @@ def _orphan_from(keys: FsKeys, record: dict[str, Any]) -> list[Pair]:
     return [(keys.orphan(_int(record["ino"])), value)]
 
 
+def _refs_to(keys: FsKeys, key: bytes, value: bytes) -> dict[str, Any]:
+    return {"chunk_id": keys.chunk_refs_id(key), "count": decode_int64(value)}
+
+
+def _refs_from(keys: FsKeys, record: dict[str, Any]) -> list[Pair]:
+    return [(keys.chunk_refs(_int(record["chunk_id"])), encode_int64(_int(record["count"])))]
+
+
+def _trash_to(keys: FsKeys, key: bytes, value: bytes) -> dict[str, Any]:
+    unpack(value, "trash record")
+    return {"ino": keys.trash_ino(key), "value": _b64(value)}
+
+
+def _trash_from(keys: FsKeys, record: dict[str, Any]) -> list[Pair]:
+    value = _bytes(record["value"])
+    unpack(value, "trash record")
+    return [(keys.trash_record(_int(record["ino"])), value)]
+
+
 def _counter_to(keys: FsKeys, key: bytes, value: bytes) -> dict[str, Any]:
     name, shard = keys.counter_of(key)
     return {"name": name, "shard": shard, "value": decode_int64(value)}
@@ -170,6 +190,8 @@ KINDS = [
     _Kind("dirty", FsKeys.dirty_chunks, _dirty_to, _dirty_from),
     _Kind("orphan", FsKeys.orphans, _orphan_to, _orphan_from),
     _Kind("counter", FsKeys.all_counters, _counter_to, _counter_from),
+    _Kind("refs", FsKeys.all_chunk_refs, _refs_to, _refs_from),
+    _Kind("trash", FsKeys.trash_records, _trash_to, _trash_from),
 ]
 _BY_TAG = {kind.tag: kind for kind in KINDS}
 

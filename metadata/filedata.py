@@ -4,13 +4,20 @@ Inline data is split into pieces of ``INLINE_PIECE_BYTES`` so every value stays 
 FoundationDB's 100 kB limit (and near its recommended 10 kB); a whole small file is one range read.
 A large file has one ``ChunkRecord`` per chunk index, plus a reverse key chunk id → inode that
 garbage collection uses to tell a live chunk file from a leftover.
+
+A chunk may be shared by the records of several inodes (clones, metadata/clone.py): a references key
+then counts them, and the owner key stays until the last record referring to the chunk is dropped, so
+garbage collection and the deleters keep the file for the other copies.  A shared chunk file is never
+written: an open file writes a copy instead (``unshare``, fusefs/openfile.py).
 """
 
 from __future__ import annotations
 
+import errno
+
 from metadata.keys import FsKeys
-from metadata.model import ChunkRecord, pack, unpack
-from metadata.store import Transaction
+from metadata.model import ChunkRecord, FSError, pack, unpack
+from metadata.store import Transaction, decode_int64, encode_int64
 
 INLINE_PIECE_BYTES = 8192
 
@@ -49,24 +56,74 @@ def drop_chunks_from(tr: Transaction, keys: FsKeys, ino: int, first_index: int) 
     caller's to delete after commit; if it crashes first, garbage collection finds them)."""
     begin, end = keys.chunks_from(ino, first_index)
     dropped = [ChunkRecord.decode(value) for _, value in tr.iter_range(begin, end)]
-    for record in dropped:
-        tr.clear(keys.chunk_owner(record.chunk_id))
     tr.clear_range(begin, end)
-    return dropped
+    return [record for record in dropped if release(tr, keys, record.chunk_id)]
+
+
+def references(tr: Transaction, keys: FsKeys, chunk_id: int) -> int:
+    """How many chunk records refer to ``chunk_id`` (1 when no references key says more)."""
+    raw = tr.get(keys.chunk_refs(chunk_id))
+    return 1 if raw is None else decode_int64(raw)
+
+
+def share(tr: Transaction, keys: FsKeys, ino: int, index: int, record: ChunkRecord) -> None:
+    """Record ``ino``'s chunk ``index`` as one more reference to ``record``'s (clean) chunk."""
+    # The version too: a chunk of a data tier stays its object (a shared chunk is never written again).
+    shared = ChunkRecord(record.chunk_id, record.dir_index, record.checksums, version=record.version)
+    tr.set(keys.chunk(ino, index), shared.encode())
+    tr.set(keys.chunk_refs(record.chunk_id), encode_int64(references(tr, keys, record.chunk_id) + 1))
+
+
+def release(tr: Transaction, keys: FsKeys, chunk_id: int) -> bool:
+    """Drop one reference to ``chunk_id`` (its record is the caller's to clear); True when it was the
+    last, so the chunk's file is the caller's to delete after commit."""
+    count = references(tr, keys, chunk_id)
+    if count > 2:
+        tr.set(keys.chunk_refs(chunk_id), encode_int64(count - 1))
+    elif count == 2:
+        tr.clear(keys.chunk_refs(chunk_id))
+    else:
+        tr.clear(keys.chunk_owner(chunk_id))
+    return count <= 1
+
+
+def is_shared(tr: Transaction, keys: FsKeys, chunk_id: int) -> bool:
+    return references(tr, keys, chunk_id) > 1
+
+
+def unshare(
+    tr: Transaction, keys: FsKeys, ino: int, index: int, shared_id: int, record: ChunkRecord, session: bytes
+) -> bool:
+    """Replace ``ino``'s record at ``index``, which refers to the chunk ``shared_id``, by ``record`` (a
+    new chunk holding a copy, marked dirty); False, changing nothing, if the record there is no longer
+    ``shared_id``'s.  The chunk is released: a shared one keeps its other references; an unshared
+    one is another host's chunk of the data tier (fusefs/openfile.py ``_copy_chunk``), whose file and
+    objects garbage collection then finds unreferenced."""
+    raw = tr.get(keys.chunk(ino, index))
+    if raw is None or ChunkRecord.decode(raw).chunk_id != shared_id:
+        return False
+    release(tr, keys, shared_id)
+    _mark(tr, keys, ino, index, record, session)
+    return True
 
 
 def live_versions(tr: Transaction, fs_name: str, chunk_ids: list[int]) -> set[tuple[int, int]]:
     """(chunk id, object version) of every chunk record of ``fs_name`` among `chunk_ids` that points at
-    an object: the objects of the data tier that must be kept."""
+    an object: the objects of the data tier that must be kept.  (chunk id, 0) means every version:
+    the chunk is live but its owner key names an inode no longer referring to it, as when a clone
+    shares it (the owner key names one referrer, and stays while any remains), so which records refer
+    to it is unknown here."""
     keys = FsKeys(fs_name)
-    live: set[tuple[int, int]] = set()
-    inodes = set()
+    owners: dict[int, set[int]] = {}
     for chunk_id in set(chunk_ids):
         owner = tr.get(keys.chunk_owner(chunk_id), snapshot=True)
         if owner is not None:
-            inodes.add(unpack_ino(owner))
-    for ino in inodes:
-        live.update((r.chunk_id, r.version) for r in read_chunks(tr, keys, ino).values() if r.version)
+            owners.setdefault(unpack_ino(owner), set()).add(chunk_id)
+    live: set[tuple[int, int]] = set()
+    for ino, owned in owners.items():
+        records = [r for r in read_chunks(tr, keys, ino).values() if r.chunk_id in owned]
+        live.update((r.chunk_id, r.version) for r in records if r.version)
+        live.update((chunk_id, 0) for chunk_id in owned - {r.chunk_id for r in records})
     return live
 
 
@@ -94,13 +151,25 @@ def mark_dirty(
     index: int,
     record: ChunkRecord,
     session: bytes = b"",
-    replaced: int | None = None,
-) -> None:
-    """`replaced`: the chunk id this record takes the place of (a chunk of the object data tier that
-    another host wrote, copied into a new local chunk): it no longer belongs to the inode."""
+    *,
+    existing: bool = False,
+) -> bool:
+    """Mark a chunk as being written; False, marking nothing, if it is shared: the writer must write a
+    copy (``unshare``).  ``existing``: the writer took ``record`` from the store, which must still hold
+    it (EIO if not: another mount's writer replaced or dropped it, and the chunk may now be only a
+    clone's)."""
+    if existing:
+        raw = tr.get(keys.chunk(ino, index))
+        if raw is None or ChunkRecord.decode(raw).chunk_id != record.chunk_id:
+            raise FSError(errno.EIO, f"inode {ino}: chunk {index} was replaced by another writer")
+    if is_shared(tr, keys, record.chunk_id):
+        return False
+    _mark(tr, keys, ino, index, record, session)
+    return True
+
+
+def _mark(tr: Transaction, keys: FsKeys, ino: int, index: int, record: ChunkRecord, session: bytes) -> None:
     record.dirty = True
-    if replaced is not None:
-        tr.clear(keys.chunk_owner(replaced))
     put_chunk(tr, keys, ino, index, record)
     tr.set(keys.dirty_chunk(ino, index), session)
 

@@ -312,12 +312,12 @@ def _check_chunk_records(store: Store, keys: FsKeys, result: Scan, damaged: set[
                     functools.partial(_chunk_of_missing_inode, keys=keys, key=key, ino=ino),
                 )
             )
-        elif owners.get(record.chunk_id) != ino:
+        elif record.chunk_id not in owners:  # a shared chunk's owner names one of its inodes (clones)
             result.findings.append(
                 Finding(
                     CHUNK_RECORDS,
-                    f"chunk {index} of inode {ino} (id {record.chunk_id}): owner key missing or wrong",
-                    functools.partial(_owner_wrong, keys=keys, ino=ino, index=index),
+                    f"chunk {index} of inode {ino} (id {record.chunk_id}): owner key missing",
+                    functools.partial(_owner_missing, keys=keys, ino=ino, index=index),
                     repair=functools.partial(_restore_owner, keys=keys, ino=ino, index=index),
                 )
             )
@@ -437,12 +437,11 @@ def _chunk_of_missing_inode(tr: Transaction, keys: FsKeys, key: bytes, ino: int)
     return tr.get(key, snapshot=True) is not None and tr.get(keys.attr(ino), snapshot=True) is None
 
 
-def _owner_wrong(tr: Transaction, keys: FsKeys, ino: int, index: int) -> bool:
+def _owner_missing(tr: Transaction, keys: FsKeys, ino: int, index: int) -> bool:
     raw = tr.get(keys.chunk(ino, index), snapshot=True)
     if raw is None:
         return False
-    owner = tr.get(keys.chunk_owner(ChunkRecord.decode(raw).chunk_id), snapshot=True)
-    return owner is None or filedata.unpack_ino(owner) != ino
+    return tr.get(keys.chunk_owner(ChunkRecord.decode(raw).chunk_id), snapshot=True) is None
 
 
 def chunk_unchanged(fs_name: str, ino: int, index: int, record: ChunkRecord) -> Recheck:

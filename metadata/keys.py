@@ -17,18 +17,27 @@ settings            ``('conf',)``                           ``FsConfig`` as a ma
                                                             data tier ``data_url``, ``s3_endpoint``
 inode attributes    ``('a', ino8)``                         ``InodeAttr`` fields as a list (model.py)
 directory entry     ``('e', parent ino8, name bytes)``      ``[ino, S_IFMT of its mode]``
-xattr               ``('x', ino8, name bytes)``             the raw value (bytes, not msgpack)
+xattr               ``('x', ino8, name bytes)``             the raw value (bytes, not msgpack); the
+                                                            POSIX ACLs ``system.posix_acl_access`` and
+                                                            ``_default`` in the kernel's binary format
+                                                            (acl.py)
 inline data piece   ``('d', ino8, index int)``              raw bytes, ``INLINE_PIECE_BYTES`` each
                                                             (filedata.py); the last may be shorter
 chunk record        ``('c', ino8, index int)``              ``ChunkRecord`` as a list: chunk id, block
                                                             dir index, checksum table, dirty flag,
                                                             then, with a data tier once uploaded, the
                                                             object version (blocks/objects.py)
-chunk owner         ``('b', chunk id int)``                 ``ino`` (int)
+chunk owner         ``('b', chunk id int)``                 ``ino`` (int): one inode referring to it
+chunk references    ``('r', chunk id int)``                 the number of chunk records referring to the
+                                                            chunk, only while it is 2 or more (clones
+                                                            share chunks: metadata/clone.py)
 dirty chunk mark    ``('w', ino8, index int)``              the writer's session id (raw bytes; ``b""``
                                                             before sessions existed)
 orphan              ``('o', ino8)``                         ``[unlinked at ns, session id]`` (a bare
                                                             time before sessions existed)
+trash record        ``('t', ino8)``                         ``[removed at ns, parent ino, name, uid]``
+                                                            of an inode moved into ``/.trash``
+                                                            (metadata/trash.py)
 mount session       ``('s', session id bytes)``             ``Session`` as a list (sessions.py)
 counter shard       ``('n', name str, shard int)``          little-endian int64, changed by atomic add
 id pool             ``('id', kind str)``                    the next free id (int) of ``inode``, ``chunk``
@@ -37,6 +46,13 @@ operation result    ``('op', minute int, op id bytes,       a piece of a committ
 change-log record   ``('L', versionstamp)``                 ``[time ns, op, uid, ino, parent, name,
                                                             new parent, new name, session]``
 change-log head     ``('H',)``                              little-endian int64, +1 per log record
+quotas exist        ``('qf',)``                             ``1`` once a quota was set (quota.py): without
+                                                            it creates read nothing more
+directory quota     ``('q', dir ino8)``                     ``[max bytes, max inodes]`` (0: no limit)
+quota charges       ``('qc', ino8)``                        the quota directories above the inode, which
+                                                            its size and itself count against
+quota usage shard   ``('qu', dir ino8, name str, shard      little-endian int64 (``bytes``, ``inodes``),
+                    int)``                                  changed by atomic add
 ==================  ======================================  ============================================
 
 Invariants (each transaction function keeps them, in one transaction):
@@ -47,7 +63,8 @@ Invariants (each transaction function keeps them, in one transaction):
   2 plus its subdirectories.
 * A file's data is either inline pieces (``chunked`` false: they hold exactly ``size`` bytes) or chunk
   records (``chunked`` true, never back); each chunk record's chunk id has a chunk owner record naming
-  that inode, and no chunk id is used twice.
+  that inode, or, when several records share the chunk (clones), naming one of them, with a chunk
+  references record counting them; a chunk id is used twice only so.
 * A dirty mark exists only beside a chunk record (or for a chunk being created) and names a session;
   a session without a live mount's heartbeat is recovered by a live one (sessions.py, recovery.py).
 * The counters ``inodes`` and ``bytes`` (summed over their shards for statvfs) change in the
@@ -93,6 +110,12 @@ _LOG = "L"
 _OPERATION = "op"
 _LOG_HEAD = "H"
 _SESSION = "s"
+_CHUNK_REFS = "r"
+_TRASH = "t"
+_QUOTA_FLAG = "qf"
+_QUOTA = "q"
+_QUOTA_CHARGES = "qc"
+_QUOTA_USAGE = "qu"
 
 
 def _ino(ino: int) -> bytes:
@@ -240,6 +263,16 @@ class FsKeys:
     def chunk_owner_id(self, key: bytes) -> int:
         return int(fdb.tuple.unpack(key[len(self.prefix) :])[1])
 
+    def chunk_refs(self, chunk_id: int) -> bytes:
+        """How many chunk records share the chunk, while more than one does (metadata/clone.py)."""
+        return self._key(_CHUNK_REFS, chunk_id)
+
+    def all_chunk_refs(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_CHUNK_REFS))
+
+    def chunk_refs_id(self, key: bytes) -> int:
+        return int(fdb.tuple.unpack(key[len(self.prefix) :])[1])
+
     def dirty_chunk(self, ino: int, index: int) -> bytes:
         """Marks a chunk being written: its checksums may not match its file until the writer is done.
         The value is the writer's session id (empty in filesystems made before sessions existed)."""
@@ -264,6 +297,16 @@ class FsKeys:
         return self._typed_range(_ORPHAN, _BYTES_CODE, b"\x02")
 
     def orphan_ino(self, key: bytes) -> int:
+        return _ino_of(fdb.tuple.unpack(key[len(self.prefix) :])[1])
+
+    def trash_record(self, ino: int) -> bytes:
+        """Where an inode moved into the trash came from (metadata/trash.py)."""
+        return self._key(_TRASH, _ino(ino))
+
+    def trash_records(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_TRASH))
+
+    def trash_ino(self, key: bytes) -> int:
         return _ino_of(fdb.tuple.unpack(key[len(self.prefix) :])[1])
 
     # format 1's keys, read only by the migration to format 2 (metadata/migration.py)
@@ -305,6 +348,30 @@ class FsKeys:
 
     def counters(self, name: str) -> tuple[bytes, bytes]:
         return _range_of(self._key(_COUNTER, name))
+
+    # directory quotas (metadata/quota.py)
+    def quota_flag(self) -> bytes:
+        return self._key(_QUOTA_FLAG)
+
+    def quota(self, ino: int) -> bytes:
+        return self._key(_QUOTA, _ino(ino))
+
+    def quotas(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_QUOTA))
+
+    def quota_ino(self, key: bytes) -> int:
+        return _ino_of(fdb.tuple.unpack(key[len(self.prefix) :])[1])
+
+    def quota_charges(self, ino: int) -> bytes:
+        return self._key(_QUOTA_CHARGES, _ino(ino))
+
+    def quota_usage(self, ino: int, name: str, shard: int) -> bytes:
+        return self._key(_QUOTA_USAGE, _ino(ino), name, shard)
+
+    def quota_usages(self, ino: int, name: str | None = None) -> tuple[bytes, bytes]:
+        if name is None:
+            return _range_of(self._key(_QUOTA_USAGE, _ino(ino)))
+        return _range_of(self._key(_QUOTA_USAGE, _ino(ino), name))
 
     def id_pool(self, kind: str) -> bytes:
         return self._key(_ID_POOL, kind)

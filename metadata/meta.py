@@ -17,7 +17,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from metadata import changelog, content, filedata, recovery, sessions
+from metadata import changelog, content, filedata, quota, recovery, sessions, trash
 from metadata.changelog import LogRecord
 from metadata.idempotency import trim_operations
 from metadata.model import Caller, ChunkRecord, FsConfig, InodeAttr, Removal, SetAttrRequest
@@ -137,6 +137,23 @@ class Meta:
     def removexattr(self, ino: int, name: bytes, caller: Caller) -> Awaitable[None]:
         return self._run(self.ns.removexattr, ino, name, caller)
 
+    # -- directory quotas (metadata/quota.py) ------------------------------------------------------
+    def quota_set(self, ino: int, max_bytes: int, max_inodes: int) -> Awaitable[None]:
+        return self._run(quota.set_quota, self.ns, ino, max_bytes, max_inodes)
+
+    def quota_unset(self, ino: int) -> Awaitable[None]:
+        return self._run(quota.unset_quota, self.ns, ino)
+
+    def quota_get(self, ino: int) -> Awaitable[list[quota.Quota]]:
+        """The quota of directory ``ino``: a list of one, or empty."""
+        return self._run(quota.read_quotas, self._keys, [ino])
+
+    def quota_list(self) -> Awaitable[list[quota.Quota]]:
+        return self._run(quota.list_quotas, self._keys)
+
+    def quota_check(self) -> Awaitable[int]:
+        return self._run(quota.check_quotas, self.ns)
+
     # -- file data (metadata/content.py, filedata.py): the open files' loads and flushes ------------
     def read_chunks(self, ino: int) -> Awaitable[dict[int, ChunkRecord]]:
         return self._run(filedata.read_chunks, self._keys, ino)
@@ -144,12 +161,16 @@ class Meta:
     def read_inline(self, ino: int, size: int) -> Awaitable[bytes]:
         return self._run(filedata.read_inline, self._keys, ino, size)
 
-    def mark_dirty(
-        self, ino: int, index: int, record: ChunkRecord, replaced: int | None = None
-    ) -> Awaitable[None]:
-        """Mark a chunk as being written by this session, before its file is written (recovery);
-        ``replaced``: the chunk id it takes the place of (filedata.mark_dirty)."""
-        return self._run(filedata.mark_dirty, self._keys, ino, index, record, self.ns.session, replaced)
+    def mark_dirty(self, ino: int, index: int, record: ChunkRecord, existing: bool) -> Awaitable[bool]:
+        """Mark a chunk as being written by this session, before its file is written (recovery); False
+        if the chunk is shared with a clone, to be copied instead (``unshare``)."""
+        mark = functools.partial(filedata.mark_dirty, existing=existing)
+        return self._run(mark, self._keys, ino, index, record, self.ns.session)
+
+    def unshare(self, ino: int, index: int, shared_id: int, record: ChunkRecord) -> Awaitable[bool]:
+        """Put ``record`` (a private copy, marked dirty) in place of the chunk ``shared_id``: shared with
+        a clone, or another host's on the data tier (filedata.unshare)."""
+        return self._run(filedata.unshare, self._keys, ino, index, shared_id, record, self.ns.session)
 
     def has_stale_chunks(self, ino: int) -> Awaitable[bool]:
         return self._run(content.has_stale_chunks, self.ns, ino)
@@ -157,8 +178,17 @@ class Meta:
     def drop_stale_chunks(self, ino: int) -> Awaitable[list[ChunkRecord]]:
         return self._run(content.drop_stale_chunks, self.ns, ino)
 
-    def flush(self, change: content.Flush) -> Awaitable[None]:
+    def flush(self, change: content.Flush) -> Awaitable[list[ChunkRecord]]:
         return self._run(content.flush, self.ns, change)
+
+    # -- the trash (metadata/trash.py) ---------------------------------------------------------------
+    def trash_dir(self) -> Awaitable[int | None]:
+        return self._run(trash.trash_dir, self.ns)
+
+    def trash_entries(
+        self, after: bytes | None, limit: int
+    ) -> Awaitable[tuple[list[trash.TrashEntry], bool]]:
+        return self._run(trash.entries, self.ns, after, limit)
 
     # -- sessions (metadata/sessions.py) ------------------------------------------------------------
     def register(self, session: sessions.Session) -> Awaitable[None]:

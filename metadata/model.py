@@ -164,6 +164,8 @@ class FsConfig:
     #: Credentials are never stored here.
     data_url: str = ""
     s3_endpoint: str = ""
+    #: Removed files and directories are kept in ``/.trash`` this many days (0: no trash).
+    trash_days: int = 0
 
     def encode(self) -> bytes:
         return pack(asdict(self))
@@ -209,6 +211,7 @@ _CONFIG_CHECKS = {
     "format_version": lambda value: _is_count(value) and value > 0,
     "data_url": lambda value: isinstance(value, str),
     "s3_endpoint": lambda value: isinstance(value, str),
+    "trash_days": _is_count,
 }
 
 

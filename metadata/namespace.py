@@ -21,7 +21,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from metadata import changelog, filedata, xattrs
+from metadata import acl, changelog, filedata, quota, trash, xattrs
 from metadata.idempotency import idempotent_method
 from metadata.keys import FsKeys, all_filesystems_range, filesystem_of
 from metadata.model import (
@@ -139,6 +139,12 @@ class Namespace:
         tr.add(self.keys.counter("inodes", ino % _COUNTER_SHARDS), delta)
 
     def count_bytes(self, tr: Transaction, ino: int, delta: int) -> None:
+        """A regular file's size changed: the filesystem's counter and its quotas (EDQUOT)."""
+        if delta:
+            quota.add_bytes(tr, self.keys, ino, delta)
+            self._count_file_bytes(tr, ino, delta)
+
+    def _count_file_bytes(self, tr: Transaction, ino: int, delta: int) -> None:
         if delta:
             tr.add(self.keys.counter("bytes", ino % _COUNTER_SHARDS), delta)
 
@@ -190,8 +196,16 @@ class Namespace:
         return self._load(tr, ino, snapshot=True)
 
     def attr_for_update(self, tr: Transaction, ino: int) -> InodeAttr:
-        """Attributes read serializably, for a transaction that will write them back."""
-        return self._load(tr, ino)
+        """Attributes read serializably, for a transaction that will write them back (a size change
+        consults the inode's quota charges: read in the same round trip)."""
+        return self._load_with_charges(tr, ino)
+
+    def _load_with_charges(self, tr: Transaction, ino: int) -> InodeAttr:
+        """Attributes, with the inode's quota charges fetched in the same round trip: a change of its
+        size or its deletion consults them, and FoundationDB then answers from the transaction's cache
+        instead of a second round trip."""
+        raw, _ = tr.get_many([self.keys.attr(ino), self.keys.quota_charges(ino)])
+        return _decode_attr(ino, raw)
 
     def lookup(self, tr: Transaction, parent: int, name: bytes) -> InodeAttr:
         check_name(name)
@@ -199,6 +213,14 @@ class Namespace:
         if ino is None:
             raise FSError(errno.ENOENT)
         return self._load(tr, ino, snapshot=True)
+
+    def inode_at(self, tr: Transaction, path: bytes) -> int:
+        """The inode at ``path`` from the root, for tools working on an unmounted filesystem."""
+        ino: int = ROOT_INODE
+        for part in path.strip(b"/").split(b"/"):
+            if part:
+                ino = self.lookup(tr, ino, part).ino
+        return ino
 
     def readlink(self, tr: Transaction, ino: int) -> bytes:
         attr = self._load(tr, ino, snapshot=True)
@@ -258,8 +280,17 @@ class Namespace:
         check_name(name)
         if stat.S_ISLNK(mode) and len(target) > SYMLINK_MAX_BYTES:
             raise FSError(errno.ENAMETOOLONG)
-        directory, (existing,) = self._directory_and_entries(tr, parent, name)
-        if existing is not None:
+        # The parent's default ACL is read with it, in the same round trip.
+        raws = tr.get_many(
+            [
+                self.keys.attr(parent),
+                self.keys.entry(parent, name),
+                self.keys.xattr(parent, acl.DEFAULT),
+                *quota.create_keys(self.keys, parent),
+            ]
+        )
+        directory = _as_directory(_decode_attr(parent, raws[0]))
+        if raws[1] is not None:
             raise FSError(errno.EEXIST)
         is_dir = stat.S_ISDIR(mode)
         gid = caller.gid
@@ -288,6 +319,8 @@ class Namespace:
             target=target,
             parent=parent if is_dir else 0,
         )
+        acl.inherit(tr, self.keys, attr, raws[2])
+        quota.on_create(tr, self.keys, parent, attr, raws[3:])
         self._save(tr, attr)
         self._set_entry(tr, parent, name, attr)
         if is_dir:
@@ -297,6 +330,42 @@ class Namespace:
         self._count_inodes(tr, ino, 1)
         self._log(tr, _create_op(mode), caller.uid, ino, parent, name)
         return attr
+
+    def attach(
+        self, tr: Transaction, parent: int, name: bytes, attr: InodeAttr, caller: Caller, op: str
+    ) -> None:
+        """Store a new inode ``attr`` under ``name`` in ``parent`` (EEXIST if taken), with its counts and
+        a change-log record: for the callers that build inodes themselves (metadata/clone.py).  A part
+        of their transaction function, which is idempotent as a whole."""
+        check_name(name)
+        directory, (existing,) = self._directory_and_entries(tr, parent, name)
+        if existing is not None:
+            raise FSError(errno.EEXIST)
+        if attr.is_dir:
+            attr.parent = parent
+            directory.nlink += 1
+        self._save(tr, attr)
+        self._set_entry(tr, parent, name, attr)
+        directory.touch(mtime=True, when_ns=attr.ctime_ns)
+        self._save(tr, directory)
+        self._count_inodes(tr, attr.ino, 1)
+        if attr.is_reg:
+            self.count_bytes(tr, attr.ino, attr.size)
+        self._log(tr, op, caller.uid, attr.ino, parent, name)
+
+    def move_into(self, tr: Transaction, directory: InodeAttr, name: bytes, attr: InodeAttr) -> None:
+        """Give ``attr``, which just lost its name elsewhere, the name ``name`` in ``directory``
+        (metadata/trash.py: the caller checked the name is free and logs the change)."""
+        if attr.is_dir:
+            attr.parent = directory.ino
+            directory.nlink += 1
+            self._save(tr, directory)
+        self._save(tr, attr)
+        self._set_entry(tr, directory.ino, name, attr)
+
+    def entry(self, tr: Transaction, parent: int, name: bytes) -> int | None:
+        """The inode ``name`` in ``parent`` names (None: no such entry), read serializably."""
+        return self._entry(tr, parent, name)
 
     @idempotent_method
     def link(self, tr: Transaction, ino: int, new_parent: int, new_name: bytes, caller: Caller) -> InodeAttr:
@@ -311,6 +380,7 @@ class Namespace:
             raise FSError(errno.ENOENT)
         if attr.nlink >= LINK_MAX:
             raise FSError(errno.EMLINK)
+        quota.check_move(tr, self.keys, ino, new_parent)
         now = now_ns()
         attr.nlink += 1
         attr.touch(when_ns=now)
@@ -372,7 +442,7 @@ class Namespace:
         parent_attr, (ino,) = self._directory_and_entries(tr, parent, name)
         if ino is None:
             raise FSError(errno.ENOENT)
-        attr = self._load(tr, ino)
+        attr = self._load_with_charges(tr, ino)
         if directory:
             if not attr.is_dir:
                 raise FSError(errno.ENOTDIR)
@@ -386,7 +456,7 @@ class Namespace:
         parent_attr.touch(mtime=True, when_ns=now)
         self._save(tr, parent_attr)
         self._log(tr, "rmdir" if directory else "unlink", caller.uid, ino, parent, name)
-        return self._detach(tr, attr, now, still_open)
+        return trash.keep(tr, self, parent, name, attr, now) or self._detach(tr, attr, now, still_open)
 
     def orphans(self, tr: Transaction, session: bytes | None = None) -> list[int]:
         """Orphan inodes: all of them, or those of one session (``b""``: records older than sessions)."""
@@ -426,9 +496,10 @@ class Namespace:
         tr.clear_range(*self.keys.dirty_chunks_of(ino))
         tr.clear(self.keys.attr(ino))
         tr.clear(self.keys.orphan(ino))
+        quota.on_delete(tr, self.keys, attr)
         self._count_inodes(tr, ino, -1)
         if attr.is_reg:
-            self.count_bytes(tr, ino, -attr.size)
+            self._count_file_bytes(tr, ino, -attr.size)
         return chunks
 
     # -- rename -------------------------------------------------------------------------------------
@@ -480,6 +551,10 @@ class Namespace:
             (src,), dst = self._load_many(tr, [src_ino]), None
         else:
             src, dst = self._load_many(tr, [src_ino, dst_ino])
+        if new_parent != old_parent:
+            quota.check_move(tr, self.keys, src_ino, new_parent)
+            if exchange and dst is not None:
+                quota.check_move(tr, self.keys, dst.ino, old_parent)
         if src.is_dir and new_parent != old_parent:
             self._check_not_ancestor(tr, src_ino, new_parent)
         now = now_ns()
@@ -500,7 +575,9 @@ class Namespace:
                 if not self._is_empty_dir(tr, dst.ino):
                     raise FSError(errno.ENOTEMPTY)
                 dst_dir.nlink -= 1
-            removal = self._detach(tr, dst, now, still_open)
+            removal = (
+                None if dst.is_dir else trash.keep(tr, self, new_parent, new_name, dst, now)
+            ) or self._detach(tr, dst, now, still_open)
         tr.clear(self.keys.entry(old_parent, old_name))
         self._set_entry(tr, new_parent, new_name, src)
         if src.is_dir and new_parent != old_parent:
@@ -554,6 +631,7 @@ class Namespace:
             if mode & stat.S_ISGID and not (caller.is_root or caller.in_group(attr.gid)) and not attr.is_dir:
                 mode &= ~stat.S_ISGID  # chmod(2): only a member of the file's group may set setgid
             attr.mode = stat.S_IFMT(attr.mode) | mode
+            acl.chmod(tr, self.keys, attr)
         if request.uid is not None or request.gid is not None:
             changes_owner = (request.uid not in (None, attr.uid)) or (request.gid not in (None, attr.gid))
             if request.uid is not None:
@@ -595,7 +673,10 @@ class Namespace:
     @idempotent_method
     def setxattr(self, tr: Transaction, ino: int, name: bytes, value: bytes, caller: Caller) -> None:
         attr = self._load(tr, ino)
-        xattrs.set(tr, self.keys, attr, name, value)
+        if acl.is_acl(name):
+            acl.set_acl(tr, self.keys, attr, name, value, caller)
+        else:
+            xattrs.set(tr, self.keys, attr, name, value)
         self._save(tr, attr)
         self._log(tr, "setxattr", caller.uid, ino, name=name)
 

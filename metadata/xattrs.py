@@ -3,12 +3,13 @@
 Linux rules (xattr(7)): names carry a namespace prefix (user., trusted., security., system.) and
 something after it (a bare prefix is EINVAL, as on ext4); names are at most 255 bytes (ERANGE) and values
 at most 64 KiB (E2BIG); user.* attributes exist only on regular files and directories (EPERM
-elsewhere).  POSIX ACLs (system.posix_acl_*) are not supported."""
+elsewhere).  Of system.*, only the POSIX ACLs exist (metadata/acl.py keeps them in step with the mode)."""
 
 from __future__ import annotations
 
 import errno
 
+from metadata import acl
 from metadata.keys import FsKeys
 from metadata.model import FSError, InodeAttr, now_ns
 from metadata.store import Transaction
@@ -23,7 +24,7 @@ def _check_name(name: bytes, attr: InodeAttr | None = None) -> None:
         raise FSError(errno.ERANGE)
     if name in _NAMESPACES:  # nothing after the prefix: EINVAL, as from Linux's own handlers
         raise FSError(errno.EINVAL)
-    if not name.startswith(_NAMESPACES):
+    if not name.startswith(_NAMESPACES) and not acl.is_acl(name):
         raise FSError(errno.EOPNOTSUPP)
     if attr is not None and name.startswith(b"user.") and not (attr.is_reg or attr.is_dir):
         raise FSError(errno.EPERM)

@@ -93,7 +93,21 @@ install_project() {
     echo "$want" >"$stamp"
 }
 
+# mount(8) runs /sbin/mount.fuse.fusefs for `mount -t fuse.fusefs` and fstab lines of that type.
+install_mount_helper() {
+    local helper=/sbin/mount.fuse.fusefs
+    if [[ "$(id -u)" != 0 ]]; then
+        say "not root: $helper not installed (as root: ln -sf $venv/bin/mount.fuse.fusefs $helper)"
+        return
+    fi
+    if [[ "$(readlink "$helper" 2>/dev/null)" != "$venv/bin/mount.fuse.fusefs" ]]; then
+        say "linking $helper to $venv/bin/mount.fuse.fusefs"
+        ln -sf "$venv/bin/mount.fuse.fusefs" "$helper"
+    fi
+}
+
 install_packages
 make_venv
 install_project
+install_mount_helper
 say "ready: $venv/bin/fusefs (try: $venv/bin/fusefs --help)"

@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 CHAOS_RATE = 0.3
 MOUNT_TIMEOUT = 20.0
-UNMOUNT_TRIES = 6
+UNMOUNT_TRIES = 20
 FSTYPE = "fuse.fusefs"
 
 #: A record the daemon logged at ERROR or CRITICAL (its LOG_FORMAT: time, pid, level, logger, message).

@@ -26,12 +26,14 @@ from metadata.model import (
     new_fs_id,
 )
 from metadata.namespace import (
+    Namespace,
     UnknownFilesystem,
     format_filesystem,
     load_config,
 )
 from metadata.printable import printable
 from metadata.store import CorruptValue, Store
+from metadata.trash import make_trash_dir
 from metadata.urls import (
     data_dir,
     default_store_url,
@@ -49,12 +51,17 @@ MOUNT_OPTIONS = {
     "strict": "invalidate kernel caches as soon as another mount's change is seen, not after a timeout",
     "writeback_cache": "let the kernel gather writes in its page cache and send them in large pieces: "
     "faster small writes (tar -x), slower rename, unlink and first stat after a write",
+    "acl": "POSIX ACLs (setfacl, getfacl), enforced by the kernel; off by default since the kernel then "
+    "reads each file's ACL before checking access to it (measured: stat and open as another user are "
+    "slower)",
+    "cache_dir": "cache_dir=DIR: this host's own staging and cache directory of a filesystem with a data "
+    "tier (mkfs --data), instead of its block directories",
+    "cache_size": "cache_size=BYTES (K, M, G): the limit of this mount's cache of objects of the data tier",
+    "metrics": "metrics=IP:PORT serves Prometheus metrics at http://IP:PORT/metrics (off by default)",
     "shared": "several read-write mounts of one embedded store file at once, behaving as on FoundationDB "
     "(transactions in worker threads, 1 s kernel cache timeouts and change-log invalidation); every "
     "read-write mount of the file needs it (FoundationDB is always shared: accepted and ignored there)",
 }
-#: Options with a value (`-o NAME=VALUE`), read by ``valued_mount_option``.
-VALUED_MOUNT_OPTIONS = ("cache_dir=", "cache_size=")
 LOG_PAGE_RECORDS = 1000
 LOG_FOLLOW_POLL_S = 0.5
 UMOUNT_WAIT_S = 30.0
@@ -104,10 +111,15 @@ def byte_size(text: str) -> int:
     return number * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[unit]
 
 
+#: Options that take a value (``metrics=127.0.0.1:9567``).
+VALUED_OPTIONS = {"metrics", "cache_dir", "cache_size"}
+
+
 def parse_mount_options(values: Sequence[str]) -> set[str]:
+    """The ``-o`` options; a valued one stays ``key=value`` (``option_value`` reads it)."""
     options = {option.strip() for value in values for option in value.split(",") if option.strip()}
-    options -= {option for option in options if option.startswith(VALUED_MOUNT_OPTIONS)}
-    unknown = sorted(options - MOUNT_OPTIONS.keys())
+    keys = {option.partition("=")[0] for option in options}
+    unknown = sorted(keys - MOUNT_OPTIONS.keys())
     if unknown:
         raise UsageError(f"unsupported mount option {unknown[0]!r}: supported are {', '.join(MOUNT_OPTIONS)}")
     if {"ro", "rw"} <= options:
@@ -115,18 +127,22 @@ def parse_mount_options(values: Sequence[str]) -> set[str]:
     for excluded in ("ro", "strict"):
         if {excluded, "writeback_cache"} <= options:
             raise UsageError(f"mount options {excluded!r} and 'writeback_cache' cannot be combined")
+    for option in options:
+        key, equals, value = option.partition("=")
+        if (key in VALUED_OPTIONS) != bool(equals and value):
+            wanted = f"'{key}=VALUE'" if key in VALUED_OPTIONS else f"'{key}' without a value"
+            raise UsageError(f"mount option {option!r}: use {wanted}")
+    if len([option for option in options if "=" in option]) != len(keys & VALUED_OPTIONS):
+        raise UsageError("a mount option with a value is given twice")
     return options
 
 
-def valued_mount_option(values: Sequence[str], prefix: str) -> str | None:
-    found = [o.strip()[len(prefix) :] for v in values for o in v.split(",") if o.strip().startswith(prefix)]
-    if found and not found[-1]:
-        raise UsageError(f"mount option {prefix!r} needs a value")
-    return found[-1] if found else None
+def option_value(options: set[str], key: str) -> str | None:
+    return next((option.partition("=")[2] for option in options if option.startswith(key + "=")), None)
 
 
-def cache_size_option(values: Sequence[str]) -> int | None:
-    text = valued_mount_option(values, "cache_size=")
+def cache_size_option(options: set[str]) -> int | None:
+    text = option_value(options, "cache_size")
     if text is None:
         return None
     try:
@@ -162,6 +178,16 @@ def positive_hours(text: str) -> int:
     return hours
 
 
+def days(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of days: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more days, not {value}")
+    return value
+
+
 def make_filesystem(
     store: Store,
     name: str,
@@ -169,6 +195,7 @@ def make_filesystem(
     inline_max: int,
     chunk_size: int,
     log_retention_s: int = DEFAULT_LOG_RETENTION_S,
+    trash_days: int = 0,
     data: DataTierRequest | None = None,
 ) -> FsConfig:
     if has_filesystem(store, name):
@@ -183,6 +210,7 @@ def make_filesystem(
         chunk_size_bytes=chunk_size,
         log_retention_s=log_retention_s,
         fs_id=new_fs_id(),
+        trash_days=trash_days,
     )
     if data is not None:
         config.data_url, config.s3_endpoint = str(data.url), data.endpoint
@@ -195,6 +223,8 @@ def make_filesystem(
             config.block_dirs = list(blocks.directories)
             # The root directory belongs to whoever made the filesystem, so a user's own mount is writable.
             format_filesystem(store, config, Caller(uid=os.getuid(), gid=os.getgid()))
+            if trash_days:
+                make_trash_dir(store, Namespace(config))
     finally:
         blocks.close()
     return config
@@ -204,7 +234,8 @@ def describe_config(config: FsConfig) -> str:
     return (
         f"{describe_data_tier(config)}"
         f"blocks {', '.join(map(printable, config.block_dirs))}; inline max {config.inline_max_bytes} bytes; "
-        f"chunk {config.chunk_size_bytes} bytes; change log kept {config.log_retention_s // 3600} h"
+        f"chunk {config.chunk_size_bytes} bytes; change log kept {config.log_retention_s // 3600} h; "
+        + (f"trash kept {config.trash_days} days" if config.trash_days else "no trash")
     )
 
 

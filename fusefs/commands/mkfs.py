@@ -13,6 +13,7 @@ from fusefs.commands.common import (
     add_command,
     byte_size,
     check_sizes,
+    days,
     default_block_dir,
     describe_config,
     filesystem_name,
@@ -46,7 +47,8 @@ def cmd_mkfs(args: argparse.Namespace) -> int:
             args.inline_max,
             args.chunk_size,
             args.log_retention_hours * 3600,
-            data,
+            data=data,
+            trash_days=args.trash_days,
         )
         print(f"created filesystem '{config.name}' in {printable(store.url)} ({describe_config(config)})")
     return 0
@@ -118,6 +120,13 @@ def add_mkfs_parser(commands: Subcommands, common: argparse.ArgumentParser) -> N
         help="S3 credentials file (AWS format, [default] aws_access_key_id, aws_secret_access_key) "
         "(default: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_SHARED_CREDENTIALS_FILE); "
         "never stored",
+    )
+    mkfs.add_argument(
+        "--trash-days",
+        metavar="DAYS",
+        type=days,
+        default=0,
+        help="keep removed files and directories in /.trash this many days (default: 0, no trash)",
     )
     mkfs.add_argument(
         "name",

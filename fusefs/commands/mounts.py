@@ -9,7 +9,7 @@ import shlex
 import subprocess
 import sys
 
-from fusefs import daemon, daemon_records, mount_table
+from fusefs import daemon, daemon_records, logs, mount_table
 from fusefs.commands.common import (
     DEFAULT_NAME,
     MOUNT_OPTIONS,
@@ -17,6 +17,7 @@ from fusefs.commands.common import (
     UMOUNT_WAIT_S,
     CliError,
     Subcommands,
+    UsageError,
     add_command,
     cache_size_option,
     describe_config,
@@ -24,12 +25,14 @@ from fusefs.commands.common import (
     make_filesystem,
     name_option,
     opened_store,
+    option_value,
     parse_mount_options,
     seconds,
     sessions_of,
     store_option,
-    valued_mount_option,
 )
+from fusefs.commands.trash import trash_usage
+from fusefs.metrics_address import MetricsAddressError, parse_address
 from metadata import sessions
 from metadata.model import (
     DEFAULT_CHUNK_SIZE_BYTES,
@@ -71,9 +74,17 @@ def cmd_mount(args: argparse.Namespace) -> int:
         check_store_url(args.store)  # here, as a usage error, rather than from the daemon
     if args.store is None and args.name == DEFAULT_NAME:
         _ensure_default_filesystem()
+    metrics = option_value(options, "metrics")
+    if metrics is not None:
+        try:
+            parse_address(metrics)
+        except MetricsAddressError as error:
+            raise UsageError(str(error)) from None
     log_file = args.log_file
     if log_file is None and not args.foreground:
         log_file = os.path.join(data_dir(), f"{args.name}.log")
+    if log_file == "-":
+        log_file = None
     request = daemon.MountRequest(
         store_url=args.store or default_store_url(),
         name=args.name,
@@ -83,10 +94,13 @@ def cmd_mount(args: argparse.Namespace) -> int:
         strict="strict" in options,
         writeback_cache="writeback_cache" in options,
         shared="shared" in options,
-        cache_dir=_absolute(valued_mount_option(args.o, "cache_dir=")),
-        cache_size=cache_size_option(args.o),
+        cache_dir=_absolute(option_value(options, "cache_dir")),
+        cache_size=cache_size_option(options),
+        acl="acl" in options,
         log_file=os.path.abspath(log_file) if log_file else None,
         debug=args.debug,
+        log_level=args.log_level,
+        metrics=metrics,
     )
     if args.foreground:
         return daemon.mount_foreground(request)
@@ -133,7 +147,14 @@ def add_mount_parser(commands: Subcommands, common: argparse.ArgumentParser) -> 
         "--log-file",
         metavar="PATH",
         help=f"daemon log (default: {data_dir(create=False)}/NAME.log in the background, "
-        "stderr in the foreground)",
+        "stderr in the foreground; '-' for stderr, without timestamps under systemd's journal); "
+        "SIGHUP reopens it, for logrotate",
+    )
+    mount.add_argument(
+        "--log-level",
+        choices=logs.LEVELS,
+        default="info",
+        help="the least severe records logged (default: info; --debug means debug)",
     )
     mount.add_argument("mountpoint", metavar="MOUNTPOINT", help="an existing directory (it may be non-empty)")
 
@@ -194,6 +215,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         for config in filesystems:
             where = f", mounted at {printable(mounted_at[config.name])}" if config.name in mounted_at else ""
             print(f"  {printable(config.name)}: {describe_config(config)}{where}")
+            if config.trash_days:
+                print(f"    {trash_usage(store, config)}")
             for line in _describe_sessions(sessions_of(store, config.name)):
                 print(f"    {printable(line)}")
     return 0

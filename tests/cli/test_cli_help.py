@@ -8,13 +8,25 @@ import pytest
 def test_top_level_help_lists_every_subcommand(cli):
     result = cli("--help")
     assert result.returncode == 0
-    for command in ("mkfs", "mount", "umount", "status", "log", "gc", "blocks"):
+    for command in ("mkfs", "mount", "umount", "status", "stats", "systemd-unit", "log", "gc", "blocks"):
         assert command in result.stdout
     assert str(cli.data_dir) in result.stdout
 
 
 @pytest.mark.parametrize(
-    "command", [["mkfs"], ["mount"], ["umount"], ["status"], ["log"], ["gc"], ["blocks"], ["blocks", "add"]]
+    "command",
+    [
+        ["mkfs"],
+        ["mount"],
+        ["umount"],
+        ["status"],
+        ["stats"],
+        ["systemd-unit"],
+        ["log"],
+        ["gc"],
+        ["blocks"],
+        ["blocks", "add"],
+    ],
 )
 def test_each_subcommand_has_help(cli, command):
     result = cli(*command, "--help")

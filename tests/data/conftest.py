@@ -28,8 +28,9 @@ SMALL = {"inline_max": 8192, "chunk_size": 65536}
 
 class DataMounts:
     """``data_mounts.mount(inline_max=..., chunk_size=..., blocks_tmpfs="8m", block_dirs=2,
-    options=("strict",), env={...})`` → mountpoint (``block_dirs``: how many block directories, each a
-    tmpfs of ``blocks_tmpfs`` if given; ``env``: extra environment of its daemon and commands), plus:
+    options=("strict",), env={...}, mkfs_args=(...))`` → mountpoint (``block_dirs``: how many block
+    directories, each a tmpfs of ``blocks_tmpfs`` if given; ``env``: extra environment of its daemon and
+    commands; ``mkfs_args``: more mkfs options), plus:
     ``kill(mp)`` (SIGKILL the daemon, lazy-unmount the dead mount), ``start(mp)`` (mount again after a
     kill), ``remount(mp)``, ``unmount(mp)``, ``cli(mp, "gc")``, ``chunk_files(mp)``, ``log(mp)``."""
 
@@ -54,10 +55,11 @@ class DataMounts:
         block_dirs: int = 1,
         options: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        mkfs_args: tuple[str, ...] = (),
     ) -> Path:
         if self.factory.target != "fusefs":
             pytest.skip("file-data tests look at chunk files and kill the daemon: fusefs only")
-        extra: list[str] = []
+        extra: list[str] = list(mkfs_args)
         if inline_max is not None:
             extra += ["--inline-max", str(inline_max)]
         if chunk_size is not None:

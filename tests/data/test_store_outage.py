@@ -5,7 +5,10 @@ succeed; past ``FUSEFS_STORE_PATIENCE_S`` they fail with EIO and the mount stays
 from __future__ import annotations
 
 import errno
+import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,6 +16,18 @@ from pathlib import Path
 import pytest
 
 from .conftest import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _fusefs(*args: str) -> str:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    done = subprocess.run(
+        [sys.executable, "-m", "fusefs", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
 
 #: Longer than one transaction's 5 s timeout, which used to end an operation with ETIMEDOUT.
 OUTAGE_S = 6.5
@@ -56,6 +71,9 @@ def test_operations_wait_out_an_outage_and_succeed(data_mounts, tmp_path: Path) 
     log = data_mounts.log(mp)
     assert "embedded store emulation on: commits fail while" in log
     assert "still retrying" in log and "answers again" in log
+    # fusefs stats counts the ride: failed commits retried, and transact calls started again.
+    stats = json.loads(_fusefs("stats", "--once", "--json", "--interval", "0.1", str(mp)))
+    assert stats["retries"] > 0 and stats["outage_retries"] > 0
 
 
 def test_past_its_patience_an_operation_fails_with_eio_and_the_mount_stays_up(

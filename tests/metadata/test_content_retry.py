@@ -155,11 +155,9 @@ async def case_truncate_chunked(d: DataPath) -> None:
     f = d.open(ino)
     await d.write(ino, f, 0, pattern(3 * CHUNK))
     await f.flush()
-    dropped = await f.truncate(CHUNK + 10)
+    await f.truncate(CHUNK + 10)
     d.expected[ino] = d.expected[ino][: CHUNK + 10]
-    assert await d.retried(f.flush) == 1
-    for record in dropped:  # as FuseOperations does, once the flush committed
-        d.blocks.delete(record.dir_index, record.chunk_id)
+    assert await d.retried(f.flush) == 1  # deletes the files of the chunks cut off, once committed
 
 
 async def case_truncate_inline(d: DataPath) -> None:
@@ -167,7 +165,7 @@ async def case_truncate_inline(d: DataPath) -> None:
     f = d.open(ino)
     await d.write(ino, f, 0, pattern(5000))
     await f.flush()
-    assert await f.truncate(100) == []
+    await f.truncate(100)
     d.expected[ino] = d.expected[ino][:100]
     assert await d.retried(f.flush) == 1
 

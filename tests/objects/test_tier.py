@@ -96,7 +96,7 @@ def test_copy_under_a_new_chunk_id(tmp_path: Path, objects: ObjectStore) -> None
     version = writer.upload(0, 20, len(data), table)
     copied, fetched = other.copy(20, version, len(data), table, 21)
     assert fetched == data and objects.get(object_name(21, copied)) == data
-    other.stage(0, 21, fetched, table)
+    other._blocks.write(0, 21, 0, fetched, ChecksumTable(CHUNK))
     assert other.is_local(0, 21)
     assert other._blocks.read(0, 21, 0, len(data), table) == data
     with pytest.raises(ChecksumMismatch):  # a copy is checked like any fetch

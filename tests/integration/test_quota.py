@@ -1,0 +1,125 @@
+"""Directory quotas through a mount: ``fusefs quota`` on a mounted path, EDQUOT from creat(2) and from
+the write that grows a file, usage after unlink, renames between quota directories, ``quota check``."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ._util import expect_errno, write_file
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def qmnt(mount_fs) -> Path:
+    if mount_fs.target != "fusefs":
+        pytest.skip("directory quotas are fusefs's")
+    return mount_fs()
+
+
+def quota(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    res = subprocess.run(
+        [sys.executable, "-m", "fusefs", "quota", *args],
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (res.returncode == 0) == ok, f"quota {args}: rc {res.returncode}\n{res.stdout}{res.stderr}"
+    return res
+
+
+def test_creat_and_write_hit_the_quota(qmnt: Path) -> None:
+    q = qmnt / "q"
+    q.mkdir()
+    write_file(q / "before", b"x" * 100)
+    out = quota("set", str(q), "--bytes", "1000", "--inodes", "3").stdout
+    assert "bytes 100/1000, inodes 1/3" in out
+    (q / "sub").mkdir()
+    write_file(q / "sub" / "f", b"")
+    expect_errno(errno.EDQUOT, os.open, q / "sub" / "g", os.O_CREAT | os.O_WRONLY, 0o644)
+    assert sorted(os.listdir(q / "sub")) == ["f"]
+    fd = os.open(q / "sub" / "f", os.O_WRONLY)
+    try:
+        os.write(fd, b"y" * 800)
+        os.fsync(fd)
+        os.write(fd, b"z" * 200)  # 1100 bytes: over
+        expect_errno(errno.EDQUOT, os.fsync, fd)
+    finally:
+        expect_errno(errno.EDQUOT, os.close, fd)
+    assert "bytes 900/1000, inodes 3/3" in quota("get", str(q)).stdout
+    write_file(qmnt / "outside", b"o" * 5000)  # no quota there
+
+
+def test_usage_after_unlink_and_renames(qmnt: Path) -> None:
+    a, b, free = qmnt / "a", qmnt / "b", qmnt / "free"
+    for d in (a, b, free):
+        d.mkdir()
+    write_file(a / "f", b"x" * 10)
+    quota("set", str(a), "--inodes", "10")
+    quota("set", str(b), "--bytes", "1M")
+    expect_errno(errno.EXDEV, os.rename, a / "f", b / "f")
+    expect_errno(errno.EXDEV, os.rename, a / "f", free / "f")
+    expect_errno(errno.EXDEV, os.link, a / "f", b / "l")
+    subprocess.run(["mv", str(a / "f"), str(b / "f")], check=True)  # mv copies across: usage moves
+    assert "bytes 0/unlimited, inodes 0/10" in quota("get", str(a)).stdout
+    assert "bytes 10/1048576, inodes 1/unlimited" in quota("get", str(b)).stdout
+    os.unlink(b / "f")
+    assert "bytes 0/1048576, inodes 0/unlimited" in quota("get", str(b)).stdout
+    listed = quota("list", str(qmnt)).stdout.splitlines()
+    assert len(listed) == 2
+    quota("unset", str(b))
+    assert len(quota("list", str(qmnt)).stdout.splitlines()) == 1
+    res = quota("get", str(b), ok=False)
+    assert res.stderr.strip() == f"fusefs: error: {b}: no quota here"
+
+
+def test_quota_check_recounts(qmnt: Path, mount_fs) -> None:
+    q = qmnt / "q"
+    q.mkdir()
+    quota("set", str(q), "--bytes", "1G")
+    write_file(q / "f", b"x" * 123)
+    assert "bytes 123/1073741824, inodes 1/unlimited" in quota("check", str(qmnt)).stdout
+
+
+def test_quota_command_errors(qmnt: Path, tmp_path: Path) -> None:
+    write_file(qmnt / "file", b"")
+    assert (
+        quota("set", str(qmnt / "file"), "--bytes", "1", ok=False)
+        .stderr.strip()
+        .endswith("a quota is set on a directory")
+    )
+    res = quota("set", str(tmp_path), "--bytes", "1", ok=False)
+    assert "is not inside a mounted fusefs" in res.stderr
+    assert quota("set", str(qmnt), ok=False).returncode == 2
+    assert quota("get", ok=False).returncode == 2
+
+
+def test_quotas_of_an_unmounted_filesystem(tmp_path: Path) -> None:
+    store = "sqlite://" + str(tmp_path / "meta.db")
+    (tmp_path / "blocks").mkdir()
+    subprocess.run(
+        [sys.executable, "-m", "fusefs", "mkfs", "--store", store, "--blocks", str(tmp_path / "blocks"), "q"],
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        check=True,
+        capture_output=True,
+    )
+    where = ("--store", store, "--name", "q")
+    assert quota("set", *where, "/", "--inodes", "7").stdout == "inode 1: bytes 0/unlimited, inodes 0/7\n"
+    assert (
+        quota("list", *where).stdout
+        == quota("check", *where).stdout
+        == "inode 1: bytes 0/unlimited, inodes 0/7\n"
+    )
+    quota("unset", *where, "/")
+    assert quota("list", *where).stdout == ""
+    assert quota("get", *where, "/", ok=False).stderr.strip() == "fusefs: error: /: no quota here"
+    res = quota("set", *where, "/missing", "--bytes", "1", ok=False)
+    assert res.stderr.strip() == "fusefs: error: /missing: no such file or directory"
+    assert quota("list", ok=False).returncode == 2  # neither PATH nor --store
