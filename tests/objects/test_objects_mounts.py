@@ -453,3 +453,31 @@ def test_fsck_checks_the_objects_of_chunks_held_elsewhere(hosts, seaweedfs, buck
     assert damaged.returncode == 1
     assert "chunk records whose chunk file is missing" in damaged.stdout
     assert "is missing" in damaged.stdout or "no object" in damaged.stdout, damaged.stdout
+
+
+def test_gc_keeps_the_objects_of_a_clone_whose_original_is_gone(hosts, seaweedfs, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    a, b, run = hosts
+    from blocks.objects import DataUrl, ObjectStore, load_credentials
+
+    objects = ObjectStore(
+        seaweedfs.endpoint, DataUrl(bucket, "fs"), load_credentials(seaweedfs.credentials_file)
+    )
+    data = os.urandom(3 * CHUNK + 99)
+    (a / "orig").write_bytes(data)
+    cloned = run("clone", "--store", run.store, "--name", "fs", "/orig", "/copy")
+    assert cloned.returncode == 0, cloned.stderr
+    os.unlink(a / "orig")  # the chunks' owner keys still name orig's inode: the clone refers to them
+    for mnt in (a, b):
+        assert run("umount", str(mnt)).returncode == 0
+    collected = run("gc", "--store", run.store, "--name", "fs", "--object-grace", "0")
+    assert collected.returncode == 0, collected.stderr
+    assert len(list(objects.names())) == 4, collected.stdout  # the clone's four chunks
+    cache_b = b.parent / "cache-b"
+    result = run("mount", "--store", run.store, "--name", "fs", "-o", f"shared,cache_dir={cache_b}", str(b))
+    assert result.returncode == 0, result.stderr
+    assert (b / "copy").read_bytes() == data  # from the objects: b never held the chunks
+    assert chunk_files(cache_b) == []
+    with open(b / "copy", "r+b") as file:  # b copies the chunk it writes, from its object
+        file.seek(CHUNK + 5)
+        file.write(b"c" * 10)
+    assert (b / "copy").read_bytes() == data[: CHUNK + 5] + b"c" * 10 + data[CHUNK + 15 :]
