@@ -185,7 +185,7 @@ def test_mount_checks_the_data_tier(run: Run, seaweedfs, bucket: str, tmp_path: 
     "option, message",
     [
         ("cache_size=lots", "mount option 'cache_size=': "),
-        ("cache_dir=", "mount option 'cache_dir=' needs a value"),
+        ("cache_dir=", "mount option 'cache_dir=': use 'cache_dir=VALUE'"),
     ],
 )
 def test_mount_option_usage_errors(run: Run, tmp_path: Path, option: str, message: str) -> None:
