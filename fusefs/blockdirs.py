@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Iterator
 
 from blocks import CHECKSUM_BLOCK_BYTES, Access, BlockStore, Owner
-from blocks.marker import remove_marker
+from blocks.marker import read_marker, remove_marker
 from fusefs.limits import chunk_size_problem, inline_max_problem
 from metadata.migration import format_problem, upgrade
 from metadata.model import FsConfig, new_fs_id
@@ -29,7 +29,9 @@ def owner_of(config: FsConfig, store: Store) -> Owner:
     return Owner(config.fs_id, config.name, store.url)
 
 
-def open_block_store(store: Store, name: str, *, writable: bool) -> tuple[FsConfig, BlockStore]:
+def open_block_store(
+    store: Store, name: str, *, writable: bool, cache_dir: str | None = None
+) -> tuple[FsConfig, BlockStore]:
     """The settings of filesystem `name` and its block store, every directory checked to be its own.
 
     `writable`: for a read-write mount, gc or blocks add; a filesystem made before ids existed gets one
@@ -52,6 +54,15 @@ def open_block_store(store: Store, name: str, *, writable: bool) -> tuple[FsConf
         raise SettingsUnusable(f"filesystem '{name}' cannot be used: its {problem}{hint}")
     owner = owner_of(config, store)
     access = Access.OPEN if writable else Access.READ
+    if cache_dir is not None:
+        if not config.data_url:
+            raise SettingsUnusable(
+                f"-o cache_dir needs a filesystem with a data tier (mkfs --data); '{name}' has none"
+            )
+        # This host's own staging and cache directory, claimed the first time it is used.
+        if read_marker(cache_dir) is None:
+            access = Access.CLAIM
+        return config, BlockStore([cache_dir], config.chunk_size_bytes, owner, access=access)
     return config, BlockStore(config.block_dirs, config.chunk_size_bytes, owner, access=access)
 
 

@@ -31,14 +31,19 @@ from typing import TYPE_CHECKING
 import pyfuse3
 import trio
 
+from blocks import BlockStore
+from blocks.objects import ObjectStore
+from blocks.tier import DEFAULT_CACHE_BYTES, FETCH_PATIENCE_S, ChunkTier
 from fusefs import control, fuseloop, logs
 from fusefs.blockdirs import open_block_store
 from fusefs.daemon_records import DaemonRecord, control_socket_path, remove_record, write_record
+from fusefs.datatier import open_data_tier
 from fusefs.messages import MountError, is_expected, one_line
 from fusefs.mount_table import check_fuse_available, is_fusefs, mount_at, probe_errno
 from fusefs.store_runner import patience_from_env
 from metadata.emulation import StoreEmulation
 from metadata.printable import printable
+from metadata.sessions import seconds_from_env
 from metadata.store import Store
 from metadata.urls import open_store
 
@@ -60,6 +65,8 @@ FUSE_MAX_TASKS = 256
 #: How long ``fusefs mount`` waits for a background daemon to have the mount answering.  Generous
 #: because opening a FoundationDB cluster and recovering orphans may take a while.
 START_TIMEOUT_S = 60.0
+#: How long a read of a chunk from the object data tier may take before it answers EIO (seconds).
+FETCH_PATIENCE_ENV = "FUSEFS_FETCH_PATIENCE_S"
 
 
 @dataclass
@@ -82,6 +89,11 @@ class MountRequest:
     #: The log file (reopened on SIGHUP), or None for stderr.
     log_file: str | None = None
     debug: bool = False
+    #: ``-o cache_dir=DIR``: this host's own staging and cache directory for a filesystem with an object
+    #: data tier, instead of the filesystem's block directories (which another host may own).
+    cache_dir: str | None = None
+    #: ``-o cache_size=BYTES``: the limit of this mount's cache of objects (blocks/tier.py).
+    cache_size: int | None = None
     #: One of fusefs/logs.py's LEVELS; --debug means "debug".
     log_level: str = "info"
     #: IP:PORT to serve Prometheus metrics at (fusefs/metrics.py), or None.
@@ -210,6 +222,15 @@ def _store_emulation() -> StoreEmulation:
     return emulation
 
 
+def _chunk_tier(objects: ObjectStore, blocks: BlockStore, request: MountRequest) -> ChunkTier:
+    return ChunkTier(
+        objects,
+        blocks,
+        cache_bytes=DEFAULT_CACHE_BYTES if request.cache_size is None else request.cache_size,
+        fetch_patience_s=seconds_from_env(FETCH_PATIENCE_ENV, FETCH_PATIENCE_S),
+    )
+
+
 def _start_metrics(address: str | None, fs: Filesystem) -> Callable[[], None] | None:
     """Serve Prometheus metrics if asked; the function that stops them."""
     if address is None:
@@ -249,7 +270,10 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
     blocks = None
     stop_metrics = None
     try:
-        config, blocks = open_block_store(store, request.name, writable=not request.read_only)
+        config, blocks = open_block_store(
+            store, request.name, writable=not request.read_only, cache_dir=request.cache_dir
+        )
+        objects = open_data_tier(config)  # a wrong bucket or credentials fail the mount at once
         fs = Filesystem(
             store,
             config,
@@ -257,6 +281,7 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
             read_only=request.read_only,
             strict=request.strict,
             writeback_cache=request.writeback_cache,
+            tier=None if objects is None else _chunk_tier(objects, blocks, request),
             acl=request.acl,
         )
         options = _fuse_options(fs, request)

@@ -16,6 +16,7 @@ from typing import Any
 import trio
 
 from blocks import BlockStore
+from blocks.tier import ChunkTier
 from fusefs.handles import HandleTable
 from fusefs.lifecycle import InodeLifecycle
 from fusefs.mount_session import MountSession
@@ -42,10 +43,13 @@ class Filesystem:
         read_only: bool = False,
         strict: bool = False,
         writeback_cache: bool = False,
+        tier: ChunkTier | None = None,
         acl: bool = False,
     ) -> None:
         self.store = store
         self.blocks = blocks
+        #: The object data tier (blocks/tier.py), if the filesystem has one.
+        self.tier = tier
         self.read_only = read_only
         self.runner = StoreRunner(store)
         self.meta = Meta(Namespace(config, session=os.urandom(8)), self.runner.run)
@@ -56,6 +60,7 @@ class Filesystem:
             gate,
             store.sync,
             kernel_tracks_mtime=writeback_cache and not strict and not read_only,
+            tier=tier,
         )
         self.lifecycle = InodeLifecycle(self.meta, blocks, self.open_files, read_only=read_only)
         self.ops = FuseOperations(
@@ -72,7 +77,7 @@ class Filesystem:
             acl=acl,
         )
         self.recovery = Recovery(
-            self.meta, blocks, gate, self.lifecycle, self.open_files, shared=store.shared
+            self.meta, blocks, gate, self.lifecycle, self.open_files, shared=store.shared, tier=tier
         )
         self.mount_session = MountSession(self.meta, self.recovery.here)
 
@@ -97,6 +102,7 @@ class Filesystem:
             self.recovery,
             self.mount_session,
             read_only=self.read_only,
+            tier=self.tier,
         )
 
     async def shutdown(self) -> None:

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import trio
 
 from blocks import CHECKSUM_BLOCK_BYTES, BlockStore, ChecksumMismatch, ChecksumTable
+from blocks.tier import ChunkTier
 from fusefs.idpool import IdPool
 from fusefs.quicklock import QuickLock
 from fusefs.writebehind import WriteBehind
@@ -57,6 +58,7 @@ class OpenFile:
         chunk_writer: concurrent.futures.Executor,
         *,
         kernel_tracks_mtime: bool,
+        tier: ChunkTier | None = None,
     ) -> None:
         self.attr = attr
         self.refs = 0
@@ -71,6 +73,9 @@ class OpenFile:
         self._kernel_tracks_mtime = kernel_tracks_mtime
         self._lock = QuickLock()
         self._behind = WriteBehind(chunk_writer)
+        #: The object data tier, if the filesystem has one (blocks/tier.py): sealed chunks are uploaded at
+        #: flush, and chunks this host does not hold are read from it.
+        self._tier = tier
         #: The store said this file has no security.capability xattr (see FuseOperations.getxattr).
         self.known_without_capability = False
         self._loaded = False
@@ -144,8 +149,19 @@ class OpenFile:
                 parts.append(bytes(length))  # a hole
                 continue
             try:
-                parts.append(
-                    await self._block_io(
+                if self._from_object(record):
+                    assert self._tier is not None
+                    await self._behind.drain()
+                    piece = await trio.to_thread.run_sync(
+                        self._tier.read,
+                        record.chunk_id,
+                        record.version,
+                        chunk_offset,
+                        length,
+                        self._tables[index],
+                    )
+                else:
+                    piece = await self._block_io(
                         length,
                         self._blocks.read,
                         record.dir_index,
@@ -154,7 +170,7 @@ class OpenFile:
                         length,
                         self._tables[index],
                     )
-                )
+                parts.append(piece)
             except ChecksumMismatch as error:
                 log.error("inode %d, chunk %d (index %d): %s", self.ino, record.chunk_id, index, error)
                 raise
@@ -230,37 +246,58 @@ class OpenFile:
                 len(stale),
             )
 
+    def _from_object(self, record: ChunkRecord) -> bool:
+        """Whether a chunk is served by the object tier: uploaded, and its file not on this host."""
+        return (
+            self._tier is not None
+            and record.version != 0
+            and not self._tier.is_local(record.dir_index, record.chunk_id)
+        )
+
     async def _chunk_for_write(self, index: int) -> ChunkRecord:
         record = self._chunks.get(index)
-        existing = record is not None
         if record is None:
-            chunk_id = await self._chunk_ids.take()
-            dir_index = self._blocks.choose_directory()  # a statvfs per directory: no thread needed
-            record = ChunkRecord(chunk_id, dir_index)
-            self._chunks[index] = record
+            record = ChunkRecord(await self._chunk_ids.take(), self._blocks.choose_directory())
             self._tables[index] = ChecksumTable(self._chunk_size)
-        if index not in self._dirty_chunks:
-            if not await self._meta.mark_dirty(self.ino, index, record, existing):
-                record = await self._unshare(index, record)
-            self._dirty_chunks.add(index)
+            self._chunks[index] = record
+            if index not in self._dirty_chunks:
+                await self._meta.mark_dirty(self.ino, index, record, False)  # a new chunk is never shared
+        elif index not in self._dirty_chunks:
+            # Another host's chunk of the data tier, or one shared with a clone, is never written here.
+            if self._from_object(record) or not await self._meta.mark_dirty(self.ino, index, record, True):
+                record = await self._copy_chunk(index, record)
+        self._dirty_chunks.add(index)
         return record
 
-    async def _unshare(self, index: int, shared: ChunkRecord) -> ChunkRecord:
-        """Copy-on-write: a chunk shared with a clone (metadata/clone.py) is never written; its bytes
-        are copied into a new chunk, which takes its place in this file only.
+    async def _copy_chunk(self, index: int, old: ChunkRecord) -> ChunkRecord:
+        """Copy-on-write: the bytes of chunk ``old`` are copied into a new chunk of this host, which takes
+        its place in this file only (``Meta.unshare`` releases ``old``).  ``old`` is either shared
+        with a clone (metadata/clone.py), or, with a data tier, written by another host (its file is
+        there, its object here: blocks/tier.py).
 
-        The copy is recorded (dirty, in place of the shared chunk) before its file is written, as for
-        every new chunk, so gc never deletes it.  A crash during the copy leaves a dirty chunk that
-        recovery rebuilds from what the copy wrote: that chunk of this file may then read back partly
-        as zeros (the other copies keep the shared chunk intact)."""
+        The copy is recorded (dirty, in place of ``old``) before its file is written, as for every new
+        chunk, so gc never deletes it.  A crash during the copy leaves a dirty chunk that recovery
+        rebuilds from what the copy wrote: that chunk of this file may then read back partly as zeros
+        (the other copies keep the shared chunk intact).  On a data tier the copy is first uploaded as
+        the new chunk's first object, which its record points at until the next flush uploads more,
+        whatever happens to this host meanwhile."""
         record = ChunkRecord(await self._chunk_ids.take(), self._blocks.choose_directory())
-        table = ChecksumTable(self._chunk_size)
-        if not await self._meta.unshare(self.ino, index, shared.chunk_id, record):
+        old_table = self._tables[index]
+        if self._from_object(old):
+            assert self._tier is not None
+            length = min(self._chunk_size, max(0, self._stored_size - index * self._chunk_size))
+            record.version, data = await trio.to_thread.run_sync(
+                self._tier.copy, old.chunk_id, old.version, length, old_table, record.chunk_id
+            )
+            record.checksums = old_table.to_bytes()
+        else:
+            length = len(old_table.to_bytes()) // 4 * CHECKSUM_BLOCK_BYTES  # up to its last data
+            data = await trio.to_thread.run_sync(
+                self._blocks.read, old.dir_index, old.chunk_id, 0, length, old_table
+            )
+        if not await self._meta.unshare(self.ino, index, old.chunk_id, record):
             raise FSError(errno.EIO, f"inode {self.ino}: chunk {index} changed under a copy-on-write")
-        length = len(self._tables[index].to_bytes()) // 4 * CHECKSUM_BLOCK_BYTES  # up to its last data
-        data = await trio.to_thread.run_sync(
-            self._blocks.read, shared.dir_index, shared.chunk_id, 0, length, self._tables[index]
-        )
+        table = ChecksumTable(self._chunk_size)
         await trio.to_thread.run_sync(self._blocks.write, record.dir_index, record.chunk_id, 0, data, table)
         self._chunks[index] = record
         self._tables[index] = table
@@ -362,6 +399,8 @@ class OpenFile:
             if not self._dirty:
                 return
             await self._behind.drain()  # the checksum tables are complete only then
+            if self._tier is not None and self.attr.chunked:
+                await self._upload_dirty_chunks()
             freed = await self._meta.flush(self._flush_change(caller or self.caller))
             for record in freed:  # cut off by a truncate; after the commit, so no record points at them
                 await trio.to_thread.run_sync(self._blocks.delete, record.dir_index, record.chunk_id)
@@ -369,6 +408,31 @@ class OpenFile:
             self._stored_chunked = self.attr.chunked
             self._dirty_chunks.clear()
             self._dirty = False
+
+    async def _upload_dirty_chunks(self) -> None:
+        """Seal every chunk written since the last flush as a new object, concurrently, each in a thread;
+        the flush then records the new versions with the data (close-to-open consistency)."""
+        tier = self._tier
+        assert tier is not None
+
+        failures: list[Exception] = []
+
+        async def upload(record: ChunkRecord, length: int, table: ChecksumTable) -> None:
+            try:
+                record.version = await trio.to_thread.run_sync(
+                    tier.upload, record.dir_index, record.chunk_id, length, table
+                )
+            except Exception as error:  # raised below as itself, not in an exception group
+                failures.append(error)
+
+        async with trio.open_nursery() as nursery:
+            for index in self._dirty_chunks:
+                record = self._chunks.get(index)
+                length = min(self._chunk_size, self.attr.size - index * self._chunk_size)
+                if record is not None and length > 0:
+                    nursery.start_soon(upload, record, length, self._tables[index])
+        if failures:
+            raise failures[0]
 
     def _flush_change(self, caller: Caller) -> content.Flush:
         """What the flush transaction records: the data fields, and the new checksum tables of the

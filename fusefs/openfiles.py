@@ -6,6 +6,7 @@ import concurrent.futures
 from collections.abc import Callable
 
 from blocks import BlockStore
+from blocks.tier import ChunkTier
 from fusefs.idpool import IdPool
 from fusefs.openfile import OpenFile
 from fusefs.recovery_gate import RecoveryGate
@@ -22,8 +23,10 @@ class OpenFiles:
         sync_store: Callable[[], None],
         *,
         kernel_tracks_mtime: bool,
+        tier: ChunkTier | None = None,
     ) -> None:
         self._meta = meta
+        self._tier = tier
         self._blocks = blocks
         self._recovery_gate = recovery_gate
         self._sync_store = sync_store
@@ -63,6 +66,7 @@ class OpenFiles:
                     self._sync_store,
                     self._chunk_writer,
                     kernel_tracks_mtime=self._kernel_tracks_mtime,
+                    tier=self._tier,
                 )
                 self._files[ino] = open_file
         open_file.refs += 1

@@ -15,12 +15,13 @@ import logging
 import trio
 
 from blocks import BlockStore
+from blocks.tier import ChunkTier
 from fusefs.lifecycle import InodeLifecycle
 from fusefs.openfiles import OpenFiles
 from fusefs.recovery_gate import RecoveryGate
 from metadata import sessions
 from metadata.meta import Meta
-from metadata.model import now_ns
+from metadata.model import ChunkRecord, now_ns
 from metadata.recovery import Leftovers
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,12 @@ class Recovery:
         open_files: OpenFiles,
         *,
         shared: bool,
+        tier: ChunkTier | None = None,
     ) -> None:
         self._meta = meta
         self._blocks = blocks
+        #: The object data tier, if any: a dead mount's staged chunks are uploaded (``_finish_upload``).
+        self._tier = tier
         self._gate = gate
         self._lifecycle = lifecycle
         self._open_files = open_files
@@ -98,8 +102,14 @@ class Recovery:
             record = await meta.dirty_chunk(ino, index, victim)
             if record is None:
                 continue
-            table = await trio.to_thread.run_sync(self._blocks.recompute, record.dir_index, record.chunk_id)
-            if await meta.rebuild_chunk(ino, index, victim, record.chunk_id, table.to_bytes()):
+            if self._tier is None:
+                table = await trio.to_thread.run_sync(
+                    self._blocks.recompute, record.dir_index, record.chunk_id
+                )
+                checksums, version = table.to_bytes(), None
+            else:
+                checksums, version = await self._finish_upload(ino, index, record)
+            if await meta.rebuild_chunk(ino, index, victim, record.chunk_id, checksums, version):
                 log.warning(
                     "inode %d chunk %d was being written when its mount stopped: checksums rebuilt",
                     ino,
@@ -111,6 +121,22 @@ class Recovery:
         if dropped:
             log.warning("inode %d: dropped %d chunk(s) past its recorded size", ino, len(dropped))
         self._open_files.forget_cached_data(ino)
+
+    async def _finish_upload(self, ino: int, index: int, record: ChunkRecord) -> tuple[bytes, int]:
+        """A dead mount's chunk of the object data tier: uploaded from its staged file when that is on
+        this host (the writes it left, as without a data tier), else left at its last uploaded version,
+        what the last close or fsync acknowledged (its staged writes went with the other host)."""
+        tier, blocks = self._tier, self._blocks
+        assert tier is not None
+        if not tier.is_local(record.dir_index, record.chunk_id):
+            return record.checksums, record.version
+        table = await trio.to_thread.run_sync(blocks.recompute, record.dir_index, record.chunk_id)
+        size = (await self._meta.getattr(ino)).size
+        length = min(blocks.chunk_size, size - index * blocks.chunk_size)
+        if length <= 0:  # past the file's size: dropped below
+            return table.to_bytes(), record.version
+        version = await trio.to_thread.run_sync(tier.upload, record.dir_index, record.chunk_id, length, table)
+        return table.to_bytes(), version
 
 
 def _describe(session_id: bytes, known: dict[bytes, sessions.Session]) -> str:

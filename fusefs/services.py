@@ -11,10 +11,12 @@ from typing import Any
 import trio
 
 from blocks import BlockStore
+from blocks.tier import ChunkTier
 from fusefs.gc import collect_garbage
 from fusefs.invalidation import follow_changes
 from fusefs.lifecycle import InodeLifecycle
 from fusefs.mount_session import MountSession
+from fusefs.objectgc import DEFAULT_GRACE_S, OBJECT_GRACE_ENV, collect_objects
 from fusefs.openfiles import OpenFiles
 from fusefs.recovery import RECOVERY_INTERVAL_ENV, RECOVERY_INTERVAL_S, Recovery
 from fusefs.store_runner import StoreRunner
@@ -46,6 +48,7 @@ async def run_services(
     mount_session: MountSession,
     *,
     read_only: bool,
+    tier: ChunkTier | None = None,
 ) -> None:
     async with trio.open_nursery() as nursery:
         if not read_only:
@@ -53,8 +56,8 @@ async def run_services(
             nursery.start_soon(_keep_running, _recover_dead_sessions, recovery)
             nursery.start_soon(_keep_running, _reclaim_orphans, lifecycle)
             nursery.start_soon(_keep_running, _trim_records, meta)
-            nursery.start_soon(_keep_running, _collect_garbage, runner, meta, blocks)
             nursery.start_soon(_keep_running, keep_purging, meta, lifecycle)
+            nursery.start_soon(_keep_running, _collect_garbage, runner, meta, blocks, tier)
         if runner.store.shared:
             nursery.start_soon(_keep_running, follow_changes, meta, runner, open_files.forget_cached_data)
 
@@ -108,8 +111,11 @@ async def _trim_records(meta: Meta) -> None:
         await trio.sleep(LOG_TRIM_INTERVAL_S)
 
 
-async def _collect_garbage(runner: StoreRunner, meta: Meta, blocks: BlockStore) -> None:
-    """Delete chunk files no record owns (fusefs/gc.py explains why this is safe while writing)."""
+async def _collect_garbage(
+    runner: StoreRunner, meta: Meta, blocks: BlockStore, tier: ChunkTier | None
+) -> None:
+    """Delete chunk files no record owns (fusefs/gc.py explains why this is safe while writing), and
+    the data tier's objects none points at (fusefs/objectgc.py)."""
     interval = sessions.seconds_from_env(GC_INTERVAL_ENV, GC_INTERVAL_S)
     while True:
         stop = threading.Event()
@@ -121,6 +127,13 @@ async def _collect_garbage(runner: StoreRunner, meta: Meta, blocks: BlockStore) 
                 await trio.to_thread.run_sync(
                     functools.partial(collect_garbage, runner.store, meta.config, blocks, stop=stop)
                 )
+                if tier is not None:
+                    grace = sessions.seconds_from_env(OBJECT_GRACE_ENV, DEFAULT_GRACE_S)
+                    await trio.to_thread.run_sync(
+                        functools.partial(
+                            collect_objects, runner.store, meta.config, tier.objects, grace_s=grace, stop=stop
+                        )
+                    )
                 nursery.cancel_scope.cancel()
         except Exception as error:  # a failed pass is retried at the next interval
             causes = error.exceptions if isinstance(error, ExceptionGroup) else (error,)

@@ -68,7 +68,9 @@ def references(tr: Transaction, keys: FsKeys, chunk_id: int) -> int:
 
 def share(tr: Transaction, keys: FsKeys, ino: int, index: int, record: ChunkRecord) -> None:
     """Record ``ino``'s chunk ``index`` as one more reference to ``record``'s (clean) chunk."""
-    tr.set(keys.chunk(ino, index), ChunkRecord(record.chunk_id, record.dir_index, record.checksums).encode())
+    # The version too: a chunk of a data tier stays its object (a shared chunk is never written again).
+    shared = ChunkRecord(record.chunk_id, record.dir_index, record.checksums, version=record.version)
+    tr.set(keys.chunk(ino, index), shared.encode())
     tr.set(keys.chunk_refs(record.chunk_id), encode_int64(references(tr, keys, record.chunk_id) + 1))
 
 
@@ -92,16 +94,37 @@ def is_shared(tr: Transaction, keys: FsKeys, chunk_id: int) -> bool:
 def unshare(
     tr: Transaction, keys: FsKeys, ino: int, index: int, shared_id: int, record: ChunkRecord, session: bytes
 ) -> bool:
-    """Replace ``ino``'s record at ``index``, which refers to the shared chunk ``shared_id``, by
-    ``record`` (a new chunk holding a copy, marked dirty); False, changing nothing, if the record
-    there is no longer ``shared_id``'s.  The shared chunk is released: never its last reference, since
-    the stored record still referred to it."""
+    """Replace ``ino``'s record at ``index``, which refers to the chunk ``shared_id``, by ``record`` (a
+    new chunk holding a copy, marked dirty); False, changing nothing, if the record there is no longer
+    ``shared_id``'s.  The chunk is released: a shared one keeps its other references; an unshared
+    one is another host's chunk of the data tier (fusefs/openfile.py ``_copy_chunk``), whose file and
+    objects garbage collection then finds unreferenced."""
     raw = tr.get(keys.chunk(ino, index))
     if raw is None or ChunkRecord.decode(raw).chunk_id != shared_id:
         return False
     release(tr, keys, shared_id)
     _mark(tr, keys, ino, index, record, session)
     return True
+
+
+def live_versions(tr: Transaction, fs_name: str, chunk_ids: list[int]) -> set[tuple[int, int]]:
+    """(chunk id, object version) of every chunk record of ``fs_name`` among `chunk_ids` that points at
+    an object: the objects of the data tier that must be kept.  (chunk id, 0) means every version:
+    the chunk is live but its owner key names an inode no longer referring to it, as when a clone
+    shares it (the owner key names one referrer, and stays while any remains), so which records refer
+    to it is unknown here."""
+    keys = FsKeys(fs_name)
+    owners: dict[int, set[int]] = {}
+    for chunk_id in set(chunk_ids):
+        owner = tr.get(keys.chunk_owner(chunk_id), snapshot=True)
+        if owner is not None:
+            owners.setdefault(unpack_ino(owner), set()).add(chunk_id)
+    live: set[tuple[int, int]] = set()
+    for ino, owned in owners.items():
+        records = [r for r in read_chunks(tr, keys, ino).values() if r.chunk_id in owned]
+        live.update((r.chunk_id, r.version) for r in records if r.version)
+        live.update((chunk_id, 0) for chunk_id in owned - {r.chunk_id for r in records})
+    return live
 
 
 def chunk_is_live(tr: Transaction, keys: FsKeys, chunk_id: int) -> bool:

@@ -13,7 +13,8 @@ unless said otherwise (metadata/model.py decodes and checks them).
 kind                key (under ``('fusefs', name)``)        value
 ==================  ======================================  ============================================
 settings            ``('conf',)``                           ``FsConfig`` as a map (model.py): block
-                                                            dirs, sizes, ``fs_id``, ``format_version``
+                                                            dirs, sizes, ``fs_id``, ``format_version``,
+                                                            data tier ``data_url``, ``s3_endpoint``
 inode attributes    ``('a', ino8)``                         ``InodeAttr`` fields as a list (model.py)
 directory entry     ``('e', parent ino8, name bytes)``      ``[ino, S_IFMT of its mode]``
 xattr               ``('x', ino8, name bytes)``             the raw value (bytes, not msgpack); the
@@ -23,7 +24,9 @@ xattr               ``('x', ino8, name bytes)``             the raw value (bytes
 inline data piece   ``('d', ino8, index int)``              raw bytes, ``INLINE_PIECE_BYTES`` each
                                                             (filedata.py); the last may be shorter
 chunk record        ``('c', ino8, index int)``              ``ChunkRecord`` as a list: chunk id, block
-                                                            dir index, checksum table, dirty flag
+                                                            dir index, checksum table, dirty flag,
+                                                            then, with a data tier once uploaded, the
+                                                            object version (blocks/objects.py)
 chunk owner         ``('b', chunk id int)``                 ``ino`` (int): one inode referring to it
 chunk references    ``('r', chunk id int)``                 the number of chunk records referring to the
                                                             chunk, only while it is 2 or more (clones

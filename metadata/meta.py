@@ -168,7 +168,8 @@ class Meta:
         return self._run(mark, self._keys, ino, index, record, self.ns.session)
 
     def unshare(self, ino: int, index: int, shared_id: int, record: ChunkRecord) -> Awaitable[bool]:
-        """Put ``record`` (a private copy, marked dirty) in place of the shared chunk ``shared_id``."""
+        """Put ``record`` (a private copy, marked dirty) in place of the chunk ``shared_id``: shared with
+        a clone, or another host's on the data tier (filedata.unshare)."""
         return self._run(filedata.unshare, self._keys, ino, index, shared_id, record, self.ns.session)
 
     def has_stale_chunks(self, ino: int) -> Awaitable[bool]:
@@ -216,10 +217,18 @@ class Meta:
         return self._run(recovery.dirty_chunk, self._keys, ino, index, victim)
 
     def rebuild_chunk(
-        self, ino: int, index: int, victim: bytes, chunk_id: int, checksums: bytes
+        self, ino: int, index: int, victim: bytes, chunk_id: int, checksums: bytes, version: int | None = None
     ) -> Awaitable[bool]:
         return self._run(
-            recovery.rebuild_chunk, self._keys, ino, index, victim, chunk_id, checksums, self.ns.session
+            recovery.rebuild_chunk,
+            self._keys,
+            ino,
+            index,
+            victim,
+            chunk_id,
+            checksums,
+            self.ns.session,
+            version,
         )
 
     def drop_chunks_beyond_size(self, ino: int, chunk_size: int) -> Awaitable[list[ChunkRecord]]:

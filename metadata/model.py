@@ -159,6 +159,11 @@ class FsConfig:
     #: The key layout the filesystem's records are in (``keys.FORMAT_VERSION``); settings without one
     #: were written in format 1.
     format_version: int = FORMAT_VERSION
+    #: The object data tier (``s3://BUCKET/PREFIX`` and the S3 endpoint URL) holding large files' chunks
+    #: for every host, the block directories then being a staging area and read cache; empty: none.
+    #: Credentials are never stored here.
+    data_url: str = ""
+    s3_endpoint: str = ""
     #: Removed files and directories are kept in ``/.trash`` this many days (0: no trash).
     trash_days: int = 0
     #: Whether the namespace transactions keep the secondary indexes (metadata/index.py) that ``fusefs
@@ -208,6 +213,8 @@ _CONFIG_CHECKS = {
     "created_ns": _is_count,
     "fs_id": lambda value: isinstance(value, str),
     "format_version": lambda value: _is_count(value) and value > 0,
+    "data_url": lambda value: isinstance(value, str),
+    "s3_endpoint": lambda value: isinstance(value, str),
     "trash_days": _is_count,
     "search_index": lambda value: isinstance(value, bool),
 }
@@ -237,13 +244,21 @@ class ChunkRecord:
     #: True while a writer may have changed the chunk file beyond what ``checksums`` describes; chunks
     #: still dirty at mount (the writer crashed) get their checksums recomputed from the file.
     dirty: bool = False
+    #: With an object data tier: the version of the object ``<chunk id>.<version>`` holding the chunk's
+    #: data as of ``checksums``; 0 before its first upload.  Records of filesystems without one keep
+    #: the shorter encoding.
+    version: int = 0
 
     def encode(self) -> bytes:
-        return pack([self.chunk_id, self.dir_index, self.checksums, self.dirty])
+        fields = [self.chunk_id, self.dir_index, self.checksums, self.dirty]
+        return pack(fields + [self.version] if self.version else fields)
 
     @classmethod
     def decode(cls, raw: bytes) -> ChunkRecord:
-        return cls(*unpack_list(raw, "chunk record", (int, int, bytes, bool)))
+        try:
+            return cls(*unpack_list(raw, "chunk record", (int, int, bytes, bool)))
+        except CorruptValue:
+            return cls(*unpack_list(raw, "chunk record", (int, int, bytes, bool, int)))
 
 
 @dataclass

@@ -60,9 +60,11 @@ def rebuild_chunk(
     chunk_id: int,
     checksums: bytes,
     claimant: bytes,
+    version: int | None = None,
 ) -> bool:
     """Store ``checksums`` (computed from chunk ``chunk_id``'s file) and clear the dirty mark, if the
-    mark still names dead ``session`` and the record still points to that chunk; True if done."""
+    mark still names dead ``session`` and the record still points to that chunk; True if done.
+    ``version``: with an object data tier, the object now holding the chunk (fusefs/recovery.py)."""
     if tr.get(keys.dirty_chunk(ino, index)) != session:
         return False
     raw = tr.get(keys.chunk(ino, index))
@@ -71,6 +73,8 @@ def rebuild_chunk(
         tr.clear(keys.dirty_chunk(ino, index))  # the chunk was dropped or replaced: the mark is stale
         return False
     record.checksums = checksums
+    if version is not None:
+        record.version = version
     filedata.mark_clean(tr, keys, ino, index, record)
     # Other mounts drop what they cached of the file (fusefs/invalidation.py).
     changelog.append(tr, keys, "recover", 0, ino, session=claimant)

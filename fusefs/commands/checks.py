@@ -19,6 +19,8 @@ from typing import IO
 from tqdm import tqdm
 
 from blocks import BlockStore, ChecksumMismatch, ChecksumTable, ChunkMissing
+from blocks.objects import ObjectMissing, ObjectStore, object_name
+from blocks.tier import verified_object
 from fusefs.blockdirs import open_block_store
 from fusefs.commands.common import (
     CliError,
@@ -29,9 +31,10 @@ from fusefs.commands.common import (
     sessions_of,
     store_option,
 )
+from fusefs.datatier import open_data_tier
 from metadata import fsck, sessions
 from metadata.dump import DumpError, dump, load
-from metadata.model import FsConfig, now_ns
+from metadata.model import ChunkRecord, FsConfig, now_ns
 from metadata.namespace import load_config
 from metadata.printable import printable
 from metadata.store import Store
@@ -59,7 +62,9 @@ def live_mount(store: Store, name: str) -> sessions.Session | None:
 
 
 # -- fsck -------------------------------------------------------------------------------------------------
-def _chunk_findings(scan: fsck.Scan, config: FsConfig, blocks: BlockStore) -> list[fsck.Finding]:
+def _chunk_findings(
+    scan: fsck.Scan, config: FsConfig, blocks: BlockStore, objects: ObjectStore | None
+) -> list[fsck.Finding]:
     findings = []
     for ino, index, record in scan.chunks:
         node = scan.inodes.get(ino)
@@ -72,8 +77,8 @@ def _chunk_findings(scan: fsck.Scan, config: FsConfig, blocks: BlockStore) -> li
         where = f"chunk {index} of inode {ino} (id {record.chunk_id})"
         unchanged = fsck.chunk_unchanged(config.name, ino, index, record)
         try:
-            blocks.read(record.dir_index, record.chunk_id, 0, length, table)
-        except ChunkMissing as error:
+            _read_chunk(blocks, objects, record, length, table)
+        except (ChunkMissing, ObjectMissing) as error:
             findings.append(fsck.Finding(fsck.MISSING_CHUNKS, f"{where}: {error}", unchanged))
         except ChecksumMismatch as error:
             findings.append(fsck.Finding(fsck.BAD_CHECKSUMS, f"{where}: {error}", unchanged))
@@ -100,10 +105,26 @@ class UnownedChunk(fsck.Finding):
     chunk: tuple[int, int] = (0, 0)
 
 
-def _check(store: Store, config: FsConfig, blocks: BlockStore) -> list[fsck.Finding]:
+def _read_chunk(
+    blocks: BlockStore, objects: ObjectStore | None, record: ChunkRecord, length: int, table: ChecksumTable
+) -> None:
+    """A chunk's bytes, verified: its file; else, with a data tier, the object it was last uploaded as
+    (a chunk another host wrote has its file in that host's cache directory only)."""
+    try:
+        blocks.read(record.dir_index, record.chunk_id, 0, length, table)
+    except ChunkMissing:
+        if objects is None or not record.version:
+            raise
+        data = objects.get(object_name(record.chunk_id, record.version))
+        verified_object(data, record.chunk_id, record.version, length, table)
+
+
+def _check(
+    store: Store, config: FsConfig, blocks: BlockStore, objects: ObjectStore | None
+) -> list[fsck.Finding]:
     with _progress("fsck", "inodes") as progress:
         scan = fsck.check(store, config, progress)
-    return scan.findings + _chunk_findings(scan, config, blocks)
+    return scan.findings + _chunk_findings(scan, config, blocks, objects)
 
 
 def _confirmed(store: Store, findings: list[fsck.Finding]) -> list[fsck.Finding]:
@@ -161,7 +182,8 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     with opened_store(args.store, read_only=not args.repair, exclusive=args.repair) as store:
         config, blocks = open_block_store(store, args.name, writable=args.repair)
         try:
-            findings = _check(store, config, blocks)
+            objects = open_data_tier(config)
+            findings = _check(store, config, blocks, objects)
             if mount is not None:
                 findings = _confirmed(store, findings)
             if not args.repair:
@@ -174,7 +196,7 @@ def cmd_fsck(args: argparse.Namespace) -> int:
                     break
                 _report([f for f in findings if _repairable(f)], "repairing ")
                 fixed += _repair(store, config, blocks, findings)
-                findings = _check(store, config, blocks)
+                findings = _check(store, config, blocks, objects)
         finally:
             blocks.close()
     _report(findings, "could not repair: ")

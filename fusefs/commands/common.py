@@ -13,6 +13,7 @@ from typing import NoReturn
 
 from fusefs import messages
 from fusefs.blockdirs import claim_new, owner_of, undo_claims_on_error
+from fusefs.datatier import DataTierRequest, describe_data_tier, open_data_tier
 from fusefs.limits import (
     chunk_size_problem,
     inline_max_problem,
@@ -53,6 +54,9 @@ MOUNT_OPTIONS = {
     "acl": "POSIX ACLs (setfacl, getfacl), enforced by the kernel; off by default since the kernel then "
     "reads each file's ACL before checking access to it (measured: stat and open as another user are "
     "slower)",
+    "cache_dir": "cache_dir=DIR: this host's own staging and cache directory of a filesystem with a data "
+    "tier (mkfs --data), instead of its block directories",
+    "cache_size": "cache_size=BYTES (K, M, G): the limit of this mount's cache of objects of the data tier",
     "metrics": "metrics=IP:PORT serves Prometheus metrics at http://IP:PORT/metrics (off by default)",
     "shared": "several read-write mounts of one embedded store file at once, behaving as on FoundationDB "
     "(transactions in worker threads, 1 s kernel cache timeouts and change-log invalidation); every "
@@ -108,7 +112,7 @@ def byte_size(text: str) -> int:
 
 
 #: Options that take a value (``metrics=127.0.0.1:9567``).
-VALUED_OPTIONS = {"metrics"}
+VALUED_OPTIONS = {"metrics", "cache_dir", "cache_size"}
 
 
 def parse_mount_options(values: Sequence[str]) -> set[str]:
@@ -135,6 +139,16 @@ def parse_mount_options(values: Sequence[str]) -> set[str]:
 
 def option_value(options: set[str], key: str) -> str | None:
     return next((option.partition("=")[2] for option in options if option.startswith(key + "=")), None)
+
+
+def cache_size_option(options: set[str]) -> int | None:
+    text = option_value(options, "cache_size")
+    if text is None:
+        return None
+    try:
+        return byte_size(text)
+    except argparse.ArgumentTypeError as error:
+        raise UsageError(f"mount option 'cache_size=': {error}") from None
 
 
 def default_block_dir(name: str, *, create: bool = True) -> str:
@@ -183,6 +197,7 @@ def make_filesystem(
     log_retention_s: int = DEFAULT_LOG_RETENTION_S,
     trash_days: int = 0,
     search_index: bool = False,
+    data: DataTierRequest | None = None,
 ) -> FsConfig:
     if has_filesystem(store, name):
         # Checked before the block directories are laid out, so a repeated mkfs changes nothing.
@@ -199,6 +214,9 @@ def make_filesystem(
         trash_days=trash_days,
         search_index=search_index,
     )
+    if data is not None:
+        config.data_url, config.s3_endpoint = str(data.url), data.endpoint
+        open_data_tier(config, data.credentials_file)  # a wrong bucket or credentials fail here, not later
     # Claimed before the filesystem exists, so that a directory another filesystem claims meanwhile is
     # refused here rather than shared; undone if the filesystem cannot be created.
     blocks = claim_new(block_dirs, chunk_size, owner_of(config, store))
@@ -216,6 +234,7 @@ def make_filesystem(
 
 def describe_config(config: FsConfig) -> str:
     return (
+        f"{describe_data_tier(config)}"
         f"blocks {', '.join(map(printable, config.block_dirs))}; inline max {config.inline_max_bytes} bytes; "
         f"chunk {config.chunk_size_bytes} bytes; change log kept {config.log_retention_s // 3600} h; "
         + (f"trash kept {config.trash_days} days" if config.trash_days else "no trash")

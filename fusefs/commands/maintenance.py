@@ -22,6 +22,8 @@ from fusefs.commands.common import (
     sessions_of,
     store_option,
 )
+from fusefs.datatier import open_data_tier
+from fusefs.objectgc import DEFAULT_GRACE_S
 from metadata import sessions
 from metadata.changelog import read_log
 from metadata.model import (
@@ -105,6 +107,11 @@ def cmd_gc(args: argparse.Namespace) -> int:
             print(collect_garbage(store, config, blocks))
         finally:
             blocks.close()
+        objects = open_data_tier(config)
+        if objects is not None:
+            from fusefs.objectgc import collect_objects
+
+            print(collect_objects(store, config, objects, grace_s=args.object_grace))
     return 0
 
 
@@ -118,6 +125,14 @@ def add_gc_parser(commands: Subcommands, common: argparse.ArgumentParser) -> Non
     )
     store_option(gc)
     name_option(gc)
+    gc.add_argument(
+        "--object-grace",
+        metavar="SECONDS",
+        type=float,
+        default=DEFAULT_GRACE_S,
+        help="with a data tier, delete unreferenced objects only once older than this, since a commit in "
+        f"flight may still publish a younger one (default: {DEFAULT_GRACE_S:g})",
+    )
 
 
 def cmd_blocks_add(args: argparse.Namespace) -> int:

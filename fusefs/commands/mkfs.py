@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import re
 
+from blocks.objects import DataUrl
 from fusefs.commands.common import (
     DEFAULT_NAME,
     Subcommands,
+    UsageError,
     add_command,
     byte_size,
     check_sizes,
@@ -19,6 +22,7 @@ from fusefs.commands.common import (
     positive_hours,
     store_option,
 )
+from fusefs.datatier import DataTierRequest
 from fusefs.limits import (
     MAX_CHUNK_SIZE_BYTES,
     MAX_INLINE_MAX_BYTES,
@@ -34,6 +38,7 @@ from metadata.printable import printable
 
 def cmd_mkfs(args: argparse.Namespace) -> int:
     check_sizes(args.inline_max, args.chunk_size)  # before the store file is created
+    data = data_tier_request(args)
     with opened_store(args.store, create=True) as store:
         config = make_filesystem(
             store,
@@ -42,11 +47,28 @@ def cmd_mkfs(args: argparse.Namespace) -> int:
             args.inline_max,
             args.chunk_size,
             args.log_retention_hours * 3600,
-            args.trash_days,
-            args.search_index,
+            trash_days=args.trash_days,
+            search_index=args.search_index,
+            data=data,
         )
         print(f"created filesystem '{config.name}' in {printable(store.url)} ({describe_config(config)})")
     return 0
+
+
+def data_tier_request(args: argparse.Namespace) -> DataTierRequest | None:
+    if args.data is None:
+        if args.s3_endpoint is not None or args.s3_credentials is not None:
+            raise UsageError("--s3-endpoint and --s3-credentials go with --data")
+        return None
+    if args.s3_endpoint is None:
+        raise UsageError("--data needs --s3-endpoint URL")
+    if not re.fullmatch(r"https?://[^\s/]+/?", args.s3_endpoint):
+        raise UsageError(f"--s3-endpoint must look like http(s)://HOST[:PORT], not {args.s3_endpoint!r}")
+    try:
+        url = DataUrl.parse(args.data)
+    except ValueError as error:
+        raise UsageError(f"--data: {error}") from None
+    return DataTierRequest(url, args.s3_endpoint.rstrip("/"), args.s3_credentials)
 
 
 def add_mkfs_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -85,6 +107,20 @@ def add_mkfs_parser(commands: Subcommands, common: argparse.ArgumentParser) -> N
         default=DEFAULT_LOG_RETENTION_S // 3600,
         help="change-log records older than this are trimmed by the mounted daemon "
         f"(default: {DEFAULT_LOG_RETENTION_S // 3600} hours)",
+    )
+    mkfs.add_argument(
+        "--data",
+        metavar="s3://BUCKET/PREFIX",
+        help="keep large files' chunks as objects in this existing bucket of an S3 object store, readable "
+        "from every host (the block directories then stage writes and cache reads); needs --s3-endpoint",
+    )
+    mkfs.add_argument("--s3-endpoint", metavar="URL", help="the S3 endpoint of --data, http(s)://HOST[:PORT]")
+    mkfs.add_argument(
+        "--s3-credentials",
+        metavar="FILE",
+        help="S3 credentials file (AWS format, [default] aws_access_key_id, aws_secret_access_key) "
+        "(default: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_SHARED_CREDENTIALS_FILE); "
+        "never stored",
     )
     mkfs.add_argument(
         "--trash-days",

@@ -19,6 +19,7 @@ from fusefs.commands.common import (
     Subcommands,
     UsageError,
     add_command,
+    cache_size_option,
     describe_config,
     has_filesystem,
     make_filesystem,
@@ -93,6 +94,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
         strict="strict" in options,
         writeback_cache="writeback_cache" in options,
         shared="shared" in options,
+        cache_dir=_absolute(option_value(options, "cache_dir")),
+        cache_size=cache_size_option(options),
         acl="acl" in options,
         log_file=os.path.abspath(log_file) if log_file else None,
         debug=args.debug,
@@ -102,6 +105,10 @@ def cmd_mount(args: argparse.Namespace) -> int:
     if args.foreground:
         return daemon.mount_foreground(request)
     return daemon.mount_background(request)
+
+
+def _absolute(path: str | None) -> str | None:
+    return None if path is None else os.path.abspath(path)
 
 
 def add_mount_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -116,6 +123,10 @@ def add_mount_parser(commands: Subcommands, common: argparse.ArgumentParser) -> 
         f"Without --store, the '{DEFAULT_NAME}' filesystem of the default store is created on first mount. "
         "Options for -o (comma-separated): "
         + "; ".join(f"{option}: {meaning}" for option, meaning in MOUNT_OPTIONS.items())
+        + "; cache_dir=DIR: with a data tier (mkfs --data), this host's own staging and cache directory "
+        "instead of the filesystem's block directories; cache_size=BYTES: the limit of the cache of "
+        "objects read from the data tier (default 8G). A data tier's credentials come from "
+        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the file AWS_SHARED_CREDENTIALS_FILE names"
     )
     store_option(mount)
     name_option(mount)

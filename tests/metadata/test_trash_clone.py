@@ -140,6 +140,40 @@ def test_unshare_puts_a_private_copy_in_place(fs) -> None:
     assert fs.dump() == before
 
 
+def _versioned(fs: Fs, name: bytes, chunk_id: int, version: int) -> int:
+    """A one-chunk file whose chunk is object ``chunk_id``.``version`` of a data tier."""
+    ino = _chunked(fs, ROOT_INODE, name, [chunk_id])
+    record = ChunkRecord(chunk_id, 0, b"crc", version=version)
+    fs.run(lambda tr: filedata.put_chunk(tr, fs.keys, ino, 0, record))
+    return ino
+
+
+def test_a_clone_keeps_the_object_version(fs) -> None:
+    a = _versioned(fs, b"a", 630, 77)
+    b = fs.new_ino()
+    fs.run(lambda tr: clone.copy_inode(tr, fs.ns, a, b, ROOT_INODE, b"b", ROOT))
+    assert fs.run(lambda tr: filedata.read_chunks(tr, fs.keys, b))[0].version == 77
+    assert fs.run(lambda tr: filedata.live_versions(tr, fs.config.name, [630])) == {(630, 77)}
+
+
+def test_unshare_of_another_hosts_chunk_releases_its_last_reference(fs) -> None:
+    a = _versioned(fs, b"a", 640, 5)
+    copy = ChunkRecord(641, 0, b"crc", version=6)
+    assert fs.run(lambda tr: filedata.unshare(tr, fs.keys, a, 0, 640, copy, b"s")) is True
+    assert fs.raw_get(fs.keys.chunk_owner(640)) is None  # its object and file are garbage now
+    assert fs.run(lambda tr: filedata.live_versions(tr, fs.config.name, [640, 641])) == {(641, 6)}
+
+
+def test_live_versions_keep_a_shared_chunk_whose_owner_let_go(fs) -> None:
+    a = _versioned(fs, b"a", 650, 9)
+    b = fs.new_ino()
+    fs.run(lambda tr: clone.copy_inode(tr, fs.ns, a, b, ROOT_INODE, b"b", ROOT))
+    fs.unlink(ROOT_INODE, b"a", ROOT, still_open=lambda ino: False)  # the owner key still names a
+    assert fs.run(lambda tr: filedata.live_versions(tr, fs.config.name, [650])) == {(650, 0)}
+    fs.unlink(ROOT_INODE, b"b", ROOT, still_open=lambda ino: False)
+    assert fs.run(lambda tr: filedata.live_versions(tr, fs.config.name, [650])) == set()
+
+
 def test_clone_copies_inline_data_xattrs_and_counts(fs) -> None:
     from metadata.filedata import read_inline, write_inline
 

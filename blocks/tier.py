@@ -1,0 +1,221 @@
+"""Chunks over the object data tier: the local block directories stage writes and cache reads.
+
+A chunk written on this host lives in a chunk file of the local BlockStore (the staging area); when it is
+sealed (the file is closed or fsynced) its bytes become a new immutable object, ``<chunk id>.<version>``,
+and the chunk record points at that version in the same transaction that makes the data visible.
+
+Chunk ids are allocated once, store-wide, and only the host that allocated one ever writes its chunk
+file; a host that writes a chunk it does not hold locally takes a new chunk id whose first version is a
+copy of the object (``copy``: a crash before the next flush leaves the record at what was acknowledged),
+so a local chunk file is never an older version than the record it serves.  Chunks other
+hosts wrote are fetched whole into a cache directory under the name of their version, so a cached file
+is never served for another version.  Every read, from the object store or from the cache, is checked
+against the chunk's crc table (blocks/checksums.py) recorded with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+
+from .checksums import CHECKSUM_BLOCK_BYTES, ChecksumTable, block_count, block_crc
+from .errors import ChecksumMismatch
+from .fileio import pread_into
+from .objects import ObjectMissing, ObjectStore, ObjectStoreError, object_name
+from .store import BlockStore
+
+log = logging.getLogger(__name__)
+
+_BLOCK = CHECKSUM_BLOCK_BYTES
+#: Uploads retry with exponential backoff, from the first to the longest pause, until this patience runs
+#: out; the close or fsync waiting for them then fails with EIO (the data stays staged and dirty).
+UPLOAD_PATIENCE_S = 120.0
+RETRY_FIRST_S = 0.2
+RETRY_LONGEST_S = 5.0
+#: A fetch that cannot be served within this answers EIO.
+FETCH_PATIENCE_S = 30.0
+CACHE_DIR_NAME = "object-cache"
+DEFAULT_CACHE_BYTES = 8 << 30
+
+
+def new_version() -> int:
+    """A version number for a new object of a chunk: random, so hosts never collide without asking."""
+    return secrets.randbits(63) | 1
+
+
+def verified_object(data: bytes, chunk_id: int, version: int, length: int, table: ChecksumTable) -> bytes:
+    """The first `length` bytes of object `chunk_id`.`version`, checked against `table`."""
+    data = data[:length]
+    for index in range(block_count(table.chunk_size)):
+        actual = block_crc(data[index * _BLOCK : (index + 1) * _BLOCK])
+        if actual != table.get(index):
+            name = object_name(chunk_id, version)
+            raise ChecksumMismatch(chunk_id, index, f"object {name}", table.get(index), actual)
+    return data
+
+
+class ChunkTier:
+    """The object tier of one filesystem on this host: `objects`, staged through `blocks`, cached in
+    ``CACHE_DIR_NAME`` of its first block directory.  Synchronous: run the methods in threads."""
+
+    def __init__(
+        self,
+        objects: ObjectStore,
+        blocks: BlockStore,
+        *,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        fetch_patience_s: float = FETCH_PATIENCE_S,
+    ) -> None:
+        self.objects = objects
+        self._blocks = blocks
+        self._fetch_patience_s = fetch_patience_s
+        self.cache_dir = os.path.join(blocks.directories[0], CACHE_DIR_NAME)
+        os.makedirs(self.cache_dir, mode=0o700, exist_ok=True)
+        # Cached objects, least recently used first, with their sizes: evicted past `cache_bytes`.  Only
+        # uploaded versions are ever here; staged chunks live in the block directories, never evicted.
+        self._cache_bytes = cache_bytes
+        self._lru: OrderedDict[str, int] = OrderedDict()
+        self._cached_total = 0
+        self._lru_lock = threading.Lock()
+        for entry in sorted(os.scandir(self.cache_dir), key=lambda e: e.stat().st_mtime):
+            if entry.name.startswith(".fetch-"):
+                os.unlink(entry.path)  # a fetch cut short by a crash
+            else:
+                self._remember(entry.name, entry.stat().st_size)
+        self._evict(keep=None)
+
+    def is_local(self, dir_index: int, chunk_id: int) -> bool:
+        """Whether this host holds the chunk file (it allocated the chunk id and wrote it)."""
+        if not 0 <= dir_index < len(self._blocks.directories):
+            return False
+        return os.path.exists(self._blocks.path(dir_index, chunk_id))
+
+    # -- writing --------------------------------------------------------------------------------------
+    def upload(self, dir_index: int, chunk_id: int, length: int, table: ChecksumTable) -> int:
+        """Seal the first `length` bytes of a staged chunk as a new object; returns its version."""
+        data = self._blocks.read(dir_index, chunk_id, 0, length, table)
+        version = new_version()
+        self._retrying(
+            f"upload of chunk {chunk_id}", lambda: self.objects.put(object_name(chunk_id, version), data)
+        )
+        return version
+
+    def copy(
+        self, chunk_id: int, version: int, length: int, table: ChecksumTable, new_id: int
+    ) -> tuple[int, bytes]:
+        """Object `chunk_id`.`version` (first `length` bytes, checked against `table`) uploaded again as
+        the first version of chunk `new_id`; returns that version and the data, for the caller to write
+        as the local chunk.  The copy's record then points at what was acknowledged until the new
+        writes are, whatever happens to this host before its next flush."""
+        data = self._fetch(chunk_id, version, length, table)
+        copied = new_version()
+        self._retrying(
+            f"copy of chunk {chunk_id} as {new_id}",
+            lambda: self.objects.put(object_name(new_id, copied), data),
+        )
+        return copied, data
+
+    # -- reading --------------------------------------------------------------------------------------
+    def read(self, chunk_id: int, version: int, offset: int, length: int, table: ChecksumTable) -> bytes:
+        """Bytes of object `chunk_id`.`version`, from the cache, fetched whole into it on a miss."""
+        name = object_name(chunk_id, version)
+        path = os.path.join(self.cache_dir, name)
+        first, stop = offset // _BLOCK, block_count(offset + length)
+        buffer = bytearray((stop - first) * _BLOCK)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            data = self._fetch(chunk_id, version, table.chunk_size, table)  # verified whole
+            self._cache(name, data)
+            return bytes(data[offset : offset + length]).ljust(length, b"\0")
+        try:
+            pread_into(fd, buffer, first * _BLOCK)
+        finally:
+            os.close(fd)
+        self._touch(name)
+        view = memoryview(buffer)
+        for index in range(first, stop):
+            actual = block_crc(view[(index - first) * _BLOCK : (index - first + 1) * _BLOCK])
+            if actual != table.get(index):
+                os.unlink(path)  # the next read fetches it again
+                raise ChecksumMismatch(chunk_id, index, path, table.get(index), actual)
+        skip = offset - first * _BLOCK
+        return bytes(view[skip : skip + length])
+
+    def _fetch(self, chunk_id: int, version: int, length: int, table: ChecksumTable) -> bytes:
+        name = object_name(chunk_id, version)
+        deadline = time.monotonic() + self._fetch_patience_s
+        # Unlogged: a read that fails answers EIO, which the FUSE boundary logs in one line.
+        data = self._retrying(None, lambda: self.objects.get(name), deadline=deadline)
+        return verified_object(data, chunk_id, version, length, table)
+
+    def _cache(self, name: str, data: bytes) -> None:
+        # Written aside and renamed: a reader never sees half a cached object.
+        fd, temporary = tempfile.mkstemp(dir=self.cache_dir, prefix=".fetch-")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+            os.rename(temporary, os.path.join(self.cache_dir, name))
+        except BaseException:
+            os.unlink(temporary)
+            raise
+        self._remember(name, len(data))
+        self._evict(keep=name)
+
+    def _remember(self, name: str, size: int) -> None:
+        with self._lru_lock:
+            self._cached_total += size - self._lru.pop(name, 0)
+            self._lru[name] = size
+
+    def _touch(self, name: str) -> None:
+        with self._lru_lock:
+            if name in self._lru:
+                self._lru.move_to_end(name)
+
+    def _evict(self, keep: str | None) -> None:
+        """Remove least recently used cached objects until the cache fits its limit (but not `keep`,
+        just fetched for a read)."""
+        while True:
+            with self._lru_lock:
+                if self._cached_total <= self._cache_bytes or not self._lru:
+                    return
+                name, size = next(iter(self._lru.items()))
+                if name == keep:
+                    return
+                del self._lru[name]
+                self._cached_total -= size
+            try:
+                os.unlink(os.path.join(self.cache_dir, name))
+            except FileNotFoundError:
+                pass
+
+    @property
+    def cached_bytes(self) -> int:
+        return self._cached_total
+
+    @staticmethod
+    def _retrying(what: str | None, request, *, deadline: float | None = None):  # type: ignore[no-untyped-def]
+        """`request()`, retried with backoff while the object store fails (but not for a missing object)
+        until `deadline` (default: the upload patience).  The first failure and the last of `what` are
+        logged, one line each; none when `what` is None."""
+        deadline = time.monotonic() + UPLOAD_PATIENCE_S if deadline is None else deadline
+        pause = RETRY_FIRST_S
+        while True:
+            try:
+                return request()
+            except ObjectMissing:
+                raise
+            except ObjectStoreError as error:
+                if time.monotonic() + pause > deadline:
+                    if what is not None:
+                        log.error("%s failed, giving up: %s", what, error)
+                    raise
+                if what is not None and pause == RETRY_FIRST_S:
+                    log.warning("%s failed, retrying with backoff: %s", what, error)
+                time.sleep(pause)
+                pause = min(pause * 2, RETRY_LONGEST_S)
