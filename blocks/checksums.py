@@ -78,7 +78,7 @@ class ChecksumTable:
         self._crcs.extend([ZERO_BLOCK_CRC] * (count - len(self._crcs)))
 
     def to_bytes(self) -> bytes:
-        """Packed little-endian uint32 array; trailing ZERO_BLOCK_CRC entries are left out to keep it small."""
+        """Packed little-endian uint32 array; trailing ZERO_BLOCK_CRC entries are left out (smaller)."""
         end = len(self._crcs)
         while end and self._crcs[end - 1] == ZERO_BLOCK_CRC:
             end -= 1
@@ -96,7 +96,8 @@ class ChecksumTable:
         self._crcs[index] = crc
 
     def truncate(self, length: int) -> None:
-        """Mark every block wholly past `length` as never written; the caller recomputes a partial last block."""
+        """Mark every block wholly past `length` as never written (the caller recomputes a partial last
+        block)."""
         if not 0 <= length <= self.chunk_size:
             raise ValueError(f"cannot truncate a chunk of {self.chunk_size} bytes to {length}")
         first_dead = block_count(length)

@@ -75,7 +75,7 @@ def prepare_directory(path: str, chunk_size: int, owner: Owner, access: Access) 
 
 
 def fsync_directory(path: str) -> None:
-    """Make the entries of directory `path` durable (POSIX: fsync of the file alone does not cover its name)."""
+    """Make the entries of directory `path` durable (POSIX: a file's fsync does not cover its name)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)

@@ -47,7 +47,7 @@ class FdCache:
             self._release(entry)
 
     def invalidate(self, key: Hashable) -> None:
-        """Forget `key` (its file is about to be unlinked); an in-use descriptor closes at its last release."""
+        """Forget `key` (its file is about to be unlinked); a descriptor in use closes at its last release."""
         with self._lock:
             self._generation += 1
             entry = self._files.pop(key, None)

@@ -52,7 +52,7 @@ def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
 
 
 def punch_hole(fd: int, offset: int, length: int) -> None:
-    """Make [offset, offset+length) read as zeros and free its space where the filesystem can; size unchanged."""
+    """Make [offset, offset+length) read as zeros, freeing its space where the filesystem can (size kept)."""
     if length <= 0:
         return
     if _fallocate is not None:

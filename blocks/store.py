@@ -144,7 +144,7 @@ class BlockStore:
     def read(
         self, dir_index: int, chunk_id: int, offset: int, length: int, table: ChecksumTable | None
     ) -> bytes:
-        """Exactly `length` bytes from `offset`, zeros past the file's end and in holes, verified if `table`."""
+        """Exactly `length` bytes from `offset` (zeros past the end and in holes), checked by `table`."""
         self._check_range(offset, length, table)
         if not length:
             return b""
@@ -216,7 +216,7 @@ class BlockStore:
             pass
 
     def fsync(self, dir_index: int, chunk_id: int) -> None:
-        """Make the chunk's data durable and, after its creation, its name too (one fsync per subdirectory)."""
+        """Make the chunk's data durable, and after its creation its name (one fsync per subdirectory)."""
         try:
             with self._full_errors(dir_index), self._open(dir_index, chunk_id, create=False) as fd:
                 os.fsync(fd)
