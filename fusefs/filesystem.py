@@ -20,8 +20,9 @@ from blocks.tier import ChunkTier
 from fusefs.handles import HandleTable
 from fusefs.lifecycle import InodeLifecycle
 from fusefs.mount_session import MountSession
+from fusefs.nscache import NamespaceCache
 from fusefs.openfiles import OpenFiles
-from fusefs.operations import FuseOperations
+from fusefs.operations import FuseOperations, kernel_timeout_s
 from fusefs.recovery import Recovery
 from fusefs.recovery_gate import RecoveryGate
 from fusefs.services import run_services
@@ -51,7 +52,8 @@ class Filesystem:
         #: The object data tier (blocks/tier.py), if the filesystem has one.
         self.tier = tier
         self.read_only = read_only
-        self.runner = StoreRunner(store)
+        self.cache = NamespaceCache(kernel_timeout_s(shared=store.shared, strict=strict))
+        self.runner = StoreRunner(store, cache=self.cache)
         self.meta = Meta(Namespace(config, session=os.urandom(8)), self.runner.run)
         gate = RecoveryGate(read_only=read_only)
         self.open_files = OpenFiles(
@@ -70,6 +72,7 @@ class Filesystem:
             self.open_files,
             self.lifecycle,
             store.sync,
+            self.cache,
             shared=store.shared,
             read_only=read_only,
             strict=strict,
@@ -101,6 +104,7 @@ class Filesystem:
             self.lifecycle,
             self.recovery,
             self.mount_session,
+            self.cache,
             read_only=self.read_only,
             tier=self.tier,
         )

@@ -30,10 +30,12 @@ from fusefs.boundary import fuse_handler
 from fusefs.handles import DirHandle, FileHandle, HandleTable
 from fusefs.idpool import IdPool
 from fusefs.lifecycle import InodeLifecycle
+from fusefs.nscache import NamespaceCache
 from fusefs.openfile import OpenFile
 from fusefs.openfiles import OpenFiles
 from metadata import acl
 from metadata.meta import Meta
+from metadata.namespace import check_name
 from metadata.model import Caller, FSError, InodeAttr, SetAttrRequest
 
 #: Kernel cache lifetimes when this daemon is the only writer (embedded store).
@@ -42,6 +44,13 @@ SOLE_WRITER_TIMEOUT_S = 60.0
 SHARED_TIMEOUT_S = 1.0
 READDIR_PAGE_ENTRIES = 256
 CAPABILITY_XATTR = b"security.capability"
+
+
+def kernel_timeout_s(*, shared: bool, strict: bool) -> float:
+    """How long the kernel (and fusefs/nscache.py) may keep entries and attributes."""
+    if strict:
+        return 0.0
+    return SHARED_TIMEOUT_S if shared else SOLE_WRITER_TIMEOUT_S
 
 
 def caller_of(ctx: pyfuse3.RequestContext, *, with_groups: bool = False) -> Caller:
@@ -72,6 +81,7 @@ class FuseOperations(pyfuse3.Operations):
         open_files: OpenFiles,
         lifecycle: InodeLifecycle,
         sync_store: Callable[[], None],
+        cache: NamespaceCache,
         *,
         shared: bool,
         read_only: bool = False,
@@ -88,11 +98,9 @@ class FuseOperations(pyfuse3.Operations):
         self._sync_store = sync_store
         self.read_only = read_only
         self.strict = strict
+        self._cache = cache
         self._inode_ids = IdPool(meta, "inode")
-        if strict:
-            self.timeout_s = 0.0
-        else:
-            self.timeout_s = SHARED_TIMEOUT_S if shared else SOLE_WRITER_TIMEOUT_S
+        self.timeout_s = kernel_timeout_s(shared=shared, strict=strict)
         self.enable_writeback_cache = writeback_cache and not strict and not read_only
         # FUSE_POSIX_ACL: the kernel enforces the ACLs it reads from system.posix_acl_* (metadata/acl.py).
         # Without it the kernel still passes those names through to us: they are refused, since an ACL
@@ -136,8 +144,15 @@ class FuseOperations(pyfuse3.Operations):
         if name == b"..":
             parent = await self.meta.getattr(parent_inode)
             return self._entry(await self.meta.getattr(parent.parent))
+        check_name(name)  # ENAMETOOLONG before any answer from the cache
+        known, ino = self._cache.entry(parent_inode, name)
+        attr = self._cache.attr(ino) if ino is not None else None
         try:
-            return self._entry(await self.meta.lookup(parent_inode, name))
+            if known and ino is None:
+                raise FSError(errno.ENOENT)
+            if attr is None:
+                attr = await self.meta.lookup(parent_inode, name, self._cache.hint(parent_inode, name))
+            return self._entry(attr)
         except FSError as error:
             if error.errno != errno.ENOENT or not self.timeout_s:
                 raise
@@ -158,7 +173,8 @@ class FuseOperations(pyfuse3.Operations):
         open_file = self._open_files.get(inode)
         if open_file is not None and open_file.has_unflushed_writes:
             await open_file.count_allocated()  # st_blocks of data not flushed yet
-        return self._entry(await self.meta.getattr(inode), counted=False)
+        attr = self._cache.attr(inode) or await self.meta.getattr(inode)
+        return self._entry(attr, counted=False)
 
     @fuse_handler
     async def setattr(
@@ -272,7 +288,8 @@ class FuseOperations(pyfuse3.Operations):
     @fuse_handler
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         self._check_writable()
-        removal = await self.meta.unlink(parent_inode, name, caller_of(ctx), self._lifecycle.still_open)
+        hint = self._cache.hint(parent_inode, name)
+        removal = await self.meta.unlink(parent_inode, name, caller_of(ctx), self._lifecycle.still_open, hint)
         await self._lifecycle.after_removal(removal)
 
     @fuse_handler
@@ -304,6 +321,10 @@ class FuseOperations(pyfuse3.Operations):
             noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE),
             exchange=bool(flags & pyfuse3.RENAME_EXCHANGE),
             still_open=self._lifecycle.still_open,
+            hints=(
+                self._cache.hint(parent_inode_old, name_old),
+                self._cache.hint(parent_inode_new, name_new),
+            ),
         )
         await self._lifecycle.after_removal(removal)
 

@@ -16,6 +16,7 @@ from fusefs.gc import collect_garbage
 from fusefs.invalidation import follow_changes
 from fusefs.lifecycle import InodeLifecycle
 from fusefs.mount_session import MountSession
+from fusefs.nscache import NamespaceCache
 from fusefs.objectgc import DEFAULT_GRACE_S, OBJECT_GRACE_ENV, collect_objects
 from fusefs.openfiles import OpenFiles
 from fusefs.recovery import RECOVERY_INTERVAL_ENV, RECOVERY_INTERVAL_S, Recovery
@@ -46,6 +47,7 @@ async def run_services(
     lifecycle: InodeLifecycle,
     recovery: Recovery,
     mount_session: MountSession,
+    cache: NamespaceCache,
     *,
     read_only: bool,
     tier: ChunkTier | None = None,
@@ -59,7 +61,8 @@ async def run_services(
             nursery.start_soon(_keep_running, keep_purging, meta, lifecycle)
             nursery.start_soon(_keep_running, _collect_garbage, runner, meta, blocks, tier)
         if runner.store.shared:
-            nursery.start_soon(_keep_running, follow_changes, meta, runner, open_files.forget_cached_data)
+            forget_data = open_files.forget_cached_data
+            nursery.start_soon(_keep_running, follow_changes, meta, runner, cache, forget_data)
 
 
 async def _keep_running(service: Callable[..., Awaitable[None]], *args: Any) -> None:

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from fusefs.nscache import NamespaceCache, Observation
 from fusefs.stats import COUNTERS
 from metadata.store import (
     DEFAULT_TIMEOUT_S,
@@ -77,8 +78,16 @@ def patience_from_env(environ: Mapping[str, str]) -> float:
 class StoreRunner:
     """Runs transaction functions on ``store`` on behalf of trio tasks."""
 
-    def __init__(self, store: Store, max_threads: int = 128, patience_s: float | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        max_threads: int = 128,
+        patience_s: float | None = None,
+        cache: NamespaceCache | None = None,
+    ) -> None:
         self.store = store
+        #: Learns what every committed transaction read and wrote (fusefs/nscache.py).
+        self.cache = cache
         self.patience_s = patience_from_env(os.environ) if patience_s is None else patience_s
         self._limiter = trio.CapacityLimiter(max_threads)
         # Watches get their own threads: waiting watches must never starve transactions of workers.
@@ -91,11 +100,30 @@ class StoreRunner:
         Cancellation is honoured only before the transaction starts and between retries whose attempts
         certainly did not commit: a cancelled caller must not be told "failed" about a transaction that
         may have committed."""
+        observation = self.cache.observe() if self.cache is not None else None
         operation = Operation()
+        try:
+            result = await self._run(fn, args, operation, observation)
+        except BaseException:
+            if observation is not None:
+                observation.failed(operation.maybe_committed)
+            raise
+        if observation is not None:
+            observation.committed(operation.maybe_committed)
+        return result
+
+    async def _run(
+        self,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        operation: Operation,
+        observation: Observation | None,
+    ) -> T:
         started = time.monotonic()
         COUNTERS.transactions += 1
         try:
-            return await self._transact(fn, args, operation, min(DEFAULT_TIMEOUT_S, self.patience_s))
+            timeout_s = min(DEFAULT_TIMEOUT_S, self.patience_s)
+            return await self._transact(fn, args, operation, observation, timeout_s)
         except (TransactionTimedOut, RetryLimitReached) as error:
             failure: StoreError = error
         warned = False
@@ -116,7 +144,7 @@ class StoreRunner:
                 await trio.sleep(backoff_s(_BACKOFF_ATTEMPT))
                 timeout_s = min(DEFAULT_TIMEOUT_S, max(started + self.patience_s - time.monotonic(), 0.001))
                 try:
-                    result = await self._transact(fn, args, operation, timeout_s)
+                    result = await self._transact(fn, args, operation, observation, timeout_s)
                 except (TransactionTimedOut, RetryLimitReached) as error:
                     failure = error
                     continue
@@ -125,11 +153,16 @@ class StoreRunner:
             return result
 
     async def _transact(
-        self, fn: Callable[..., T], args: tuple[Any, ...], operation: Operation, timeout_s: float
+        self,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        operation: Operation,
+        observation: Observation | None,
+        timeout_s: float,
     ) -> T:
         call = functools.partial(
             self.store.transact,
-            functools.partial(_with_args, fn, args),
+            functools.partial(_with_args, fn, args, observation),
             retry_limit=_UNBOUNDED_RETRIES,
             timeout_s=timeout_s,
             operation=operation,
@@ -158,6 +191,10 @@ class StoreRunner:
                 return False
 
 
-def _with_args(fn: Callable[..., T], args: tuple[Any, ...], tr: Transaction) -> T:
+def _with_args(
+    fn: Callable[..., T], args: tuple[Any, ...], observation: Observation | None, tr: Transaction
+) -> T:
     COUNTERS.transaction_attempts += 1  # once per attempt: the store retries by calling this again
+    if observation is not None:
+        tr.written = observation.attempt()
     return fn(tr, *args)

@@ -58,8 +58,8 @@ class Meta:
     def getattr(self, ino: int) -> Awaitable[InodeAttr]:
         return self._run(self.ns.getattr, ino)
 
-    def lookup(self, parent: int, name: bytes) -> Awaitable[InodeAttr]:
-        return self._run(self.ns.lookup, parent, name)
+    def lookup(self, parent: int, name: bytes, hint: int | None = None) -> Awaitable[InodeAttr]:
+        return self._run(self.ns.lookup, parent, name, hint)
 
     def setattr(self, ino: int, request: SetAttrRequest, caller: Caller) -> Awaitable[InodeAttr]:
         return self._run(self.ns.setattr, ino, request, caller)
@@ -93,9 +93,14 @@ class Meta:
         return self._run(self.ns.link, ino, new_parent, new_name, caller)
 
     def unlink(
-        self, parent: int, name: bytes, caller: Caller, still_open: Callable[[int], bool]
+        self,
+        parent: int,
+        name: bytes,
+        caller: Caller,
+        still_open: Callable[[int], bool],
+        hint: int | None = None,
     ) -> Awaitable[Removal | None]:
-        return self._run(self.ns.unlink, parent, name, caller, still_open)
+        return self._run(self.ns.unlink, parent, name, caller, still_open, hint)
 
     def rmdir(self, parent: int, name: bytes, caller: Caller) -> Awaitable[Removal]:
         return self._run(self.ns.rmdir, parent, name, caller)
@@ -111,9 +116,10 @@ class Meta:
         noreplace: bool,
         exchange: bool,
         still_open: Callable[[int], bool],
+        hints: tuple[int | None, int | None] = (None, None),
     ) -> Awaitable[Removal | None]:
         rename = functools.partial(
-            self.ns.rename, noreplace=noreplace, exchange=exchange, still_open=still_open
+            self.ns.rename, noreplace=noreplace, exchange=exchange, still_open=still_open, hints=hints
         )
         return self._run(rename, old_parent, old_name, new_parent, new_name, caller)
 

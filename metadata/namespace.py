@@ -18,10 +18,10 @@ from __future__ import annotations
 import errno
 import logging
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from metadata import acl, changelog, filedata, index, quota, trash, xattrs
+from metadata import acl, changelog, filedata, index, quota, trash, written, xattrs
 from metadata.idempotency import idempotent_method
 from metadata.keys import FsKeys, all_filesystems_range, filesystem_of
 from metadata.model import (
@@ -102,38 +102,61 @@ class Namespace:
 
     # -- records ------------------------------------------------------------------------------------
     def _load(self, tr: Transaction, ino: int, *, snapshot: bool = False) -> InodeAttr:
-        return _decode_attr(ino, tr.get(self.keys.attr(ino), snapshot=snapshot))
+        return _read_attr(tr, ino, tr.get(self.keys.attr(ino), snapshot=snapshot))
 
     def _load_many(self, tr: Transaction, inos: list[int]) -> list[InodeAttr]:
         """Attributes of several inodes, read in one round trip."""
         raws = tr.get_many([self.keys.attr(ino) for ino in inos])
-        return [_decode_attr(ino, raw) for ino, raw in zip(inos, raws, strict=True)]
+        return [_read_attr(tr, ino, raw) for ino, raw in zip(inos, raws, strict=True)]
 
     def _save(self, tr: Transaction, attr: InodeAttr) -> None:
         tr.set(self.keys.attr(attr.ino), attr.encode())
+        written.wrote_attr(tr, attr)
 
     def _directory(self, tr: Transaction, ino: int) -> InodeAttr:
         return _as_directory(self._load(tr, ino))
 
     def _directory_and_entries(
-        self, tr: Transaction, parent: int, *names: bytes
+        self, tr: Transaction, parent: int, *names: bytes, hints: Sequence[int | None] = ()
     ) -> tuple[InodeAttr, list[int | None]]:
         """Directory ``parent`` and the inodes its ``names`` point to (None: no such entry), read in one
         round trip: on FoundationDB every serial read costs a network round trip."""
-        raws = tr.get_many([self.keys.attr(parent), *(self.keys.entry(parent, name) for name in names)])
-        directory = _as_directory(_decode_attr(parent, raws[0]))
+        directories, inos = self._directories_and_entries(tr, [(parent, name) for name in names], hints)
+        return directories.get(parent) or self._directory(tr, parent), inos
+
+    def _directories_and_entries(
+        self, tr: Transaction, places: Sequence[tuple[int, bytes]], hints: Sequence[int | None] = ()
+    ) -> tuple[dict[int, InodeAttr], list[int | None]]:
+        """The directories of ``places`` (directory, name) and the inodes the names point to, in one
+        round trip.  The records of the inodes in ``hints`` (those the names named when last seen) are
+        fetched in the same round trip, so that reading them next costs none while the names still name
+        them (FoundationDB's client answers a key read twice in a transaction from its cache)."""
+        parents = list(dict.fromkeys(parent for parent, _ in places))
+        keys = [self.keys.attr(parent) for parent in parents]
+        keys += [self.keys.entry(parent, name) for parent, name in places]
+        for hint in hints:
+            if hint is not None:
+                keys += [self.keys.attr(hint), self.keys.quota_charges(hint)]
+        raws = tr.get_many(keys)
+        directories = {
+            parent: _as_directory(_read_attr(tr, parent, raw)) for parent, raw in zip(parents, raws)
+        }
+        entries = raws[len(parents) : len(parents) + len(places)]
         inos = [
-            None if raw is None else _entry_ino(raw, parent, name)
-            for name, raw in zip(names, raws[1:], strict=True)
+            _read_entry(tr, parent, name, raw) for (parent, name), raw in zip(places, entries, strict=True)
         ]
-        return directory, inos
+        return directories, inos
 
     def _entry(self, tr: Transaction, parent: int, name: bytes, *, snapshot: bool = False) -> int | None:
-        raw = tr.get(self.keys.entry(parent, name), snapshot=snapshot)
-        return None if raw is None else _entry_ino(raw, parent, name)
+        return _read_entry(tr, parent, name, tr.get(self.keys.entry(parent, name), snapshot=snapshot))
 
     def _set_entry(self, tr: Transaction, parent: int, name: bytes, attr: InodeAttr) -> None:
         tr.set(self.keys.entry(parent, name), pack([attr.ino, stat.S_IFMT(attr.mode)]))
+        written.wrote_entry(tr, parent, name, attr.ino)
+
+    def _clear_entry(self, tr: Transaction, parent: int, name: bytes) -> None:
+        tr.clear(self.keys.entry(parent, name))
+        written.wrote_entry(tr, parent, name, None)
 
     def _count_inodes(self, tr: Transaction, ino: int, delta: int) -> None:
         tr.add(self.keys.counter("inodes", ino % _COUNTER_SHARDS), delta)
@@ -205,10 +228,14 @@ class Namespace:
         size or its deletion consults them, and FoundationDB then answers from the transaction's cache
         instead of a second round trip."""
         raw, _ = tr.get_many([self.keys.attr(ino), self.keys.quota_charges(ino)])
-        return _decode_attr(ino, raw)
+        return _read_attr(tr, ino, raw)
 
-    def lookup(self, tr: Transaction, parent: int, name: bytes) -> InodeAttr:
+    def lookup(self, tr: Transaction, parent: int, name: bytes, hint: int | None = None) -> InodeAttr:
+        """The inode ``name`` in ``parent`` names.  ``hint``, the inode it named when last seen, is read in
+        the same round trip as the entry: one round trip, not two, while the name still names it."""
         check_name(name)
+        if hint is not None:
+            tr.get_many([self.keys.entry(parent, name), self.keys.attr(hint)], snapshot=True)
         ino = self._entry(tr, parent, name, snapshot=True)
         if ino is None:
             raise FSError(errno.ENOENT)
@@ -289,8 +316,8 @@ class Namespace:
                 *quota.create_keys(self.keys, parent),
             ]
         )
-        directory = _as_directory(_decode_attr(parent, raws[0]))
-        if raws[1] is not None:
+        directory = _as_directory(_read_attr(tr, parent, raws[0]))
+        if _read_entry(tr, parent, name, raws[1]) is not None:
             raise FSError(errno.EEXIST)
         is_dir = stat.S_ISDIR(mode)
         gid = caller.gid
@@ -327,6 +354,7 @@ class Namespace:
             index.add_link(tr, self.keys, parent, name, ino)
         if is_dir:
             directory.nlink += 1
+            written.created_dir(tr, ino)
         directory.touch(mtime=True, when_ns=now)
         self._save(tr, directory)
         self._count_inodes(tr, ino, 1)
@@ -422,10 +450,11 @@ class Namespace:
         name: bytes,
         caller: Caller,
         still_open: Callable[[int], bool] = _always_open,
+        hint: int | None = None,
     ) -> Removal:
         """``still_open(ino)`` tells whether the inode is still held (open, or known to the kernel): then it
-        stays an orphan until ``reclaim``."""
-        return self._remove(tr, parent, name, caller, directory=False, still_open=still_open)
+        stays an orphan until ``reclaim``.  ``hint``: the inode ``name`` named when last seen."""
+        return self._remove(tr, parent, name, caller, directory=False, still_open=still_open, hint=hint)
 
     @idempotent_method
     def rmdir(self, tr: Transaction, parent: int, name: bytes, caller: Caller) -> Removal:
@@ -440,10 +469,11 @@ class Namespace:
         *,
         directory: bool,
         still_open: Callable[[int], bool] = _always_open,
+        hint: int | None = None,
     ) -> Removal:
         check_name(name)
         tr.frees_space = True
-        parent_attr, (ino,) = self._directory_and_entries(tr, parent, name)
+        parent_attr, (ino,) = self._directory_and_entries(tr, parent, name, hints=(hint,))
         if ino is None:
             raise FSError(errno.ENOENT)
         attr = self._load_with_charges(tr, ino)
@@ -456,7 +486,7 @@ class Namespace:
         elif attr.is_dir:
             raise FSError(errno.EISDIR)
         now = now_ns()
-        tr.clear(self.keys.entry(parent, name))
+        self._clear_entry(tr, parent, name)
         if self.config.search_index:
             index.remove_link(tr, self.keys, parent, name, ino)
         parent_attr.touch(mtime=True, when_ns=now)
@@ -503,6 +533,7 @@ class Namespace:
         tr.clear_range(*self.keys.xattrs(ino))
         tr.clear_range(*self.keys.dirty_chunks_of(ino))
         tr.clear(self.keys.attr(ino))
+        written.deleted_inode(tr, ino)
         tr.clear(self.keys.orphan(ino))
         quota.on_delete(tr, self.keys, attr)
         self._count_inodes(tr, ino, -1)
@@ -537,16 +568,16 @@ class Namespace:
         noreplace: bool = False,
         exchange: bool = False,
         still_open: Callable[[int], bool] = _always_open,
+        hints: tuple[int | None, int | None] = (None, None),
     ) -> Removal | None:
-        """Move an entry; returns what happened to a replaced target (None if nothing was replaced)."""
+        """Move an entry; returns what happened to a replaced target (None if nothing was replaced).
+        ``hints``: the inodes the old and the new name named when last seen."""
         check_name(old_name)
         check_name(new_name)
-        if new_parent == old_parent:
-            src_dir, (src_ino, dst_ino) = self._directory_and_entries(tr, old_parent, old_name, new_name)
-            dst_dir = src_dir
-        else:
-            src_dir, (src_ino,) = self._directory_and_entries(tr, old_parent, old_name)
-            dst_dir, (dst_ino,) = self._directory_and_entries(tr, new_parent, new_name)
+        directories, (src_ino, dst_ino) = self._directories_and_entries(
+            tr, [(old_parent, old_name), (new_parent, new_name)], hints
+        )
+        src_dir, dst_dir = directories[old_parent], directories[new_parent]
         if src_ino is None:
             raise FSError(errno.ENOENT)
         if noreplace and dst_ino is not None:
@@ -594,7 +625,7 @@ class Namespace:
             removal = (
                 None if dst.is_dir else trash.keep(tr, self, new_parent, new_name, dst, now)
             ) or self._detach(tr, dst, now, still_open)
-        tr.clear(self.keys.entry(old_parent, old_name))
+        self._clear_entry(tr, old_parent, old_name)
         self._set_entry(tr, new_parent, new_name, src)
         if src.is_dir and new_parent != old_parent:
             src_dir.nlink -= 1
@@ -713,6 +744,18 @@ class Namespace:
         A part of the flush transaction (metadata/content.py), which is idempotent as a whole."""
         self._save(tr, attr)
         self._log(tr, "write", caller.uid, attr.ino)
+
+
+def _read_attr(tr: Transaction, ino: int, raw: bytes | None) -> InodeAttr:
+    attr = _decode_attr(ino, raw)
+    written.read_attr(tr, attr)
+    return attr
+
+
+def _read_entry(tr: Transaction, parent: int, name: bytes, raw: bytes | None) -> int | None:
+    ino = None if raw is None else _entry_ino(raw, parent, name)
+    written.read_entry(tr, parent, name, ino)
+    return ino
 
 
 def _decode_attr(ino: int, raw: bytes | None) -> InodeAttr:

@@ -161,6 +161,9 @@ class SqliteTransaction(Transaction):
         self._size_bytes = 0
         self._done = False
         self._in_read_round = False  # get_many: one emulated read round for all its keys
+        # Keys read already cost no emulated round again: FoundationDB's client answers them from the
+        # transaction's own cache.
+        self._emulated_keys: set[bytes] = set()
 
     # -- reads --------------------------------------------------------------------------------------
     def _snapshot(self) -> sqlite3.Connection:
@@ -181,8 +184,9 @@ class SqliteTransaction(Transaction):
             return self._writes[key]
         if self._in_cleared(key):
             return None
-        if self._store.read_delay_s and not self._in_read_round:
+        if self._store.read_delay_s and not self._in_read_round and key not in self._emulated_keys:
             self._store._emulate_read_round()
+            self._emulated_keys.add(key)
         value = self._db_get(key)
         if not snapshot:
             self._reads.append((key, _key_after(key)))
@@ -193,7 +197,9 @@ class SqliteTransaction(Transaction):
     def get_many(self, keys: list[bytes], *, snapshot: bool = False) -> list[bytes | None]:
         if not self._store.read_delay_s:
             return [self.get(key, snapshot=snapshot) for key in keys]
-        self._store._emulate_read_round()
+        if not self._emulated_keys.issuperset(keys):
+            self._store._emulate_read_round()
+            self._emulated_keys.update(keys)
         self._in_read_round = True
         try:
             return [self.get(key, snapshot=snapshot) for key in keys]

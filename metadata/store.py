@@ -18,7 +18,10 @@ import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from metadata.written import Written
 
 # FoundationDB's documented limits; the embedded backend enforces the same ones so that code that works
 # on one backend works on the other.
@@ -145,6 +148,9 @@ class Transaction(abc.ABC):
     #: full disk the embedded store lets such a commit spend its space reserve, so that ``rm`` can free
     #: space.  A hint only: FoundationDB ignores it.
     frees_space: bool = False
+    #: Set per attempt by a caller that keeps a cache of the namespace (a mounted daemon): the namespace's
+    #: transaction functions note there what they read and wrote (metadata/written.py).
+    written: Written | None = None
 
     @abc.abstractmethod
     def get(self, key: bytes, *, snapshot: bool = False) -> bytes | None: ...
