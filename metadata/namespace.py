@@ -105,9 +105,10 @@ class Namespace:
         return _read_attr(tr, ino, tr.get(self.keys.attr(ino), snapshot=snapshot))
 
     def _load_many(self, tr: Transaction, inos: list[int]) -> list[InodeAttr]:
-        """Attributes of several inodes, read in one round trip."""
-        raws = tr.get_many([self.keys.attr(ino) for ino in inos])
-        return [_read_attr(tr, ino, raw) for ino, raw in zip(inos, raws, strict=True)]
+        """Attributes of several inodes, read in one round trip with their quota charges (which a move
+        between directories or a deletion consults)."""
+        raws = tr.get_many([*(self.keys.attr(ino) for ino in inos), *map(self.keys.quota_charges, inos)])
+        return [_read_attr(tr, ino, raw) for ino, raw in zip(inos, raws[: len(inos)], strict=True)]
 
     def _save(self, tr: Transaction, attr: InodeAttr) -> None:
         tr.set(self.keys.attr(attr.ino), attr.encode())
@@ -125,19 +126,24 @@ class Namespace:
         return directories.get(parent) or self._directory(tr, parent), inos
 
     def _directories_and_entries(
-        self, tr: Transaction, places: Sequence[tuple[int, bytes]], hints: Sequence[int | None] = ()
+        self,
+        tr: Transaction,
+        places: Sequence[tuple[int, bytes]],
+        hints: Sequence[int | None] = (),
+        also: Sequence[bytes] = (),
     ) -> tuple[dict[int, InodeAttr], list[int | None]]:
         """The directories of ``places`` (directory, name) and the inodes the names point to, in one
         round trip.  The records of the inodes in ``hints`` (those the names named when last seen) are
         fetched in the same round trip, so that reading them next costs none while the names still name
-        them (FoundationDB's client answers a key read twice in a transaction from its cache)."""
+        them (FoundationDB's client answers a key read twice in a transaction from its cache); so are the
+        keys in ``also``."""
         parents = list(dict.fromkeys(parent for parent, _ in places))
         keys = [self.keys.attr(parent) for parent in parents]
         keys += [self.keys.entry(parent, name) for parent, name in places]
         for hint in hints:
             if hint is not None:
                 keys += [self.keys.attr(hint), self.keys.quota_charges(hint)]
-        raws = tr.get_many(keys)
+        raws = tr.get_many([*keys, *also])
         directories = {
             parent: _as_directory(_read_attr(tr, parent, raw)) for parent, raw in zip(parents, raws)
         }
@@ -574,8 +580,10 @@ class Namespace:
         ``hints``: the inodes the old and the new name named when last seen."""
         check_name(old_name)
         check_name(new_name)
+        # A move between directories checks the quotas of both: their keys come in the same round trip.
+        quota_keys = [] if new_parent == old_parent else quota.move_keys(self.keys, old_parent, new_parent)
         directories, (src_ino, dst_ino) = self._directories_and_entries(
-            tr, [(old_parent, old_name), (new_parent, new_name)], hints
+            tr, [(old_parent, old_name), (new_parent, new_name)], hints, quota_keys
         )
         src_dir, dst_dir = directories[old_parent], directories[new_parent]
         if src_ino is None:

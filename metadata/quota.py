@@ -72,6 +72,11 @@ def on_delete(tr: Transaction, keys: FsKeys, attr: InodeAttr) -> None:
         tr.clear_range(*keys.quota_usages(attr.ino))
 
 
+def move_keys(keys: FsKeys, *directories: int) -> list[bytes]:
+    """What ``check_move`` reads of the directories an inode may move into, besides the inode's charges."""
+    return [keys.quota_flag()] + [k for d in directories for k in (keys.quota_charges(d), keys.quota(d))]
+
+
 def check_move(tr: Transaction, keys: FsKeys, ino: int, new_parent: int) -> None:
     """EXDEV if ``ino`` linked or moved into ``new_parent`` would count against other quotas."""
     flag, charges, parent_charges, parent_quota = tr.get_many(

@@ -99,3 +99,22 @@ def test_emulation_from_env() -> None:
 def test_bad_emulation_settings_are_named(name: str, value: str, message: str) -> None:
     with pytest.raises(EmulationSettingError, match=f"{name}=.*{message}"):
         StoreEmulation.from_env({name: value})
+
+
+def test_a_key_read_again_in_a_transaction_costs_no_round(tmp_path: Path) -> None:
+    """As FoundationDB's client answers a key it read already from the transaction's cache."""
+    store = SqliteStore(str(tmp_path / "slow.db"), emulation=StoreEmulation(read_delay_s=0.0001))
+    try:
+        store.transact(lambda tr: tr.set(b"a", b"1"))
+
+        def reads(tr):  # type: ignore[no-untyped-def]
+            tr.get_many([b"a", b"b"])  # one round
+            tr.get(b"a")  # cached
+            tr.get_many([b"b", b"a"])  # cached
+            tr.get_many([b"a", b"c"])  # one round: c is new
+            return tr.get(b"a")
+
+        assert store.transact(reads) == b"1"
+        assert store.emulated_read_rounds == 2
+    finally:
+        store.close()
