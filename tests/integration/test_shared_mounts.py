@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures
 import errno
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -195,6 +196,26 @@ def test_two_read_write_mounts_see_each_others_changes(two_mounts: tuple[Path, P
     _eventually(lambda: _expect(os.listdir(b / "d") == ["moved"] and not (b / "from-a").exists()))
     os.unlink(b / "d" / "moved")
     _eventually(lambda: _expect(os.listdir(a / "d") == []))
+
+
+def test_what_a_mount_answers_itself_follows_the_other_mounts_changes(two_mounts) -> None:
+    """A mount answers lookups in a directory it created, and the attributes its own changes left, from
+    its daemon's cache (fusefs/nscache.py): another mount's create, chmod and unlink there must still
+    show, as the change log reports them."""
+    a, b = two_mounts
+    os.mkdir(a / "d")
+    for n in range(20):  # keeps the directory known whole: each create finds it as the last one left it
+        write_file(a / "d" / f"mine{n}", b"")
+        assert not (a / "d" / "theirs").exists()
+    _eventually(lambda: _expect((b / "d" / "mine19").exists()))
+    write_file(b / "d" / "theirs", b"from b")
+    _eventually(lambda: _expect((a / "d" / "theirs").read_bytes() == b"from b"))
+    write_file(a / "d" / "one-more", b"")
+    os.chmod(b / "d", 0o700)
+    _eventually(lambda: _expect(stat.S_IMODE(os.stat(a / "d").st_mode) == 0o700))
+    os.unlink(b / "d" / "mine0")
+    _eventually(lambda: _expect(not (a / "d" / "mine0").exists()))
+    assert sorted(os.listdir(a / "d")) == sorted(os.listdir(b / "d"))
 
 
 def test_appends_through_one_mount_all_land(two_mounts: tuple[Path, Path]) -> None:
