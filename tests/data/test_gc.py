@@ -116,7 +116,7 @@ def test_background_collector_is_safe_under_writes(data_mounts) -> None:
     try:
         while time.monotonic() < deadline:
             for fsx in writers:
-                fsx.run(100, deadline)
+                fsx.run(100, deadline, minimum=0)
             planted += _plant_garbage(data_mounts, mp, [random.randrange(2**50, 2**60)])
     finally:
         for fsx in writers:
