@@ -70,7 +70,7 @@ def serve_metrics(address: str, snapshot: Callable[[], dict[str, Any]]) -> Calla
     address cannot be bound."""
     host, port = parse_address(address)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(snapshot))  # type: ignore[arg-type]
+    registry.register(_Collector(snapshot))
     server, thread = start_http_server(port, host, registry=registry)
 
     def stop() -> None:
