@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from fusefs import control, daemon_records, mount_table
+from fusefs import control_client, daemon_records, mount_table
 from fusefs.commands.common import CliError, Subcommands, UsageError, add_command
 from fusefs.stats import CACHES, percentile_ms
 
@@ -121,8 +121,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def _ask(socket_path: str) -> dict[str, Any]:
     try:
-        return control.request(socket_path)
-    except control.ControlError as error:
+        return control_client.request(socket_path)
+    except control_client.ControlError as error:
         raise CliError(str(error)) from None
 
 
