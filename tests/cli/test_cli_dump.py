@@ -303,10 +303,20 @@ CASES = {
 }
 
 
+@pytest.fixture(scope="module")
+def dump_lines(module_cli):
+    """The lines of a dump of the fsck tree (tests/cli/fsck_tree.py), made once for the tests that spoil
+    copies of it."""
+    url = _mkfs(module_cli, module_cli.home)
+    build(str(module_cli.home / "meta.db"), "fs")
+    dumped = module_cli("dump", "--store", url, "--name", "fs", "-")
+    assert dumped.returncode == 0, dumped.stderr
+    return dumped.stdout.splitlines()
+
+
 @pytest.mark.parametrize("case", CASES)
-def test_damaged_or_truncated_input_loads_nothing(cli, tmp_path, made, case):
-    build(str(tmp_path / "meta.db"), "fs")
-    lines = cli("dump", "--store", made, "--name", "fs", "-").stdout.splitlines()
+def test_damaged_or_truncated_input_loads_nothing(cli, tmp_path, dump_lines, case):
+    lines = dump_lines
     spoil, message = CASES[case]
     (tmp_path / "bad.jsonl").write_text("".join(line + "\n" for line in spoil(lines)))
     other = tmp_path / "other.db"
