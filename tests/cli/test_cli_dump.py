@@ -149,7 +149,9 @@ def test_round_trip_through_a_dump_mounts_identical(cli, tmp_path, fuse_mountpoi
     loaded = cli("load", "--store", target, "--name", copy, str(tmp_path / "fs.jsonl"))
     assert loaded.returncode == 0, loaded.stderr
     assert f"uses the block directories {tmp_path}/blocks (chunk files are not copied)" in loaded.stdout
-    if via == "fdb":  # and back: FoundationDB -> embedded
+    if via == "fdb":  # checked there, and back: FoundationDB -> embedded
+        assert cli("fsck", "--store", target, "--name", copy).returncode == 0
+        assert _described(cli, target, copy) == described
         again = cli("dump", "--store", target, "--name", copy, str(tmp_path / "copy.jsonl"))
         assert again.returncode == 0, again.stderr
         target = f"sqlite://{tmp_path}/other.db"
