@@ -261,7 +261,7 @@ class MountFactory:
         else:
             blocks = workdir / "blocks"
             blocks.mkdir()
-            self._mkfs(["--store", store, "--blocks", str(blocks), *mkfs, fsname])
+            self._mkfs(m, ["--store", store, "--blocks", str(blocks), *mkfs, fsname])
         self._start(m)
         return mp
 
@@ -335,8 +335,9 @@ class MountFactory:
             env["FUSEFS_CHAOS_CONFLICT_RATE"] = str(m.rate)
         return env
 
-    @staticmethod
-    def _mkfs(args: list[str]) -> None:
+    def _mkfs(self, m: _Mounted, args: list[str]) -> None:
+        """``fusefs mkfs ARGS`` for the mount ``m`` (tests/data/conftest.py hooks it to add settings and
+        block directories)."""
         from fusefs.cli import main
 
         out, err = io.StringIO(), io.StringIO()
