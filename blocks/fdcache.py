@@ -36,6 +36,9 @@ class FdCache:
         # Bumped by every invalidation: a descriptor opened before one may name a file since unlinked, so it
         # is used once and not cached.
         self._generation = 0
+        #: Uses that found the descriptor open, and uses that opened the file (for the daemon's stats).
+        self.hits = 0
+        self.misses = 0
 
     @contextmanager
     def use(self, key: Hashable, opener: Callable[[], int]) -> Iterator[int]:
@@ -72,7 +75,9 @@ class FdCache:
             if entry is not None:
                 self._files.move_to_end(key)
                 entry.users += 1
+                self.hits += 1
                 return entry
+            self.misses += 1
             generation = self._generation
         fd = opener()  # may block on the disk: never under the lock
         evicted: list[int | None] = []

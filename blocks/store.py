@@ -65,6 +65,11 @@ class BlockStore:
         for path in directories:
             self.add_directory(path, access)
 
+    @property
+    def fd_cache_counts(self) -> tuple[int, int]:
+        """Chunk reads and writes that found the chunk file's descriptor open, and those that opened it."""
+        return self._fds.hits, self._fds.misses
+
     # -- directories ---------------------------------------------------------------------------------
 
     def add_directory(self, path: str, access: Access) -> int:

@@ -82,6 +82,9 @@ class ChunkTier:
         self._lru: OrderedDict[str, int] = OrderedDict()
         self._cached_total = 0
         self._lru_lock = threading.Lock()
+        #: Reads served from the cache, and reads that fetched their object (for the daemon's stats).
+        self.cache_hits = 0
+        self.cache_misses = 0
         for entry in sorted(os.scandir(self.cache_dir), key=lambda e: e.stat().st_mtime):
             if entry.name.startswith(".fetch-"):
                 os.unlink(entry.path)  # a fetch cut short by a crash
@@ -130,9 +133,11 @@ class ChunkTier:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
+            self.cache_misses += 1
             data = self._fetch(chunk_id, version, table.chunk_size, table)  # verified whole
             self._cache(name, data)
             return bytes(data[offset : offset + length]).ljust(length, b"\0")
+        self.cache_hits += 1
         try:
             pread_into(fd, buffer, first * _BLOCK)
         finally:

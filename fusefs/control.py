@@ -2,7 +2,8 @@
 mode 0600 in a 0700 directory) answering ``stats`` with the counters as one JSON line.
 
 Only the mount's owner may ask: a peer whose uid (SO_PEERCRED) is not the daemon's is refused, even if
-it could reach the socket (root, or a directory made reachable)."""
+it could reach the socket (root, or a directory made reachable).  The asking side is
+fusefs/control_client.py, which commands import without loading trio."""
 
 from __future__ import annotations
 
@@ -87,33 +88,3 @@ async def _handle(connection: trio.socket.SocketType, snapshot: Callable[[], dic
             log.debug("control channel: %s", error)
         except Exception:  # a bug here must not take the mount down with it
             log.exception("control channel request failed")
-
-
-class ControlError(Exception):
-    """The daemon could not be asked, or refused."""
-
-
-def request(path: str, what: str = "stats", timeout_s: float = 10.0) -> dict[str, Any]:
-    """Ask the daemon at ``path``; its reply, or ControlError with one line."""
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-            client.settimeout(timeout_s)
-            client.connect(path)
-            client.sendall(what.encode() + b"\n")
-            received = b""
-            while not received.endswith(b"\n"):
-                chunk = client.recv(1 << 16)
-                if not chunk:
-                    break
-                received += chunk
-    except OSError as error:
-        raise ControlError(
-            f"cannot reach the daemon's control channel {path}: {error.strerror or error}"
-        ) from None
-    try:
-        reply = json.loads(received)
-    except ValueError:
-        raise ControlError(f"the daemon's control channel {path} gave no answer") from None
-    if "error" in reply:
-        raise ControlError(f"the daemon's control channel {path} answered: {reply['error']}")
-    return dict(reply)

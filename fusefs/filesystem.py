@@ -85,8 +85,14 @@ class Filesystem:
         self.mount_session = MountSession(self.meta, self.recovery.here)
 
     def stats(self) -> dict[str, Any]:
-        """The daemon's counters (fusefs/stats.py) with this mount's open files."""
-        return COUNTERS.snapshot(open_files=len(self.open_files))
+        """The daemon's counters (fusefs/stats.py) with this mount's open files and caches."""
+        caches = {
+            "chunk_fds": self.blocks.fd_cache_counts,
+            "capability": (self.open_files.capability_hits, self.open_files.capability_misses),
+        }
+        if self.tier is not None:
+            caches["object_cache"] = (self.tier.cache_hits, self.tier.cache_misses)
+        return COUNTERS.snapshot(open_files=len(self.open_files), caches=caches)
 
     async def start(self, mountpoint: str) -> None:
         """Register this mount's session, before it serves: from then on its records are its own, and

@@ -47,10 +47,19 @@ class _Collector:
             ("bytes_read", "bytes returned by read requests"),
             ("bytes_written", "bytes accepted by write requests"),
             ("transactions", "store transactions run"),
-            ("retries", "transaction attempts re-run after a conflict or another retryable error"),
+            ("conflicts", "transaction attempts re-run because another transaction wrote what they read"),
+            ("retries", "transaction attempts re-run after a retryable error other than a conflict"),
             ("outage_retries", "transactions started again after timing out in a store outage"),
         ):
             yield CounterMetricFamily(f"fusefs_{key}", help_text, value=stats[key])
+        hits = CounterMetricFamily("fusefs_cache_hits", "lookups a cache answered", labels=["cache"])
+        misses = CounterMetricFamily(
+            "fusefs_cache_misses", "lookups a cache could not answer", labels=["cache"]
+        )
+        for name, cache in stats["caches"].items():
+            hits.add_metric([name], cache["hits"])
+            misses.add_metric([name], cache["misses"])
+        yield from (hits, misses)
         yield GaugeMetricFamily(
             "fusefs_open_files", "files open through this mount", value=stats["open_files"]
         )
@@ -61,7 +70,7 @@ def serve_metrics(address: str, snapshot: Callable[[], dict[str, Any]]) -> Calla
     address cannot be bound."""
     host, port = parse_address(address)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(snapshot))  # type: ignore[arg-type]
+    registry.register(_Collector(snapshot))
     server, thread = start_http_server(port, host, registry=registry)
 
     def stop() -> None:

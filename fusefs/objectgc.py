@@ -58,16 +58,19 @@ def collect_objects(
     than `grace_s`.  ``stop``, when set (by another thread), ends the collection after the current
     batch."""
     report = ObjectGcReport()
-    listing = [(name, uploaded) for name, uploaded in objects.listing() if parse_object_name(name)]
+    listing = [
+        (name, uploaded, parsed)
+        for name, uploaded in objects.listing()
+        if (parsed := parse_object_name(name)) is not None
+    ]
     for start in range(0, len(listing), BATCH_OBJECTS):
         if stop is not None and stop.is_set():
             break
         batch = listing[start : start + BATCH_OBJECTS]
-        ids = [parse_object_name(name) for name, _ in batch]
-        chunk_ids = [parsed[0] for parsed in ids if parsed]
+        chunk_ids = [parsed[0] for _, _, parsed in batch]
         live = store.transact(functools.partial(live_versions, fs_name=config.name, chunk_ids=chunk_ids))
         now = time.time()
-        for (name, uploaded), parsed in zip(batch, ids, strict=True):
+        for name, uploaded, parsed in batch:
             report.scanned += 1
             if parsed in live or (parsed[0], 0) in live:
                 report.live += 1

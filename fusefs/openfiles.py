@@ -35,6 +35,9 @@ class OpenFiles:
         # Large chunk writes, written behind (fusefs/writebehind.py); one thread keeps them in order.
         self._chunk_writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chunk-writer")
         self._files: dict[int, OpenFile] = {}
+        #: security.capability questions answered from memory, and those the store answered.
+        self.capability_hits = 0
+        self.capability_misses = 0
 
     def __len__(self) -> int:
         return len(self._files)
@@ -84,6 +87,21 @@ class OpenFiles:
             if last:
                 del self._files[open_file.ino]
         return last
+
+    def known_without_capability(self, ino: int) -> bool:
+        """Whether the store already said that ``ino``, open here, has no security.capability xattr:
+        the kernel asks before every write(2) (see FuseOperations.getxattr)."""
+        open_file = self._files.get(ino)
+        if open_file is not None and open_file.known_without_capability:
+            self.capability_hits += 1
+            return True
+        self.capability_misses += 1
+        return False
+
+    def remember_without_capability(self, ino: int) -> None:
+        open_file = self._files.get(ino)
+        if open_file is not None:
+            open_file.known_without_capability = True
 
     def forget_capability_answer(self, ino: int) -> None:
         open_file = self._files.get(ino)

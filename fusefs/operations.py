@@ -427,15 +427,13 @@ class FuseOperations(pyfuse3.Operations):
             return await self._get_quota_xattr(inode, name)
         # Without SB_NOSEC on FUSE, the kernel asks for security.capability before every write(2) to
         # see whether it must drop privileges: while the file is open here, the answer is remembered.
-        open_file = self._open_files.get(inode)
-        if name == CAPABILITY_XATTR and open_file is not None and open_file.known_without_capability:
+        if name == CAPABILITY_XATTR and self._open_files.known_without_capability(inode):
             raise FSError(errno.ENODATA)
         try:
             return await self.meta.getxattr(inode, name)
         except FSError as error:
-            open_file = self._open_files.get(inode)
-            if name == CAPABILITY_XATTR and error.errno == errno.ENODATA and open_file is not None:
-                open_file.known_without_capability = True
+            if name == CAPABILITY_XATTR and error.errno == errno.ENODATA:
+                self._open_files.remember_without_capability(inode)
             raise
 
     @fuse_handler

@@ -35,15 +35,25 @@ class OpCounters:
         self.buckets[bisect.bisect_left(LATENCY_BOUNDS_NS, elapsed_ns)] += 1
 
 
+#: The daemon's caches an operator may want to watch, with what a hit means.
+CACHES = {
+    "chunk_fds": "large-file reads and writes that found their chunk file open (else opened it)",
+    "object_cache": "reads of chunks held on the object store served from the local cache (else fetched)",
+    "capability": "security.capability checks before writes answered from memory (else by the store)",
+}
+
+
 class Counters:
     def __init__(self) -> None:
         self.operations: dict[str, OpCounters] = {}
         self.bytes_read = 0
         self.bytes_written = 0
-        #: Operations run by the store runner, and the attempts their transaction functions took: the
-        #: attempts beyond one per transaction are retries (a conflict or another retryable error).
+        #: Operations run by the store runner, and their attempts that ended in a conflict (another
+        #: transaction wrote what this one read) or in another retryable error (a commit outcome unknown,
+        #: a transaction too old, a store recovering); each such attempt is run again.
         self.transactions = 0
-        self.transaction_attempts = 0
+        self.conflicts = 0
+        self.retries = 0
         #: Further ``transact`` calls after one timed out in a store outage.
         self.outage_retries = 0
 
@@ -51,8 +61,9 @@ class Counters:
         """The counters of operation ``name`` (made on first use: at decoration, not per request)."""
         return self.operations.setdefault(name, OpCounters())
 
-    def snapshot(self, open_files: int) -> dict[str, Any]:
-        """Everything counted so far, as plain data (JSON for the control channel)."""
+    def snapshot(self, open_files: int, caches: dict[str, tuple[int, int]]) -> dict[str, Any]:
+        """Everything counted so far, as plain data (JSON for the control channel); ``caches`` maps the
+        daemon's caches (see ``CACHES``) to their hits and misses."""
         return {
             "operations": {
                 name: {
@@ -68,9 +79,11 @@ class Counters:
             "bytes_read": self.bytes_read,
             "bytes_written": self.bytes_written,
             "transactions": self.transactions,
-            "retries": max(self.transaction_attempts - self.transactions, 0),
+            "conflicts": self.conflicts,
+            "retries": self.retries,
             "outage_retries": self.outage_retries,
             "open_files": open_files,
+            "caches": {name: {"hits": hits, "misses": misses} for name, (hits, misses) in caches.items()},
         }
 
 

@@ -167,11 +167,16 @@ class StoreRunner:
             timeout_s=timeout_s,
             operation=operation,
         )
-        if not self.store.blocks_event_loop:
-            # No yield to the event loop: a request handler runs to its answer at once, which keeps a
-            # request's latency low (loops of transactions in background tasks yield between them).
-            return call()
-        return await trio.to_thread.run_sync(call, limiter=self._limiter)
+        conflicts, other_retries = operation.conflicts, operation.other_retries
+        try:
+            if not self.store.blocks_event_loop:
+                # No yield to the event loop: a request handler runs to its answer at once, which keeps a
+                # request's latency low (loops of transactions in background tasks yield between them).
+                return call()
+            return await trio.to_thread.run_sync(call, limiter=self._limiter)
+        finally:
+            COUNTERS.conflicts += operation.conflicts - conflicts
+            COUNTERS.retries += operation.other_retries - other_retries
 
     async def wait_watch(self, watch: Watch, timeout_s: float | None = None) -> bool:
         """Wait for ``watch`` to fire (True) or ``timeout_s`` to pass (False), in worker threads.
@@ -194,7 +199,6 @@ class StoreRunner:
 def _with_args(
     fn: Callable[..., T], args: tuple[Any, ...], observation: Observation | None, tr: Transaction
 ) -> T:
-    COUNTERS.transaction_attempts += 1  # once per attempt: the store retries by calling this again
     if observation is not None:
         tr.written = observation.attempt()
     return fn(tr, *args)

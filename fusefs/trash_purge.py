@@ -13,7 +13,7 @@ from fusefs.invalidation import invalidate_kernel_caches
 from fusefs.lifecycle import InodeLifecycle
 from metadata import sessions, trash
 from metadata.meta import Meta
-from metadata.model import ROOT_CALLER, FSError, now_ns
+from metadata.model import ROOT_CALLER, FSError, Removal, now_ns
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ async def purge_expired(meta: Meta, lifecycle: InodeLifecycle) -> int:
         entries, complete = await meta.trash_entries(after, PURGE_PAGE)
         expired = [entry for entry in entries if trash.is_expired(entry, days, now)]
         for entry in expired:
+            removal: Removal | None
             try:
                 if entry.attr.is_dir:
                     removal = await meta.rmdir(trash_ino, entry.name, ROOT_CALLER)

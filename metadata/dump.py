@@ -1,8 +1,10 @@
 """A filesystem's metadata as JSON lines, and back: ``fusefs dump`` and ``fusefs load``.
 
 The dump holds what defines the filesystem: its settings (with its id), inodes, directory entries,
-xattrs, inline data, chunk records, dirty-chunk marks, orphan records, usage counters, chunk reference
-counts of clones' shared chunks, trash records and id pools.
+xattrs (POSIX ACLs among them), inline data, chunk records (with their object versions on a data
+tier), dirty-chunk marks, orphan records, usage counters, chunk reference counts of clones' shared
+chunks, trash records, directory quotas with their charges and usage, and id pools.  The settings hold
+the data tier, the trash's days and the search-index choice.
 Mount sessions, the change log and idempotency records are runtime state, and the secondary indexes are
 derived from entries and xattrs (``load`` builds them): all are left out.  Bytes are
 base64.  A header line carries the format version and the settings; a trailer line carries the number
@@ -33,7 +35,10 @@ from metadata.scan import scan
 from metadata.store import CorruptValue, Store, Transaction, decode_int64, encode_int64
 
 FORMAT = "fusefs-dump"
-FORMAT_VERSION = 1
+#: 2: quotas, and chunk records' object versions; a version-1 dump still loads unless it is of a
+#: filesystem with an object data tier, whose chunks it cannot find without those versions.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, FORMAT_VERSION)
 #: Records written per load transaction (values are at most an 8 KiB inline piece or a 64 KiB xattr).
 LOAD_BATCH_RECORDS = 1000
 ID_POOLS = ("inode", "chunk")
@@ -121,12 +126,14 @@ def _chunk_to(keys: FsKeys, key: bytes, value: bytes) -> dict[str, Any]:
         "dir": chunk.dir_index,
         "checksums": _b64(chunk.checksums),
         "dirty": chunk.dirty,
+        "version": chunk.version,
     }
 
 
 def _chunk_from(keys: FsKeys, record: dict[str, Any]) -> list[Pair]:
     chunk = ChunkRecord(_int(record["chunk_id"]), _int(record["dir"]), _bytes(record["checksums"]))
     chunk.dirty = _bool(record["dirty"])
+    chunk.version = _int(record.get("version", 0))  # none in a version-1 dump: no data tier
     ino, index = _int(record["ino"]), _int(record["index"])
     # The reverse key chunk id -> inode is derived, exactly as the data path writes it.
     return [(keys.chunk(ino, index), chunk.encode()), (keys.chunk_owner(chunk.chunk_id), pack(ino))]
@@ -177,10 +184,43 @@ def _counter_to(keys: FsKeys, key: bytes, value: bytes) -> dict[str, Any]:
 
 
 def _counter_from(keys: FsKeys, record: dict[str, Any]) -> list[Pair]:
-    name = record["name"]
-    if not isinstance(name, str):
-        raise ValueError(f"counter name {name!r:.40}")
+    name = _str(record["name"])
     return [(keys.counter(name, _int(record["shard"])), encode_int64(_int(record["value"], signed=True)))]
+
+
+def _quota_to(keys: FsKeys, key: bytes, value: bytes) -> dict[str, Any]:
+    ino = keys.quota_ino(key)
+    max_bytes, max_inodes = unpack_list(value, f"quota of {ino}", (int, int))
+    return {"ino": ino, "bytes": max_bytes, "inodes": max_inodes}
+
+
+def _quota_from(keys: FsKeys, record: dict[str, Any]) -> list[Pair]:
+    value = pack([_int(record["bytes"]), _int(record["inodes"])])
+    # The flag that makes creates look for quotas is derived, exactly as setting a quota writes it.
+    return [(keys.quota(_int(record["ino"])), value), (keys.quota_flag(), pack(1))]
+
+
+def _charges_to(keys: FsKeys, key: bytes, value: bytes) -> dict[str, Any]:
+    ino = keys.quota_ino(key)
+    return {"ino": ino, "dirs": [_int(d) for d in unpack(value, f"quota charges of {ino}")]}
+
+
+def _charges_from(keys: FsKeys, record: dict[str, Any]) -> list[Pair]:
+    directories = record["dirs"]
+    if not isinstance(directories, list):
+        raise ValueError(f"expected a list of directories, got {directories!r:.40}")
+    return [(keys.quota_charges(_int(record["ino"])), pack([_int(d) for d in directories]))]
+
+
+def _usage_to(keys: FsKeys, key: bytes, value: bytes) -> dict[str, Any]:
+    ino, name, shard = keys.quota_usage_of(key)
+    return {"ino": ino, "name": name, "shard": shard, "value": decode_int64(value)}
+
+
+def _usage_from(keys: FsKeys, record: dict[str, Any]) -> list[Pair]:
+    name = _str(record["name"])
+    value = encode_int64(_int(record["value"], signed=True))
+    return [(keys.quota_usage(_int(record["ino"]), name, _int(record["shard"])), value)]
 
 
 KINDS = [
@@ -194,6 +234,9 @@ KINDS = [
     _Kind("counter", FsKeys.all_counters, _counter_to, _counter_from),
     _Kind("refs", FsKeys.all_chunk_refs, _refs_to, _refs_from),
     _Kind("trash", FsKeys.trash_records, _trash_to, _trash_from),
+    _Kind("quota", FsKeys.quotas, _quota_to, _quota_from),
+    _Kind("quota_charges", FsKeys.all_quota_charges, _charges_to, _charges_from),
+    _Kind("quota_usage", FsKeys.all_quota_usages, _usage_to, _usage_from),
 ]
 _BY_TAG = {kind.tag: kind for kind in KINDS}
 
@@ -201,6 +244,12 @@ _BY_TAG = {kind.tag: kind for kind in KINDS}
 def _int(value: object, *, signed: bool = False) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or (value < 0 and not signed):
         raise ValueError(f"expected a whole number, got {value!r:.40}")
+    return value
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a name, got {value!r:.40}")
     return value
 
 
@@ -264,10 +313,11 @@ def _header(name: str, numbered_line: tuple[int, str]) -> FsConfig:
         header = None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise DumpError("not a fusefs dump: its first line is not a fusefs dump header")
-    if header.get("version") != FORMAT_VERSION:
+    version = header.get("version")
+    if version not in READABLE_VERSIONS:
         raise DumpError(
-            f"dump format version {header.get('version')!r:.20} is not supported (this fusefs "
-            f"reads version {FORMAT_VERSION})"
+            f"dump format version {version!r:.20} is not supported (this fusefs reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))})"
         )
     settings = header.get("config")
     if not isinstance(settings, dict):
@@ -278,6 +328,11 @@ def _header(name: str, numbered_line: tuple[int, str]) -> FsConfig:
         raise DumpError(f"damaged dump header: {error}") from None
     if not config.fs_id:
         raise DumpError("damaged dump header: the settings hold no filesystem id")
+    if version == 1 and config.data_url:
+        raise DumpError(
+            "a version-1 dump of a filesystem with an object data tier lacks its chunks' object versions: "
+            "dump the filesystem again with this fusefs"
+        )
     return config
 
 

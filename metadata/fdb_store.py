@@ -412,8 +412,7 @@ class FdbStore(Store):
                         code = (
                             COMMIT_UNKNOWN_RESULT if isinstance(error, CommitUnknownResult) else NOT_COMMITTED
                         )
-                    if isinstance(error, CommitUnknownResult):
-                        op.maybe_committed = True
+                    op.note_retry(error)
                 if attempt == retry_limit:
                     break
                 try:

@@ -396,10 +396,14 @@ class FsKeys:
         return _range_of(self._key(_QUOTA))
 
     def quota_ino(self, key: bytes) -> int:
+        """The directory of a quota key, or the inode of a quota-charges key."""
         return _ino_of(fdb.tuple.unpack(key[len(self.prefix) :])[1])
 
     def quota_charges(self, ino: int) -> bytes:
         return self._key(_QUOTA_CHARGES, _ino(ino))
+
+    def all_quota_charges(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_QUOTA_CHARGES))
 
     def quota_usage(self, ino: int, name: str, shard: int) -> bytes:
         return self._key(_QUOTA_USAGE, _ino(ino), name, shard)
@@ -408,6 +412,14 @@ class FsKeys:
         if name is None:
             return _range_of(self._key(_QUOTA_USAGE, _ino(ino)))
         return _range_of(self._key(_QUOTA_USAGE, _ino(ino), name))
+
+    def all_quota_usages(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_QUOTA_USAGE))
+
+    def quota_usage_of(self, key: bytes) -> tuple[int, str, int]:
+        """The directory, counter name and shard of a quota usage key."""
+        _, ino, name, shard = fdb.tuple.unpack(key[len(self.prefix) :])
+        return _ino_of(ino), str(name), int(shard)
 
     def id_pool(self, kind: str) -> bytes:
         return self._key(_ID_POOL, kind)

@@ -259,10 +259,8 @@ class Store(abc.ABC):
                 result = fn(tr)
                 tr.commit()
                 return result
-            except CommitUnknownResult:
-                op.maybe_committed = True
-            except RetryableError:
-                pass
+            except RetryableError as error:
+                op.note_retry(error)
             finally:
                 tr.cancel()
             if time.monotonic() > deadline:
@@ -291,6 +289,19 @@ class Operation:
 
     id: bytes = field(default_factory=new_operation_id)
     maybe_committed: bool = False
+    #: Attempts that ended in a conflict (FoundationDB 1020), and in another retryable error (a commit
+    #: outcome unknown, a transaction too old, a store recovering): the daemon's statistics tell them apart.
+    conflicts: int = 0
+    other_retries: int = 0
+
+    def note_retry(self, error: RetryableError) -> None:
+        """An attempt ended in ``error``: count it, and remember a commit that may have landed."""
+        if isinstance(error, TransactionConflict):
+            self.conflicts += 1
+        else:
+            self.other_retries += 1
+        if isinstance(error, CommitUnknownResult):
+            self.maybe_committed = True
 
 
 def backoff_s(attempt: int) -> float:

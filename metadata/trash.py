@@ -154,6 +154,15 @@ def original_name(tr: Transaction, ns: Namespace, ino: int) -> bytes | None:
     return bytes(unpack_list(raw, f"trash record of inode {ino}", (int, int, bytes))[2])
 
 
+def purge_entry(
+    tr: Transaction, ns: Namespace, trash_ino: int, entry: TrashEntry, still_open: Callable[[int], bool]
+) -> Removal:
+    """Delete ``entry`` of ``/.trash`` for good (``still_open`` as for ``Namespace.unlink``)."""
+    if entry.attr.is_dir:
+        return ns.rmdir(tr, trash_ino, entry.name, ROOT_CALLER)
+    return ns.unlink(tr, trash_ino, entry.name, ROOT_CALLER, still_open)
+
+
 def is_expired(entry: TrashEntry, days: float, now_ns: int) -> bool:
     return entry.removed_ns <= now_ns - int(days * _NS_PER_DAY)
 

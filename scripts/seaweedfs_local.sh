@@ -112,9 +112,11 @@ start() {
         printf '%s %s %s %s\n' "$s3" "$master" "$volume" "$filer" >"$dir/ports"
     fi
     printf 'http://127.0.0.1:%s\n' "$s3" >"$dir/endpoint"
+    # A single master elects itself after the election timeout (10 s by default, longer on a restart):
+    # 1 s.  The volume server stops at once rather than 10 s after its last heartbeat.
     nohup "$weed" server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$dir/data" \
         -master.port="$master" -volume.port="$volume" -filer.port="$filer" \
-        -master.volumeSizeLimitMB=64 -volume.max=0 \
+        -master.volumeSizeLimitMB=64 -master.electionTimeout=1s -volume.max=0 -volume.preStopSeconds=0 \
         -s3 -s3.port="$s3" -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$dir/s3.json" >"$dir/weed.log" 2>&1 </dev/null &
     pid=$!
     printf '%s\n' "$pid" >"$dir/weed.pid"
@@ -139,12 +141,13 @@ stop() {
         return 0
     fi
     kill -TERM "$pid" 2>/dev/null || true
-    # weed may take a while to close its servers after SIGTERM: wait, then escalate.
-    for i in $(seq 1 100); do
+    # weed's filer, stopping gracefully, waits for the S3 gateway's subscription to it to end, which
+    # it never does: after a short wait, kill it (what it acknowledged is in its files already).
+    for i in $(seq 1 20); do
         kill -0 "$pid" 2>/dev/null || { say "SeaweedFS stopped"; return 0; }
         sleep 0.1
     done
-    say "SeaweedFS (pid $pid) ignored SIGTERM for 10 s: killing it"
+    say "SeaweedFS (pid $pid) still running 2 s after SIGTERM: killing it"
     kill -KILL "$pid" 2>/dev/null || true
     for i in $(seq 1 50); do
         kill -0 "$pid" 2>/dev/null || return 0

@@ -2,7 +2,8 @@
 
 Targets (environment):
 
-* default: ``python -m fusefs mkfs`` + ``python -m fusefs mount --foreground`` on the embedded store
+* default: ``fusefs mkfs`` (its ``main``, in the test's process: a new interpreter would take about a
+  second to load it, for every mount) + ``python -m fusefs mount --foreground`` on the embedded store
   (``sqlite:///<tmp>/meta.db``), or on FoundationDB when ``FUSEFS_TEST_STORE=fdb`` and
   ``FDB_CLUSTER_FILE`` are set (one unique filesystem NAME per mount).
 * ``FUSEFS_TEST_LOCAL=1``: a plain directory on the local disk instead of a mount.  This validates the
@@ -22,7 +23,9 @@ ERROR record the test did not declare with ``mount_fs.expect_errors(regex)``.
 
 from __future__ import annotations
 
+import contextlib
 import grp
+import io
 import os
 import pwd
 import re
@@ -92,7 +95,7 @@ def store_mount_options() -> tuple[str, ...]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: takes minutes (CPython's own test suites)")
+    config.addinivalue_line("markers", "slow: takes a minute or more (CPython's own test suites, a venv with pip on the mount)")
     config.addinivalue_line("markers", "chaos: run twice, with the embedded store's retry chaos off and on")
 
 
@@ -258,7 +261,7 @@ class MountFactory:
         else:
             blocks = workdir / "blocks"
             blocks.mkdir()
-            self._run_cli(m, ["mkfs", "--store", store, "--blocks", str(blocks), *mkfs, fsname])
+            self._mkfs(m, ["--store", store, "--blocks", str(blocks), *mkfs, fsname])
         self._start(m)
         return mp
 
@@ -332,11 +335,17 @@ class MountFactory:
             env["FUSEFS_CHAOS_CONFLICT_RATE"] = str(m.rate)
         return env
 
-    def _run_cli(self, m: _Mounted, args: list[str]) -> None:
-        cmd = [PYTHON, "-m", "fusefs", *args]
-        res = subprocess.run(cmd, cwd=m.workdir, env=self._env(m), capture_output=True, text=True, timeout=60)
-        if res.returncode != 0 or "Traceback" in res.stderr:
-            pytest.fail(f"{' '.join(cmd)} failed (rc {res.returncode}):\n{res.stdout}\n{res.stderr}")
+    def _mkfs(self, m: _Mounted, args: list[str]) -> None:
+        """``fusefs mkfs ARGS`` for the mount ``m`` (tests/data/conftest.py hooks it to add settings and
+        block directories)."""
+        from fusefs.cli import main
+
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = main(["mkfs", *args])
+        if status != 0:
+            said = out.getvalue() + err.getvalue()
+            pytest.fail(f"fusefs mkfs {' '.join(args)} failed (status {status}):\n{said}")
 
     def _start(self, m: _Mounted, refusal_ok: bool = False) -> None:
         log = m.workdir / f"daemon-{len(m.logs)}.log"

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
-from tqdm import tqdm
 
 from blocks import BlockStore, ChecksumMismatch, ChecksumTable, ChunkMissing
 from blocks.objects import ObjectMissing, ObjectStore, object_name
@@ -46,6 +45,8 @@ REPAIR_ROUNDS = 4
 @contextlib.contextmanager
 def _progress(what: str, unit: str) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr, only when stderr is a terminal."""
+    from tqdm import tqdm  # loaded by the commands that show a bar, not by every command
+
     # delay: a run that ends within a second shows no bar at all.
     with tqdm(
         desc=what, unit=unit, disable=not sys.stderr.isatty(), file=sys.stderr, leave=False, delay=1.0

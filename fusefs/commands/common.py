@@ -156,8 +156,19 @@ def default_block_dir(name: str, *, create: bool = True) -> str:
 
 
 @contextmanager
-def opened_store(url: str | None, **options: bool) -> Iterator[Store]:
-    store = open_store(url or default_store_url(), **options)
+def opened_store(
+    url: str | None,
+    *,
+    read_only: bool = False,
+    exclusive: bool = True,
+    shared: bool = False,
+    create: bool = False,
+) -> Iterator[Store]:
+    """The store ``url`` names (the default store for None), opened as ``open_store`` does; a damaged
+    store met while using it is one error line naming it."""
+    store = open_store(
+        url or default_store_url(), read_only=read_only, exclusive=exclusive, shared=shared, create=create
+    )
     try:
         yield store
     except (CorruptValue, sqlite3.DatabaseError) as error:

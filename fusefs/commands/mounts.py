@@ -9,7 +9,7 @@ import shlex
 import subprocess
 import sys
 
-from fusefs import daemon, daemon_records, logs, mount_table
+from fusefs import daemon_records, logs, mount_table
 from fusefs.commands.common import (
     DEFAULT_NAME,
     MOUNT_OPTIONS,
@@ -85,6 +85,10 @@ def cmd_mount(args: argparse.Namespace) -> int:
         log_file = os.path.join(data_dir(), f"{args.name}.log")
     if log_file == "-":
         log_file = None
+    # Imported only here: pyfuse3 and trio, which the daemon needs, take longer to load than most
+    # other commands take to run.
+    from fusefs import daemon
+
     request = daemon.MountRequest(
         store_url=args.store or default_store_url(),
         name=args.name,

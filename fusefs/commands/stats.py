@@ -8,13 +8,13 @@ import sys
 import time
 from typing import Any
 
-from fusefs import control, daemon_records, mount_table
+from fusefs import control_client, daemon_records, mount_table
 from fusefs.commands.common import CliError, Subcommands, UsageError, add_command
-from fusefs.stats import percentile_ms
+from fusefs.stats import CACHES, percentile_ms
 
 PERCENTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
 #: Store counters shown as rates, in this order.
-STORE_COUNTERS = ("transactions", "retries", "outage_retries")
+STORE_COUNTERS = ("transactions", "conflicts", "retries", "outage_retries")
 
 
 def control_socket_of(path: str) -> str:
@@ -50,7 +50,17 @@ def rates(before: dict[str, Any], after: dict[str, Any], interval_s: float) -> d
         view[key] = after[key]
         view[f"{key}_per_second"] = (after[key] - before[key]) / interval_s
     view["open_files"] = after["open_files"]
+    view["caches"] = {
+        name: cache_rates(before["caches"].get(name), now) for name, now in after["caches"].items()
+    }
     return view
+
+
+def cache_rates(before: dict[str, int] | None, after: dict[str, int]) -> dict[str, Any]:
+    """A cache's hits and misses in all, and its hit rate over the interval (None if it was not used)."""
+    hits = after["hits"] - (before["hits"] if before else 0)
+    misses = after["misses"] - (before["misses"] if before else 0)
+    return {**after, "hit_rate": hits / (hits + misses) if hits + misses else None}
 
 
 def render(view: dict[str, Any], where: str) -> str:
@@ -73,7 +83,14 @@ def render(view: dict[str, Any], where: str) -> str:
         ),
         "store     "
         + ", ".join(f"{view[f'{key}_per_second']:.1f} {key.replace('_', ' ')}/s" for key in STORE_COUNTERS)
-        + f"  ({view['transactions']} transactions, {view['retries']} retries in all)",
+        + f"  ({view['transactions']} transactions, {view['conflicts']} conflicts, "
+        f"{view['retries']} other retries in all)",
+        "caches    "
+        + ", ".join(
+            f"{name} {'-' if cache['hit_rate'] is None else format(cache['hit_rate'], '.1%')} hits"
+            f" ({cache['hits']} hits, {cache['misses']} misses in all)"
+            for name, cache in view["caches"].items()
+        ),
         f"open files {view['open_files']}",
     ]
     return "\n".join(lines)
@@ -104,8 +121,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def _ask(socket_path: str) -> dict[str, Any]:
     try:
-        return control.request(socket_path)
-    except control.ControlError as error:
+        return control_client.request(socket_path)
+    except control_client.ControlError as error:
         raise CliError(str(error)) from None
 
 
@@ -115,11 +132,18 @@ def add_stats_parser(commands: Subcommands, common: argparse.ArgumentParser) -> 
         common,
         "stats",
         cmd_stats,
-        "live statistics of a mount: operations per second, latency, bytes, store transactions, open files",
+        "live statistics of a mount: operations per second, latency, bytes, store transactions, "
+        "conflicts and retries, cache hit rates, open files",
     )
     stats.epilog = (
         "Only the user who mounted it can see a mount's stats (they come through a private control socket "
-        "of its daemon).  Rates cover the last interval; totals count since the mount."
+        "of its daemon).  Rates cover the last interval; totals count since the mount.  Store: conflicts "
+        "are attempts re-run because another transaction wrote what they read; retries are attempts re-run "
+        "after another retryable error (commit outcome unknown, transaction too old, store recovering); "
+        "outage retries are transactions started again after timing out.  Caches (hit rate over the "
+        "interval): "
+        + "; ".join(f"{name}: {meaning}" for name, meaning in CACHES.items())
+        + " (object_cache only with an object data tier)."
     )
     stats.add_argument("--once", action="store_true", help="one interval, then exit")
     stats.add_argument("--json", action="store_true", help="one JSON object per interval (for scripts)")

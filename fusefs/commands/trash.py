@@ -116,13 +116,19 @@ def purge(store: Store, ns: Namespace, older_than_days: float) -> tuple[int, lis
     (the command knows no mount's open files): that mount's handle then fails."""
     now = now_ns()
     trash_ino = store.transact(lambda tr: trash.trash_dir(tr, ns))
-    purged, freed = 0, []
+    purged = 0
+    freed: list[ChunkRecord] = []
+    if trash_ino is None:
+        return purged, freed
     for entry in _entries(store, ns):
         if not trash.is_expired(entry, older_than_days, now):
             break  # names sort by removal time
-        remove = ns.rmdir if entry.attr.is_dir else functools.partial(ns.unlink, still_open=_never_open)
         try:
-            removal = store.transact(lambda tr, r=remove, e=entry: r(tr, trash_ino, e.name, ROOT_CALLER))
+            removal = store.transact(
+                functools.partial(
+                    trash.purge_entry, ns=ns, trash_ino=trash_ino, entry=entry, still_open=_never_open
+                )
+            )
         except FSError as error:
             print(f"fusefs: warning: {printable(entry.name)} not purged: {os.strerror(error.errno)}")
             continue

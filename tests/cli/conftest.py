@@ -85,6 +85,15 @@ def cli(tmp_path: Path) -> Iterator[Cli]:
         _stop(pid)
 
 
+@pytest.fixture(scope="module")
+def module_cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    """A ``cli`` for what a module's tests share (made once, only read by the tests)."""
+    runner = Cli(tmp_path_factory.mktemp("shared"))
+    yield runner
+    for pid in runner.daemons:
+        _stop(pid)
+
+
 def _stop(pid: int) -> None:
     # Daemons are reparented to PID 1, which may leave them zombies for a while: those count as gone.
     from fusefs.daemon_records import wait_for_exit

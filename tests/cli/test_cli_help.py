@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 
@@ -81,3 +84,16 @@ def test_python_m_and_entry_point_are_the_same_main():
 
     project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     assert project["project"]["scripts"]["fusefs"] == "fusefs.cli:main"
+
+
+def test_commands_other_than_mount_load_neither_fuse_nor_trio(cli):
+    """Loading pyfuse3 and trio takes longer than most commands take to run: only mount needs them."""
+    probe = "import sys, fusefs.cli; print(sorted({'pyfuse3', 'trio', 'tqdm'} & set(sys.modules)))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=cli.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "[]"

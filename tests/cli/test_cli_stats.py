@@ -52,7 +52,9 @@ def test_stats_and_metrics_count_what_the_mount_did(cli, tmp_path, fuse_mountpoi
     port = _free_port()
     _mount(cli, url, fuse_mountpoint, "-o", f"metrics=127.0.0.1:{port}" + (",shared" if shared else ""))
     data = os.urandom(3 * MIB)
-    (fuse_mountpoint / "big").write_bytes(data)
+    with open(fuse_mountpoint / "big", "wb") as big:  # three write(2)s to one chunk file
+        for offset in range(0, len(data), MIB):
+            big.write(data[offset : offset + MIB])
     assert (fuse_mountpoint / "big").read_bytes() == data
     with pytest.raises(OSError):  # ENODATA: a request answered with an error
         os.getxattr(fuse_mountpoint / "big", "user.missing")
@@ -67,7 +69,13 @@ def test_stats_and_metrics_count_what_the_mount_did(cli, tmp_path, fuse_mountpoi
     assert view["operations"]["write"]["count"] >= 1
     assert view["operations"]["getxattr"]["errors"] >= 1
     assert view["transactions"] > 0
-    assert {"retries", "outage_retries", "transactions_per_second"} <= view.keys()
+    assert {"conflicts", "retries", "outage_retries", "transactions_per_second"} <= view.keys()
+    # The chunk file stayed open across the writes; the kernel asked for security.capability before each
+    # write(2), and the file created here was known to have none.
+    caches = view["caches"]
+    assert caches.keys() == {"chunk_fds", "capability"}  # no object data tier
+    assert caches["chunk_fds"]["hits"] >= 2 and caches["chunk_fds"]["misses"] >= 1
+    assert caches["capability"]["hits"] >= 3
     # statfs is asked for by `stats` itself while it finds the mount: a request within the interval.
     statfs = view["operations"]["statfs"]
     assert set(statfs["latency_ms"]) == {"p50", "p90", "p99"}
@@ -87,6 +95,10 @@ def test_stats_and_metrics_count_what_the_mount_did(cli, tmp_path, fuse_mountpoi
     assert samples['fusefs_request_duration_seconds_count{operation="write"}'] == writes
     assert samples['fusefs_request_duration_seconds_bucket{le="+Inf",operation="write"}'] == writes
     assert samples["fusefs_transactions_total"] > 0
+    assert samples["fusefs_conflicts_total"] >= 0
+    assert samples['fusefs_cache_hits_total{cache="chunk_fds"}'] >= 2
+    assert samples['fusefs_cache_misses_total{cache="chunk_fds"}'] >= 1
+    assert samples['fusefs_cache_hits_total{cache="capability"}'] >= 3
 
     assert cli("umount", str(fuse_mountpoint)).returncode == 0
     # The control socket goes with its daemon.
@@ -202,7 +214,7 @@ def test_metrics_port_in_use_fails_the_mount(cli, tmp_path, fuse_mountpoint):
         time.sleep(0.05)
 
 
-def test_conflict_retries_are_counted(cli, tmp_path, fuse_mountpoint):
+def test_conflicts_are_counted_apart_from_other_retries(cli, tmp_path, fuse_mountpoint):
     """Retry chaos fails a share of the commits with a conflict: each one re-runs its transaction."""
     url = _mkfs(cli, tmp_path)
     cli.env["FUSEFS_CHAOS_CONFLICT_RATE"] = "0.5"
@@ -210,7 +222,8 @@ def test_conflict_retries_are_counted(cli, tmp_path, fuse_mountpoint):
     for index in range(20):
         (fuse_mountpoint / f"f{index}").write_text("x")
     view = _stats(cli, fuse_mountpoint)
-    assert view["retries"] > 0
+    assert view["conflicts"] > 0
+    assert view["retries"] == 0  # only conflicts were injected
     assert view["outage_retries"] == 0
 
 

@@ -64,39 +64,37 @@ class DataMounts:
             extra += ["--inline-max", str(inline_max)]
         if chunk_size is not None:
             extra += ["--chunk-size", str(chunk_size)]
-        shared_run_cli = self.factory._run_cli
+        shared_mkfs = self.factory._mkfs
 
-        def run_cli(m, args: list[str]) -> None:
-            if args and args[0] == "mkfs":
-                self._extra_env[m.path] = dict(env or {})
-                more = [m.workdir / f"blocks{n}" for n in range(2, block_dirs + 1)]
-                for blocks in more:
-                    blocks.mkdir()
-                    extra.extend(["--blocks", str(blocks)])
-                if blocks_tmpfs is not None:
-                    for blocks in [m.workdir / "blocks", *more]:
-                        subprocess.run(
-                            [
-                                "mount",
-                                "-t",
-                                "tmpfs",
-                                "-o",
-                                f"size={blocks_tmpfs},mode=0755",
-                                "tmpfs",
-                                str(blocks),
-                            ],
-                            check=True,
-                            capture_output=True,
-                        )
-                        self._tmpfs.append(blocks)
-                args = [args[0], *extra, *args[1:]]
-            shared_run_cli(m, args)
+        def mkfs(m, args: list[str]) -> None:
+            self._extra_env[m.path] = dict(env or {})
+            more = [m.workdir / f"blocks{n}" for n in range(2, block_dirs + 1)]
+            for blocks in more:
+                blocks.mkdir()
+                extra.extend(["--blocks", str(blocks)])
+            if blocks_tmpfs is not None:
+                for blocks in [m.workdir / "blocks", *more]:
+                    subprocess.run(
+                        [
+                            "mount",
+                            "-t",
+                            "tmpfs",
+                            "-o",
+                            f"size={blocks_tmpfs},mode=0755",
+                            "tmpfs",
+                            str(blocks),
+                        ],
+                        check=True,
+                        capture_output=True,
+                    )
+                    self._tmpfs.append(blocks)
+            shared_mkfs(m, [*extra, *args])
 
-        self.factory._run_cli = run_cli
+        self.factory._mkfs = mkfs
         try:
             return self.factory(options=options)
         finally:
-            del self.factory._run_cli  # back to the class's method
+            del self.factory._mkfs  # back to the class's method
 
     def _m(self, mp: Path):
         return self.factory.mounts[mp]

@@ -245,6 +245,7 @@ def _hello_wheel(where: Path) -> Path:
     return whl
 
 
+@pytest.mark.slow  # a minute or more: pip writes and compiles a thousand files
 def test_python_venv_on_mount(mnt: Path, tmp_path: Path) -> None:
     """A venv with pip created on the mount; pip installs a wheel into it; its python and the
     installed console script run from the mount."""

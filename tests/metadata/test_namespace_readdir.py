@@ -6,6 +6,8 @@ import random
 import time
 from collections import Counter
 
+import pytest
+
 from conftest import DIR, REG, ROOT
 
 from metadata.model import ROOT_INODE
@@ -118,6 +120,8 @@ def test_resuming_after_concurrent_changes_never_skips_or_repeats(fs):
     assert returned == sorted(returned)
 
 
+# Without retry chaos: retried creates and pages are proven at small sizes above; this one is the scale.
+@pytest.mark.parametrize("store", [0.0], ids=["chaos-off"], indirect=True)
 def test_a_directory_of_100000_entries_lists_in_pages(fs):
     started = time.monotonic()
     big = fs.mkdir(ROOT_INODE, b"big").ino

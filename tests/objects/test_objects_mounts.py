@@ -5,6 +5,7 @@ had their chunks locally.  Real mounts (-o shared on the embedded store), a real
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -91,7 +92,7 @@ def chunk_files(directory: Path) -> list[Path]:
 
 
 def test_written_on_one_read_on_the_other(hosts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    a, b, _ = hosts
+    a, b, run = hosts
     data = os.urandom(5 * CHUNK + 1234)
     (a / "big").write_bytes(data)  # closed: uploaded and recorded
     assert chunk_files(tmp_path / "cache-b") == []
@@ -102,6 +103,21 @@ def test_written_on_one_read_on_the_other(hosts, tmp_path: Path) -> None:  # typ
     eventually(same)
     assert chunk_files(tmp_path / "cache-b") == []  # served from the object cache, not staged
     assert len(list((tmp_path / "cache-b" / "object-cache").iterdir())) == 6
+    # Read again past the kernel's page cache: every chunk comes from the object cache, a hit each.
+    fetched = _object_cache_stats(run, b)
+    assert fetched["misses"] >= 6
+    with open(b / "big", "rb") as file:
+        os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        assert hashlib.sha256(file.read()).digest() == hashlib.sha256(data).digest()
+    again = _object_cache_stats(run, b)
+    assert again["misses"] == fetched["misses"]
+    assert again["hits"] >= fetched["hits"] + 6
+
+
+def _object_cache_stats(run: Run, mountpoint: Path) -> dict[str, int]:
+    result = run("stats", "--once", "--json", "--interval", "0.1", str(mountpoint))
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["caches"]["object_cache"]
 
 
 def test_overwrite_truncate_rename_delete_seen_on_the_other(hosts) -> None:  # type: ignore[no-untyped-def]

@@ -1,5 +1,5 @@
 """Static checks run as tests: the layer rules (import-linter contracts in pyproject.toml) and mypy in its
-stricter mode for metadata/ and blocks/ (pyproject.toml's overrides).  Each is skipped, with the reason
+stricter mode for metadata/, blocks/ and fusefs/ (pyproject.toml's overrides).  Each is skipped, with the reason
 shown by ``pytest -ra``, when its tool is not installed (both are in the ``test`` extra).  Each check is
 also run on a copy of the packages with a planted violation, so a configuration that checks nothing
 fails too."""
@@ -39,7 +39,7 @@ def _lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
 
 def _mypy(root: Path, cache: Path) -> subprocess.CompletedProcess[str]:
     _require("mypy")
-    return _run(root, "-m", "mypy", "--cache-dir", str(cache), "metadata", "blocks")
+    return _run(root, "-m", "mypy", "--cache-dir", str(cache), *PACKAGES)
 
 
 def _copy_of_repo(tmp_path: Path) -> Path:
@@ -73,7 +73,7 @@ def test_layer_rules_catch_a_forbidden_import(tmp_path):
     assert "blocks.layout -> metadata.model" in result.stdout
 
 
-def test_metadata_and_blocks_type_check(tmp_path):
+def test_every_package_type_checks(tmp_path):
     result = _mypy(REPO, tmp_path / "mypy-cache")
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -86,12 +86,19 @@ def test_type_check_is_in_its_stricter_mode(tmp_path):
         "def _untyped():\n    count: int = 'many'\n    return count\n",
     )
     _append(root / "metadata" / "printable.py", "\n\nLIMIT = 3  # type: ignore[misc]\n")
+    _append(
+        root / "fusefs" / "limits.py",
+        "\n\ndef _half_typed(count: int, unit):\n    return count\n\n\n"
+        "def _untyped_body():\n    size: str = 4\n    return size\n",
+    )
     result = _mypy(root, tmp_path / "mypy-cache")
     assert result.returncode == 1, result.stdout + result.stderr
     out = result.stdout
     assert re.search(r"blocks/layout\.py:\d+: error: Function is missing a type annotation for one", out), out
     assert re.search(r"blocks/layout\.py:\d+: error: Incompatible types in assignment", out), out
     assert re.search(r'metadata/printable\.py:\d+: error: Unused "type: ignore" comment', out), out
+    assert re.search(r"fusefs/limits\.py:\d+: error: Function is missing a type annotation for one", out), out
+    assert re.search(r"fusefs/limits\.py:\d+: error: Incompatible types in assignment", out), out
 
 
 def test_documents_named_in_the_code_exist():
