@@ -89,6 +89,7 @@ class Filesystem:
         caches = {
             "chunk_fds": self.blocks.fd_cache_counts,
             "capability": (self.open_files.capability_hits, self.open_files.capability_misses),
+            "namespace": (self.cache.hits, self.cache.misses),
         }
         if self.tier is not None:
             caches["object_cache"] = (self.tier.cache_hits, self.tier.cache_misses)

@@ -99,14 +99,32 @@ class NamespaceCache:
     def _fresh(self, learned: float) -> bool:
         return self._clock() - learned < self.timeout_s
 
-    # -- answers ------------------------------------------------------------------------------------
+    # -- answers (hits and misses count the getattr and lookup requests answered here or not) ---------
     def attr(self, ino: int) -> InodeAttr | None:
         """A copy of the attributes of ``ino``, if known fresh (callers adjust what they answer)."""
+        attr = self._attr(ino)
+        self._count(attr is not None)
+        return attr
+
+    def lookup(self, parent: int, name: bytes) -> tuple[bool, InodeAttr | None]:
+        """(known, attributes): whether the answer for ``name`` in ``parent`` is known fresh, and the
+        attributes of the inode it names (None: no such entry)."""
+        known, ino = self.entry(parent, name)
+        attr = None if ino is None else self._attr(ino)
+        known = known and (ino is None or attr is not None)
+        self._count(known)
+        return known, attr
+
+    def _count(self, hit: bool) -> None:
+        if hit:
+            self.hits += 1
+        else:
+            self.misses += 1
+
+    def _attr(self, ino: int) -> InodeAttr | None:
         found = self._attrs.get(ino)
         if found is None or not self._fresh(found[0]):
-            self.misses += 1
             return None
-        self.hits += 1
         return dataclasses.replace(found[1])
 
     def entry(self, parent: int, name: bytes) -> tuple[bool, int | None]:
@@ -140,17 +158,17 @@ class NamespaceCache:
         for ino, attr in notes.read_attrs.items():
             self._check_listing(ino, attr, learned)
             self._put_attr(attr, learned)
-        for (parent, name), ino in notes.read_entries.items():
-            self._entries.put((parent, name), (learned, ino))
+        for (parent, name), named in notes.read_entries.items():
+            self._entries.put((parent, name), (learned, named))
         for ino, written in notes.attrs.items():
             if written is None:
                 self._attrs.pop(ino)
                 self._complete.pop(ino)
             else:
                 self._put_attr(written, learned)
-        for (parent, name), ino in notes.entries.items():
-            self._entries.put((parent, name), (learned, ino))
-            self._rename_in_listing(parent, name, ino)
+        for (parent, name), named in notes.entries.items():
+            self._entries.put((parent, name), (learned, named))
+            self._rename_in_listing(parent, name, named)
         for ino in notes.new_dirs:
             created = notes.attrs.get(ino)
             if created is not None:

@@ -145,10 +145,9 @@ class FuseOperations(pyfuse3.Operations):
             parent = await self.meta.getattr(parent_inode)
             return self._entry(await self.meta.getattr(parent.parent))
         check_name(name)  # ENAMETOOLONG before any answer from the cache
-        known, ino = self._cache.entry(parent_inode, name)
-        attr = self._cache.attr(ino) if ino is not None else None
+        known, attr = self._cache.lookup(parent_inode, name)
         try:
-            if known and ino is None:
+            if known and attr is None:
                 raise FSError(errno.ENOENT)
             if attr is None:
                 attr = await self.meta.lookup(parent_inode, name, self._cache.hint(parent_inode, name))

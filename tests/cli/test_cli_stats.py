@@ -58,6 +58,9 @@ def test_stats_and_metrics_count_what_the_mount_did(cli, tmp_path, fuse_mountpoi
     assert (fuse_mountpoint / "big").read_bytes() == data
     with pytest.raises(OSError):  # ENODATA: a request answered with an error
         os.getxattr(fuse_mountpoint / "big", "user.missing")
+    for n in range(20):  # a name looked up in a directory made here: answered by the daemon's cache
+        os.mkdir(fuse_mountpoint / f"d{n}")
+        assert not (fuse_mountpoint / f"d{n}" / "absent").exists()
     with open(fuse_mountpoint / "big", "rb"):
         held = _stats(cli, fuse_mountpoint)
     assert held["open_files"] == 1
@@ -73,9 +76,10 @@ def test_stats_and_metrics_count_what_the_mount_did(cli, tmp_path, fuse_mountpoi
     # The chunk file stayed open across the writes; the kernel asked for security.capability before each
     # write(2), and the file created here was known to have none.
     caches = view["caches"]
-    assert caches.keys() == {"chunk_fds", "capability"}  # no object data tier
+    assert caches.keys() == {"chunk_fds", "capability", "namespace"}  # no object data tier
     assert caches["chunk_fds"]["hits"] >= 2 and caches["chunk_fds"]["misses"] >= 1
     assert caches["capability"]["hits"] >= 3
+    assert caches["namespace"]["hits"] >= 1
     # statfs is asked for by `stats` itself while it finds the mount: a request within the interval.
     statfs = view["operations"]["statfs"]
     assert set(statfs["latency_ms"]) == {"p50", "p90", "p99"}
