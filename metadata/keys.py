@@ -46,6 +46,11 @@ operation result    ``('op', minute int, op id bytes,       a piece of a committ
 change-log record   ``('L', versionstamp)``                 ``[time ns, op, uid, ino, parent, name,
                                                             new parent, new name, session]``
 change-log head     ``('H',)``                              little-endian int64, +1 per log record
+change-log trimmed  ``('LT',)``                             the 10-byte versionstamp of the last record
+                                                            trimmed (metadata/changelog.py)
+log consumer        ``('LC', name str)``                    ``[cursor versionstamp, created ns, acked
+                                                            ns]``: a named consumer's last acknowledged
+                                                            record (metadata/consumers.py)
 quotas exist        ``('qf',)``                             ``1`` once a quota was set (quota.py): without
                                                             it creates read nothing more
 directory quota     ``('q', dir ino8)``                     ``[max bytes, max inodes]`` (0: no limit)
@@ -126,6 +131,8 @@ _ID_POOL = "id"
 _LOG = "L"
 _OPERATION = "op"
 _LOG_HEAD = "H"
+_LOG_TRIMMED = "LT"
+_LOG_CONSUMER = "LC"
 _SESSION = "s"
 _CHUNK_REFS = "r"
 _TRASH = "t"
@@ -447,6 +454,20 @@ class FsKeys:
     def log_versionstamp(self, key: bytes) -> bytes:
         stamp = fdb.tuple.unpack(key[len(self.prefix) :])[1]
         return bytes(stamp.tr_version)
+
+    def log_trimmed(self) -> bytes:
+        """The versionstamp of the last change-log record trimmed: a consumer whose cursor is older
+        missed records."""
+        return self._key(_LOG_TRIMMED)
+
+    def log_consumer(self, name: str) -> bytes:
+        return self._key(_LOG_CONSUMER, name)
+
+    def log_consumers(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_LOG_CONSUMER))
+
+    def log_consumer_name(self, key: bytes) -> str:
+        return str(fdb.tuple.unpack(key[len(self.prefix) :])[1])
 
     # secondary indexes (metadata/index.py)
     def name_index(self, name: bytes, parent: int) -> bytes:

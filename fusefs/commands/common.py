@@ -20,6 +20,7 @@ from fusefs.limits import (
 )
 from metadata import sessions
 from metadata.model import (
+    DEFAULT_LOG_HOLD_S,
     DEFAULT_LOG_RETENTION_S,
     Caller,
     FsConfig,
@@ -195,6 +196,7 @@ def make_filesystem(
     inline_max: int,
     chunk_size: int,
     log_retention_s: int = DEFAULT_LOG_RETENTION_S,
+    log_hold_s: int = DEFAULT_LOG_HOLD_S,
     trash_days: int = 0,
     search_index: bool = False,
     data: DataTierRequest | None = None,
@@ -210,6 +212,7 @@ def make_filesystem(
         inline_max_bytes=inline_max,
         chunk_size_bytes=chunk_size,
         log_retention_s=log_retention_s,
+        log_hold_s=log_hold_s,
         fs_id=new_fs_id(),
         trash_days=trash_days,
         search_index=search_index,
@@ -236,7 +239,8 @@ def describe_config(config: FsConfig) -> str:
     return (
         f"{describe_data_tier(config)}"
         f"blocks {', '.join(map(printable, config.block_dirs))}; inline max {config.inline_max_bytes} bytes; "
-        f"chunk {config.chunk_size_bytes} bytes; change log kept {config.log_retention_s // 3600} h; "
+        f"chunk {config.chunk_size_bytes} bytes; change log kept {config.log_retention_s // 3600} h "
+        f"(for consumers up to {config.log_hold_s // 3600} h); "
         + (f"trash kept {config.trash_days} days" if config.trash_days else "no trash")
         + f"; search indexes {'on' if config.search_index else 'off'}"
     )

@@ -31,6 +31,7 @@ from fusefs.limits import (
 from metadata.model import (
     DEFAULT_CHUNK_SIZE_BYTES,
     DEFAULT_INLINE_MAX_BYTES,
+    DEFAULT_LOG_HOLD_S,
     DEFAULT_LOG_RETENTION_S,
 )
 from metadata.printable import printable
@@ -47,6 +48,7 @@ def cmd_mkfs(args: argparse.Namespace) -> int:
             args.inline_max,
             args.chunk_size,
             args.log_retention_hours * 3600,
+            log_hold_s=args.log_hold_hours * 3600,
             trash_days=args.trash_days,
             search_index=args.search_index,
             data=data,
@@ -107,6 +109,16 @@ def add_mkfs_parser(commands: Subcommands, common: argparse.ArgumentParser) -> N
         default=DEFAULT_LOG_RETENTION_S // 3600,
         help="change-log records older than this are trimmed by the mounted daemon "
         f"(default: {DEFAULT_LOG_RETENTION_S // 3600} hours)",
+    )
+    mkfs.add_argument(
+        "--log-hold",
+        dest="log_hold_hours",
+        metavar="HOURS",
+        type=positive_hours,
+        default=DEFAULT_LOG_HOLD_S // 3600,
+        help="records a named log consumer (fusefs log --consumer) has not read yet are kept past the "
+        "retention up to this long; older ones are trimmed and the consumer is told it missed them "
+        f"(default: {DEFAULT_LOG_HOLD_S // 3600} hours)",
     )
     mkfs.add_argument(
         "--data",
