@@ -20,6 +20,7 @@ def test_top_level_help_lists_every_subcommand(cli):
         "blocks",
         "find",
         "index",
+        "consumer",
     ):
         assert command in result.stdout
     assert str(cli.data_dir) in result.stdout
@@ -42,6 +43,9 @@ def test_top_level_help_lists_every_subcommand(cli):
         ["index"],
         ["index", "enable"],
         ["index", "check"],
+        ["consumer"],
+        ["consumer", "list"],
+        ["consumer", "remove"],
     ],
 )
 def test_each_subcommand_has_help(cli, command):
