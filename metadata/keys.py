@@ -547,6 +547,21 @@ class FsKeys:
         """The first key of the records of one value: a bound for range queries."""
         return self._key(_JSON_FIELD, name, path, typed[0]) + typed[1]
 
+    def index_source(self, key: bytes) -> bytes:
+        """The entry or xattr key an index record derives from (metadata/index.py)."""
+        parts = fdb.tuple.unpack(key[len(self.prefix) :])
+        kind = parts[0]
+        if kind in (_NAME_INDEX, _SUFFIX_INDEX):
+            name, parent = self.name_index_of(key)
+            return self.entry(parent, name)
+        if kind == _LINK:
+            return self.entry(_ino_of(parts[2]), bytes(parts[3]))
+        assert kind in (_XATTR_VALUE, _XATTR_HASH, _JSON_FIELD), key
+        return self.xattr(_ino_of(parts[-1]), bytes(parts[1]))
+
+    def is_entry(self, key: bytes) -> bool:
+        return key.startswith(self._key(_ENTRY))
+
     def index_ranges(self) -> dict[str, tuple[bytes, bytes]]:
         """Each index kind's whole range: for checks."""
         kinds = (_NAME_INDEX, _SUFFIX_INDEX, _LINK, _XATTR_VALUE, _XATTR_HASH, _JSON_FIELD)

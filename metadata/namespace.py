@@ -348,6 +348,8 @@ class Namespace:
             directory.nlink += 1
         self._save(tr, attr)
         self._set_entry(tr, parent, name, attr)
+        if self.config.search_index:
+            index.add_link(tr, self.keys, parent, name, attr.ino)
         directory.touch(mtime=True, when_ns=attr.ctime_ns)
         self._save(tr, directory)
         self._count_inodes(tr, attr.ino, 1)
@@ -364,6 +366,8 @@ class Namespace:
             self._save(tr, directory)
         self._save(tr, attr)
         self._set_entry(tr, directory.ino, name, attr)
+        if self.config.search_index:
+            index.add_link(tr, self.keys, directory.ino, name, attr.ino)
 
     def entry(self, tr: Transaction, parent: int, name: bytes) -> int | None:
         """The inode ``name`` in ``parent`` names (None: no such entry), read serializably."""
