@@ -25,6 +25,7 @@ from fusefs.commands import (
     maintenance,
     mkfs,
     mounts,
+    provenance,
     quota,
     stats,
     systemd,
@@ -54,6 +55,7 @@ PARSERS: list[Callable[[Subcommands, argparse.ArgumentParser], None]] = [
     quota.add_quota_parser,
     find.add_find_parser,
     index.add_index_parser,
+    provenance.add_provenance_parser,
 ]
 
 

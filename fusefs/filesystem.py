@@ -45,6 +45,7 @@ class Filesystem:
         writeback_cache: bool = False,
         tier: ChunkTier | None = None,
         acl: bool = False,
+        provenance: bool = False,
     ) -> None:
         self.store = store
         self.blocks = blocks
@@ -75,6 +76,7 @@ class Filesystem:
             strict=strict,
             writeback_cache=writeback_cache,
             acl=acl,
+            provenance=provenance,
         )
         self.recovery = Recovery(
             self.meta, blocks, gate, self.lifecycle, self.open_files, shared=store.shared, tier=tier

@@ -48,6 +48,12 @@ change-log record   ``('L', versionstamp)``                 ``[time ns, op, uid,
 change-log head     ``('H',)``                              little-endian int64, +1 per log record
 change-log trimmed  ``('LT',)``                             the 10-byte versionstamp of the last record
                                                             trimmed (metadata/changelog.py)
+provenance by inode ``('pi', ino8, opened ns int, session     ``Access`` as a list (provenance.py): one
+                    bytes, handle int)``                    open/close of a file, written at its close
+provenance by user  ``('pu', uid int, opened ns int,        the same list
+                    session bytes, handle int)``
+provenance by time  ``('pt', written ns int, session        ``[ino, uid, opened ns]``: trimming order
+                    bytes, handle int)``
 log consumer        ``('LC', name str)``                    ``[cursor versionstamp, created ns, acked
                                                             ns]``: a named consumer's last acknowledged
                                                             record (metadata/consumers.py)
@@ -133,6 +139,9 @@ _OPERATION = "op"
 _LOG_HEAD = "H"
 _LOG_TRIMMED = "LT"
 _LOG_CONSUMER = "LC"
+_ACCESS_BY_INODE = "pi"
+_ACCESS_BY_USER = "pu"
+_ACCESS_BY_TIME = "pt"
 _SESSION = "s"
 _CHUNK_REFS = "r"
 _TRASH = "t"
@@ -468,6 +477,31 @@ class FsKeys:
 
     def log_consumer_name(self, key: bytes) -> str:
         return str(fdb.tuple.unpack(key[len(self.prefix) :])[1])
+
+    # provenance (metadata/provenance.py)
+    def access_by_inode(self, ino: int, opened_ns: int, session: bytes, handle: int) -> bytes:
+        return self._key(_ACCESS_BY_INODE, _ino(ino), opened_ns, session, handle)
+
+    def accesses_of_inode(self, ino: int) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_ACCESS_BY_INODE, _ino(ino)))
+
+    def access_by_user(self, uid: int, opened_ns: int, session: bytes, handle: int) -> bytes:
+        return self._key(_ACCESS_BY_USER, uid, opened_ns, session, handle)
+
+    def accesses_of_user(self, uid: int, since_ns: int = 0) -> tuple[bytes, bytes]:
+        """A user's records, those opened at or after ``since_ns``."""
+        return self._key(_ACCESS_BY_USER, uid, since_ns), _range_of(self._key(_ACCESS_BY_USER, uid))[1]
+
+    def access_by_time(self, written_ns: int, session: bytes, handle: int) -> bytes:
+        return self._key(_ACCESS_BY_TIME, written_ns, session, handle)
+
+    def accesses_by_time(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_ACCESS_BY_TIME))
+
+    def access_time_of(self, key: bytes) -> tuple[int, bytes, int]:
+        """(written ns, session, handle) of a provenance-by-time key."""
+        _, written, session, handle = fdb.tuple.unpack(key[len(self.prefix) :])
+        return int(written), bytes(session), int(handle)
 
     # secondary indexes (metadata/index.py)
     def name_index(self, name: bytes, parent: int) -> bytes:

@@ -175,6 +175,9 @@ class FsConfig:
     #: find`` reads: they make creates, renames and setxattrs cost more, so they are opt-in.  Settings
     #: written before the choice existed have none (False).
     search_index: bool = False
+    #: Whether the mounts record every open and close of a file (metadata/provenance.py); a mount option
+    #: (``-o provenance``) turns it on for one mount.
+    provenance: bool = False
 
     def encode(self) -> bytes:
         return pack(asdict(self))
@@ -223,6 +226,7 @@ _CONFIG_CHECKS = {
     "s3_endpoint": lambda value: isinstance(value, str),
     "trash_days": _is_count,
     "search_index": lambda value: isinstance(value, bool),
+    "provenance": lambda value: isinstance(value, bool),
 }
 
 

@@ -52,6 +52,7 @@ def cmd_mkfs(args: argparse.Namespace) -> int:
             trash_days=args.trash_days,
             search_index=args.search_index,
             data=data,
+            provenance=args.provenance,
         )
         print(f"created filesystem '{config.name}' in {printable(store.url)} ({describe_config(config)})")
     return 0
@@ -147,6 +148,13 @@ def add_mkfs_parser(commands: Subcommands, common: argparse.ArgumentParser) -> N
         help="keep the indexes 'fusefs find' answers from (names, xattrs, JSON fields): creates, renames "
         "and setxattrs then cost about 30-45%% more on the embedded store (default: off; "
         "'fusefs index enable' turns them on later)",
+    )
+    mkfs.add_argument(
+        "--provenance",
+        action="store_true",
+        help="every mount records each open and close of a file: uid, pid, command, times, bytes read and "
+        "written ('fusefs provenance'); kept as long as the change log (default: off; 'mount -o "
+        "provenance' turns it on for one mount)",
     )
     mkfs.add_argument(
         "name",

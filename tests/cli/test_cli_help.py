@@ -21,6 +21,7 @@ def test_top_level_help_lists_every_subcommand(cli):
         "find",
         "index",
         "consumer",
+        "provenance",
     ):
         assert command in result.stdout
     assert str(cli.data_dir) in result.stdout
@@ -46,6 +47,7 @@ def test_top_level_help_lists_every_subcommand(cli):
         ["consumer"],
         ["consumer", "list"],
         ["consumer", "remove"],
+        ["provenance"],
     ],
 )
 def test_each_subcommand_has_help(cli, command):
