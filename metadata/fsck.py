@@ -407,7 +407,8 @@ def _dangling_repair(keys: FsKeys, parent: int, name: bytes, indexed: bool) -> R
         if raw is not None and _dangling(keys, parent, name)(tr):
             tr.clear(keys.entry(parent, name))
             if indexed:
-                remove_link(tr, keys, parent, name, int(unpack(raw, "entry")[0]))
+                ino, kind = unpack(raw, "entry")
+                remove_link(tr, keys, parent, name, int(ino), stat.S_ISDIR(kind))
 
     return repair
 
@@ -524,7 +525,7 @@ def reconnect(config: FsConfig, directory: int, ino: int) -> Repair:
         attr = InodeAttr.decode(ino, raw)
         ns._set_entry(tr, directory, name, attr)
         if config.search_index:
-            add_link(tr, ns.keys, directory, name, ino)
+            add_link(tr, ns.keys, directory, name, ino, attr.is_dir)
         if attr.is_dir:
             attr.parent = directory
         elif attr.nlink == 0:

@@ -8,9 +8,12 @@ So a query (metadata/find.py) answers from exactly the state a listing in the sa
 Every index record is derived from one directory entry or one xattr (``expected_*`` below say how), and
 ``check`` proves the store holds exactly the derived records.
 
-* Per directory entry ``(parent, name) → ino``: a name-index record (exact and prefix queries), a
-  suffix-index record (the name reversed: ``*.parquet`` is a prefix range read) and a link
-  back-reference under the inode (its paths, hard links included: metadata/paths.py).
+* Per directory entry ``(parent, name) → ino``: a name-index record (exact and prefix queries), an
+  extension-index record keyed by (extension, parent, name) (``*.parquet`` is one range read, and
+  ``*.parquet`` under a directory one range read per directory below it) and a link back-reference
+  under the inode (its paths, hard links included: metadata/paths.py); an entry naming a directory
+  also has a subdirectory-index record (parent, name), so the directories below one are listed without
+  reading their files' entries.
 * Per xattr but the POSIX ACLs (kept by metadata/acl.py, which also rewrites them on chmod): its
   (name, value) when the value has at most ``VALUE_INDEX_MAX_BYTES`` bytes, otherwise its
   name and the first 16 bytes of the value's SHA-256 (an exact query on a long value reads the candidates'
@@ -36,6 +39,7 @@ import functools
 import hashlib
 import json
 import math
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +48,7 @@ import fdb.tuple
 
 from metadata import acl, scan
 from metadata.keys import FsKeys
-from metadata.model import unpack_list
+from metadata.model import InodeAttr, unpack_list
 from metadata.store import Store, Transaction
 
 #: Longer xattr values are indexed by a hash of the value instead of the value itself.
@@ -62,14 +66,17 @@ JsonScalar = bool | int | float | str | None
 
 
 # -- what a record derives -----------------------------------------------------------------------------
-def link_records(keys: FsKeys, parent: int, name: bytes, ino: int) -> list[tuple[bytes, bytes]]:
+def link_records(keys: FsKeys, parent: int, name: bytes, ino: int, is_dir: bool) -> list[tuple[bytes, bytes]]:
     """The index records of directory entry ``name`` in ``parent`` naming ``ino``."""
     ino8 = ino.to_bytes(8, "little")
-    return [
+    records = [
         (keys.name_index(name, parent), ino8),
-        (keys.suffix_index(name, parent), ino8),
+        (keys.extension_index(name, parent), ino8),
         (keys.link(ino, parent, name), b""),
     ]
+    if is_dir:
+        records.append((keys.subdirectory(parent, name), ino8))
+    return records
 
 
 def xattr_records(keys: FsKeys, ino: int, name: bytes, value: bytes) -> list[bytes]:
@@ -139,35 +146,35 @@ def typed_element(scalar: JsonScalar) -> tuple[int, bytes] | None:
 
 
 # -- hooks of the namespace transactions ---------------------------------------------------------------
-def add_link(tr: Transaction, keys: FsKeys, parent: int, name: bytes, ino: int) -> None:
-    for key, value in link_records(keys, parent, name, ino):
+def add_link(tr: Transaction, keys: FsKeys, parent: int, name: bytes, ino: int, is_dir: bool) -> None:
+    for key, value in link_records(keys, parent, name, ino, is_dir):
         tr.set(key, value)
 
 
-def remove_link(tr: Transaction, keys: FsKeys, parent: int, name: bytes, ino: int) -> None:
-    for key, _ in link_records(keys, parent, name, ino):
+def remove_link(tr: Transaction, keys: FsKeys, parent: int, name: bytes, ino: int, is_dir: bool) -> None:
+    for key, _ in link_records(keys, parent, name, ino, is_dir):
         tr.clear(key)
 
 
 def rename_links(
     tr: Transaction,
     keys: FsKeys,
-    source: tuple[int, bytes, int],
-    target: tuple[int, bytes, int | None],
+    source: tuple[int, bytes, InodeAttr],
+    target: tuple[int, bytes, InodeAttr | None],
     *,
     exchange: bool,
 ) -> None:
-    """A rename of ``source`` (parent, name, ino) onto ``target`` (parent, name, ino or None): the
+    """A rename of ``source`` (parent, name, inode) onto ``target`` (parent, name, inode or None): the
     target's name now names the source's inode; with ``exchange`` the source's name names the
     target's."""
-    old_parent, old_name, src_ino = source
-    new_parent, new_name, dst_ino = target
-    remove_link(tr, keys, old_parent, old_name, src_ino)
-    if dst_ino is not None:
-        remove_link(tr, keys, new_parent, new_name, dst_ino)
+    old_parent, old_name, src = source
+    new_parent, new_name, dst = target
+    remove_link(tr, keys, old_parent, old_name, src.ino, src.is_dir)
+    if dst is not None:
+        remove_link(tr, keys, new_parent, new_name, dst.ino, dst.is_dir)
         if exchange:
-            add_link(tr, keys, old_parent, old_name, dst_ino)
-    add_link(tr, keys, new_parent, new_name, src_ino)
+            add_link(tr, keys, old_parent, old_name, dst.ino, dst.is_dir)
+    add_link(tr, keys, new_parent, new_name, src.ino, src.is_dir)
 
 
 def set_xattr(tr: Transaction, keys: FsKeys, ino: int, name: bytes, value: bytes) -> None:
@@ -236,8 +243,8 @@ def _build_step(
 
 def _entry_records(keys: FsKeys, key: bytes, value: bytes) -> list[tuple[bytes, bytes]]:
     parent, name = keys.entry_of(key)
-    ino, _ = unpack_list(value, f"entry {name!r} of directory {parent}", (int, int))
-    return link_records(keys, parent, name, int(ino))
+    ino, kind = unpack_list(value, f"entry {name!r} of directory {parent}", (int, int))
+    return link_records(keys, parent, name, int(ino), stat.S_ISDIR(kind))
 
 
 def _xattr_records(keys: FsKeys, key: bytes, value: bytes) -> list[tuple[bytes, bytes]]:

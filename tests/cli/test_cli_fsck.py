@@ -254,7 +254,7 @@ def test_damaged_search_index_records_are_reported_and_rebuilt(cli, fs):
 
     def damage(tr, keys):
         tr.clear(keys.name_index(b"small", tree.dir))  # a record missing
-        tr.set(keys.suffix_index(b"gone.txt", tree.dir), tree.small.to_bytes(8, "little"))  # one too many
+        tr.set(keys.extension_index(b"gone.txt", tree.dir), tree.small.to_bytes(8, "little"))  # one too many
 
     _damage(db, damage)
     heading = "search index records disagreeing with the entries and xattrs: 2"

@@ -213,7 +213,7 @@ def test_check_finds_missing_stray_and_wrong_records(fs):
     fs.setxattr(t["f"], b"user.k", b"v", ROOT)
     fs.run(lambda tr: tr.clear(fs.keys.xattr_value(b"user.k", b"v", t["f"])))
     fs.raw_set(fs.keys.name_index(b"ghost", ROOT_INODE), b"\0" * 8)
-    fs.raw_set(fs.keys.suffix_index(b"f", ROOT_INODE), (999).to_bytes(8, "little"))
+    fs.raw_set(fs.keys.extension_index(b"f", ROOT_INODE), (999).to_bytes(8, "little"))
     problems = index.check(fs.store, fs.keys)
     assert len(problems) == 3
     assert any("missing" in p for p in problems)
@@ -360,7 +360,7 @@ def test_acls_are_not_indexed_and_stay_consistent(fs):
 def test_fsck_reports_damaged_index_records_by_class_and_repairs_them(fs):
     t = fs.tree("d/", "d/f.csv", "g")
     fs.setxattr(t["d/f.csv"], b"user.j", b'{"x": 2}', ROOT)
-    missing = fs.keys.suffix_index(b"f.csv", t["d"])
+    missing = fs.keys.extension_index(b"f.csv", t["d"])
     extra = fs.keys.name_index(b"ghost", t["d"])
     wrong = fs.keys.name_index(b"g", ROOT_INODE)
     stale = fs.keys.json_field(b"user.j", "x", index.typed_element(3), t["d/f.csv"])
@@ -392,3 +392,17 @@ def test_fsck_recheck_drops_an_index_finding_a_later_change_explains(fs):
     (finding,) = [f for f in fsck.check(fs.store, fs.config).findings if f.kind == fsck.INDEXES]
     fs.unlink(ROOT_INODE, b"a", ROOT)  # the entry is gone: the record should not exist any more
     assert t["a"] and not fs.run(finding.recheck)
+
+
+@pytest.mark.parametrize("dirs_max", [1, 1000], ids=["whole-extension", "per-directory"])
+def test_an_extension_under_a_subtree_is_read_per_directory_or_whole(fs, monkeypatch, dirs_max):
+    from metadata import find as find_module
+
+    monkeypatch.setattr(find_module, "SUBTREE_DIRS_MAX", dirs_max)
+    fs.tree("a/", "a/b/", "a/b/c/", "a/b/c/x.tar.gz", "a/y.gz", "a/z.tar", "e/", "e/w.tar.gz", "a/b/.gz")
+    assert search(fs, name_glob=b"*.tar.gz", under=b"/a") == ["/a/b/c/x.tar.gz"]
+    assert search(fs, name_glob=b"*.gz", under=b"/a/b") == ["/a/b/.gz", "/a/b/c/x.tar.gz"]
+    assert search(fs, name_glob=b"*.gz") == ["/a/b/.gz", "/a/b/c/x.tar.gz", "/a/y.gz", "/e/w.tar.gz"]
+    fs.rename(ROOT_INODE, b"e", fs.lookup(ROOT_INODE, b"a").ino, b"e", ROOT)  # a directory moves in
+    assert search(fs, name_glob=b"*.tar.gz", under=b"/a") == ["/a/b/c/x.tar.gz", "/a/e/w.tar.gz"]
+    assert_consistent(fs)

@@ -13,7 +13,8 @@ from metadata.provenance import Access
 
 
 def _access(ino: int, uid: int, handle: int, opened: int, written: int = 0) -> Access:
-    return Access(ino, uid, 4242, "cat", opened, opened + 5, 10, 0, b"session1", handle, written or opened + 5)
+    first_written = written or opened + 5
+    return Access(ino, uid, 4242, "cat", opened, opened + 5, 10, 0, b"session1", handle, first_written)
 
 
 def test_a_handle_has_one_record_however_often_it_is_written(fs):
