@@ -10,10 +10,11 @@ transaction each), then mounts the filesystem and times the same questions asked
 
 ``throughput`` creates files and sets a JSON xattr on each, in transactions of one operation like the
 daemon's, on two filesystems of one store, one without search indexes and one with them, in
-alternating rounds, and prints operations per second of each and their ratio.  Usage:
+alternating rounds, and prints operations per second of each and their ratio; with ``--mount``, through
+two mounts with syscalls, as a program sees it.  Usage:
 
     python scripts/find_bench.py query [--inodes 200000] [--dir /tmp/find-bench] [--no-mount]
-    python scripts/find_bench.py throughput [--count 5000] [--rounds 5]
+    python scripts/find_bench.py throughput [--count 5000] [--rounds 5] [--mount]
 """
 
 from __future__ import annotations
@@ -166,11 +167,15 @@ def throughput(args: argparse.Namespace) -> None:
         store.close()
     finally:
         shutil.rmtree(work)
+    _print_rates(rates, args, "store API")
+
+
+def _print_rates(rates: dict[bool, dict[str, list[float]]], args: argparse.Namespace, how: str) -> None:
     for what in ("create", "setxattr"):
         off, on = (statistics.median(rates[indexed][what]) for indexed in (False, True))
         print(
             f"{what}: {off:,.0f}/s without indexes, {on:,.0f}/s with, ratio {on / off:.2f} "
-            f"(median of {args.rounds} rounds of {args.count})"
+            f"(median of {args.rounds} rounds of {args.count}, {how})"
         )
 
 
@@ -200,6 +205,38 @@ def _create_and_setxattr(
     return created, count / (time.perf_counter() - began)
 
 
+def mount_throughput(args: argparse.Namespace) -> None:
+    """The same through two mounts (without and with the indexes), with real syscalls: a create is an
+    ``open(O_CREAT)`` and a ``close``, a setxattr one ``os.setxattr``."""
+    from provenance_bench import FUSEFS as fusefs
+    from provenance_bench import mount
+
+    work = tempfile.mkdtemp(prefix="find-mount-throughput-")
+    mounts = {False: mount(work, "off", []), True: mount(work, "on", [], ("--search-index",))}
+    rates: dict[bool, dict[str, list[float]]] = {
+        indexed: {"create": [], "setxattr": []} for indexed in mounts
+    }
+    try:
+        for round_ in range(args.rounds):
+            for indexed, mountpoint in mounts.items():
+                directory = os.path.join(mountpoint, f"r{round_}")
+                os.mkdir(directory)
+                paths = [os.path.join(directory, f"f{n}.parquet") for n in range(args.count)]
+                began = time.perf_counter()
+                for path in paths:
+                    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
+                rates[indexed]["create"].append(args.count / (time.perf_counter() - began))
+                began = time.perf_counter()
+                for n, path in enumerate(paths):
+                    os.setxattr(path, "user.exp", b'{"lr": %d, "team": "vision"}' % n)
+                rates[indexed]["setxattr"].append(args.count / (time.perf_counter() - began))
+    finally:
+        for mountpoint in mounts.values():
+            subprocess.run([*fusefs, "umount", mountpoint], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    _print_rates(rates, args, "through mounts")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -210,8 +247,12 @@ def main() -> None:
     t = sub.add_parser("throughput")
     t.add_argument("--count", type=int, default=5000)
     t.add_argument("--rounds", type=int, default=5)
+    t.add_argument("--mount", action="store_true", help="through two mounts, with syscalls")
     args = parser.parse_args()
-    (query if args.what == "query" else throughput)(args)
+    if args.what == "query":
+        query(args)
+    else:
+        (mount_throughput if args.mount else throughput)(args)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,14 @@ os.environ.setdefault("PYTHONPATH", os.path.dirname(os.path.dirname(os.path.absp
 PAYLOAD = b"x" * 4096
 
 
-def mount(work: str, name: str, options: list[str]) -> str:
+def mount(work: str, name: str, options: list[str], mkfs_options: tuple[str, ...] = ()) -> str:
+    """A new filesystem ``name`` in its own embedded store under ``work``, mounted; its mountpoint (also
+    used by scripts/find_bench.py)."""
     store = f"sqlite://{work}/{name}.db"
     blocks, mountpoint = os.path.join(work, f"{name}-blocks"), os.path.join(work, name)
     os.makedirs(blocks)
     os.makedirs(mountpoint)
-    made = [*FUSEFS, "mkfs", "--store", store, "--blocks", blocks, name]
+    made = [*FUSEFS, "mkfs", "--store", store, "--blocks", blocks, *mkfs_options, name]
     subprocess.run(made, check=True, capture_output=True)
     log = os.path.join(work, f"{name}.log")
     command = [*FUSEFS, "mount", "--store", store, "--name", name, "--log-file", log, *options, mountpoint]

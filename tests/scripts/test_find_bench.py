@@ -39,7 +39,8 @@ def test_throughput_mode() -> None:
     out = run("throughput", "--count", "50", "--rounds", "2")
     for what in ("create", "setxattr"):
         assert re.search(
-            rf"^{what}: [\d,]+/s without indexes, [\d,]+/s with, ratio [\d.]+ \(median of 2 rounds of 50\)$",
+            rf"^{what}: [\d,]+/s without indexes, [\d,]+/s with, ratio [\d.]+ \(median of 2 rounds of 50, "
+            r"store API\)$",
             out,
             re.M,
         ), out
