@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import wait_for
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -46,6 +48,7 @@ def _lines(out: Path) -> int:
     return len(out.read_bytes().splitlines()) if out.exists() else 0
 
 
+@pytest.mark.chaos
 def test_a_json_consumer_loses_nothing_across_kills_of_itself_and_of_the_daemon(data_mounts, tmp_path):
     mp = data_mounts.mount(options=("shared",))
     out = tmp_path / "records.jsonl"

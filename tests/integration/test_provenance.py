@@ -41,6 +41,7 @@ def fs(mount_fs):
     return mnt, mount_fs.mounts[mnt]
 
 
+@pytest.mark.chaos
 def test_reads_and_writes_of_two_users_are_recorded(fs, unpriv_user):
     mnt, mounted = fs
     started = time.time_ns()
