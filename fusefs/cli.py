@@ -17,7 +17,20 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from fusefs.commands import checks, find, index, maintenance, mkfs, mounts, quota, stats, systemd, trash
+from fusefs.commands import (
+    changelog,
+    checks,
+    find,
+    index,
+    maintenance,
+    mkfs,
+    mounts,
+    provenance,
+    quota,
+    stats,
+    systemd,
+    trash,
+)
 from fusefs.commands.common import CliError, Parser, Subcommands, UsageError
 from fusefs.messages import is_expected, one_line
 from metadata.urls import StoreUrlError, data_dir
@@ -30,7 +43,8 @@ PARSERS: list[Callable[[Subcommands, argparse.ArgumentParser], None]] = [
     mounts.add_status_parser,
     stats.add_stats_parser,
     systemd.add_systemd_unit_parser,
-    maintenance.add_log_parser,
+    changelog.add_log_parser,
+    changelog.add_consumer_parser,
     maintenance.add_gc_parser,
     maintenance.add_blocks_parser,
     checks.add_fsck_parser,
@@ -41,6 +55,7 @@ PARSERS: list[Callable[[Subcommands, argparse.ArgumentParser], None]] = [
     quota.add_quota_parser,
     find.add_find_parser,
     index.add_index_parser,
+    provenance.add_provenance_parser,
 ]
 
 

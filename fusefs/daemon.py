@@ -86,6 +86,8 @@ class MountRequest:
     shared: bool = False
     #: POSIX ACLs enforced by the kernel (FUSE_POSIX_ACL).
     acl: bool = False
+    #: Record every open and close of a file (``-o provenance``; also on when the settings say so).
+    provenance: bool = False
     #: The log file (reopened on SIGHUP), or None for stderr.
     log_file: str | None = None
     debug: bool = False
@@ -283,6 +285,7 @@ def serve_mount(request: MountRequest, on_ready: Callable[[], None]) -> None:
             writeback_cache=request.writeback_cache,
             tier=None if objects is None else _chunk_tier(objects, blocks, request),
             acl=request.acl,
+            provenance=request.provenance or config.provenance,
         )
         options = _fuse_options(fs, request)
         stop_metrics = _start_metrics(request.metrics, fs)

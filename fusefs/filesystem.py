@@ -46,6 +46,7 @@ class Filesystem:
         writeback_cache: bool = False,
         tier: ChunkTier | None = None,
         acl: bool = False,
+        provenance: bool = False,
     ) -> None:
         self.store = store
         self.blocks = blocks
@@ -78,6 +79,7 @@ class Filesystem:
             strict=strict,
             writeback_cache=writeback_cache,
             acl=acl,
+            provenance=provenance,
         )
         self.recovery = Recovery(
             self.meta, blocks, gate, self.lifecycle, self.open_files, shared=store.shared, tier=tier

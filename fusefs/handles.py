@@ -8,6 +8,7 @@ import itertools
 from collections import deque
 from dataclasses import dataclass, field
 
+from fusefs.accesses import HandleAccess
 from fusefs.openfile import OpenFile
 from metadata.model import FSError, InodeAttr
 
@@ -39,6 +40,8 @@ class DirHandle:
 class FileHandle:
     open_file: OpenFile
     flags: int
+    #: Its provenance record, when provenance is on (fusefs/accesses.py).
+    access: HandleAccess | None = None
 
 
 class HandleTable:

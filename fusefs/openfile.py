@@ -29,6 +29,7 @@ import trio
 
 from blocks import CHECKSUM_BLOCK_BYTES, BlockStore, ChecksumMismatch, ChecksumTable
 from blocks.tier import ChunkTier
+from fusefs.accesses import HandleAccess
 from fusefs.idpool import IdPool
 from fusefs.quicklock import QuickLock
 from fusefs.writebehind import WriteBehind
@@ -394,14 +395,21 @@ class OpenFile:
             self.attr.mtime_ns = mtime_ns
         self._dirty = True
 
-    async def flush(self, caller: Caller | None = None) -> None:
+    async def flush(self, caller: Caller | None = None, access: HandleAccess | None = None) -> None:
+        """Record the data written since the last flush; with ``access``, write that handle's provenance
+        record in the same transaction (if there is one)."""
         async with self._lock:
             if not self._dirty:
                 return
             await self._behind.drain()  # the checksum tables are complete only then
             if self._tier is not None and self.attr.chunked:
                 await self._upload_dirty_chunks()
-            freed = await self._meta.flush(self._flush_change(caller or self.caller))
+            change = self._flush_change(caller or self.caller)
+            if access is not None:
+                change.access = access.stamped()
+            freed = await self._meta.flush(change)
+            if access is not None:
+                access.written()
             for record in freed:  # cut off by a truncate; after the commit, so no record points at them
                 await trio.to_thread.run_sync(self._blocks.delete, record.dir_index, record.chunk_id)
             self._stored_size = self.attr.size

@@ -25,6 +25,7 @@ import trio
 
 from blocks import BlockStore
 from fusefs import quotactl
+from fusefs.accesses import HandleAccess
 from fusefs.attrs import entry_attributes
 from fusefs.boundary import fuse_handler
 from fusefs.handles import DirHandle, FileHandle, HandleTable
@@ -88,6 +89,7 @@ class FuseOperations(pyfuse3.Operations):
         strict: bool = False,
         writeback_cache: bool = False,
         acl: bool = False,
+        provenance: bool = False,
     ) -> None:
         super().__init__()
         self.meta = meta
@@ -106,6 +108,8 @@ class FuseOperations(pyfuse3.Operations):
         # Without it the kernel still passes those names through to us: they are refused, since an ACL
         # stored but not enforced would mislead.
         self.enable_acl = acl
+        #: Record every open and close of a file (metadata/provenance.py); not on a read-only mount.
+        self.provenance = provenance and not read_only
 
     def fuse_options(self) -> set[str]:
         options = {f"fsname=fusefs:{self.meta.config.name}", "subtype=fusefs", "default_permissions"}
@@ -271,7 +275,7 @@ class FuseOperations(pyfuse3.Operations):
         attr = await self._create(parent_inode, name, stat.S_IFREG | (mode & 0o7777), ctx)
         open_file = await self._open_files.open(attr.ino, dataclasses.replace(attr))
         open_file.start_new()
-        fh = self._handles.add(FileHandle(open_file, flags))
+        fh = self._add_file_handle(FileHandle(open_file, flags), ctx)
         return pyfuse3.FileInfo(fh=fh), self._entry(attr)
 
     @fuse_handler
@@ -335,24 +339,40 @@ class FuseOperations(pyfuse3.Operations):
         open_file = await self._open_files.open(inode)
         if flags & os.O_TRUNC:
             await self._resize(open_file, 0, caller_of(ctx))
-        fh = self._handles.add(FileHandle(open_file, flags))
+        fh = self._add_file_handle(FileHandle(open_file, flags), ctx)
         # The page cache stays valid across opens: every change to the data passes through this mount,
-        # which the kernel sees (strict mode re-reads).
-        return pyfuse3.FileInfo(fh=fh, keep_cache=not self.strict)
+        # which the kernel sees (strict mode re-reads).  With provenance each open reads through us once,
+        # so that its bytes read are counted.
+        return pyfuse3.FileInfo(fh=fh, keep_cache=not self.strict and not self.provenance)
+
+    def _add_file_handle(self, handle: FileHandle, ctx: pyfuse3.RequestContext) -> int:
+        fh = self._handles.add(handle)
+        if self.provenance:
+            ino, session = handle.open_file.ino, self.meta.session
+            handle.access = HandleAccess.start(ino, ctx.uid, ctx.pid, session, fh)
+        return fh
 
     @fuse_handler
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        return await self._handles.file(fh).open_file.read(off, size)
+        handle = self._handles.file(fh)
+        data = await handle.open_file.read(off, size)
+        if handle.access is not None:
+            handle.access.access.bytes_read += len(data)
+        return data
 
     @fuse_handler
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         handle = self._handles.file(fh)
         append = bool(handle.flags & os.O_APPEND) and not self.enable_writeback_cache
-        return await handle.open_file.write(off, buf, append=append)
+        written = await handle.open_file.write(off, buf, append=append)
+        if handle.access is not None:
+            handle.access.access.bytes_written += written
+        return written
 
     @fuse_handler
     async def flush(self, fh: int) -> None:
-        await self._handles.file(fh).open_file.flush()
+        handle = self._handles.file(fh)
+        await handle.open_file.flush(access=handle.access)
 
     @fuse_handler
     async def fsync(self, fh: int, datasync: bool) -> None:
@@ -362,7 +382,11 @@ class FuseOperations(pyfuse3.Operations):
     async def release(self, fh: int) -> None:
         handle = self._handles.file(fh)
         self._handles.remove(fh)
-        await self._close_file(handle.open_file)
+        try:
+            await self._close_file(handle.open_file)
+        finally:
+            if handle.access is not None and handle.access.changed:
+                await self.meta.record_access(handle.access.stamped())
 
     # -- directories --------------------------------------------------------------------------------
     @fuse_handler

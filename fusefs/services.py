@@ -105,11 +105,12 @@ async def _recover_dead_sessions(recovery: Recovery) -> None:
 
 
 async def _trim_records(meta: Meta) -> None:
-    """Trim change-log records past the retention and idempotency records past their use."""
+    """Trim change-log and provenance records past the retention and idempotency records past their use."""
     while True:
-        cutoff = now_ns() - meta.config.log_retention_s * 1_000_000_000
-        while await meta.trim_log(cutoff):
+        while await meta.trim_log(now_ns()):
             await trio.lowlevel.checkpoint()  # let requests in between batches
+        while await meta.trim_provenance(now_ns() - meta.config.log_retention_s * 1_000_000_000):
+            await trio.lowlevel.checkpoint()
         await meta.trim_operations()
         await trio.sleep(LOG_TRIM_INTERVAL_S)
 

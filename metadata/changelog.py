@@ -14,6 +14,9 @@ from metadata.model import now_ns, pack, unpack_list
 from metadata.printable import printable
 from metadata.store import Transaction, Watch
 
+#: A versionstamp before every record's.
+NO_RECORD = bytes(10)
+
 _OPTIONAL_INT = (int, type(None))
 _OPTIONAL_BYTES = (bytes, type(None))
 #: time, op, uid, ino, parent, name, new_parent, new_name, session
@@ -80,23 +83,45 @@ def read_log(tr: Transaction, fs_name: str, after: bytes | None, limit: int) -> 
     begin, end = keys.log()
     if after is not None:
         begin = keys.log_after(after)
-    records = []
-    for key, value in tr.iter_range(begin, end, limit=limit, snapshot=True):
-        fields = unpack_list(value, "change-log record", _RECORD_TYPES)
-        records.append(LogRecord(keys.log_versionstamp(key), *fields))
-    return records
+    rows = tr.iter_range(begin, end, limit=limit, snapshot=True)
+    return [decode_record(keys, key, value) for key, value in rows]
 
 
-def trim_log(tr: Transaction, keys: FsKeys, older_than_ns: int, batch: int = 1000) -> int:
-    """Remove up to ``batch`` records older than ``older_than_ns``; returns how many were removed."""
+def decode_record(keys: FsKeys, key: bytes, value: bytes) -> LogRecord:
+    return LogRecord(keys.log_versionstamp(key), *unpack_list(value, "change-log record", _RECORD_TYPES))
+
+
+def trim_log(
+    tr: Transaction,
+    keys: FsKeys,
+    older_than_ns: int,
+    batch: int = 1000,
+    *,
+    held_after: bytes | None = None,
+    hold_until_ns: int = 0,
+) -> int:
+    """Remove up to ``batch`` records older than ``older_than_ns``; returns how many were removed.
+
+    Records after versionstamp ``held_after`` (a lagging consumer's cursor) are kept unless older than
+    ``hold_until_ns`` too.  The last removed record's versionstamp is recorded (``keys.log_trimmed``),
+    so a consumer can tell that records it had not read are gone."""
     begin, end = keys.log()
     last_old: bytes | None = None
     count = 0
     for key, value in tr.iter_range(begin, end, limit=batch, snapshot=True):
-        if unpack_list(value, "change-log record", _RECORD_TYPES)[0] >= older_than_ns:
+        time_ns = unpack_list(value, "change-log record", _RECORD_TYPES)[0]
+        if time_ns >= older_than_ns:
+            break
+        if held_after is not None and time_ns >= hold_until_ns and keys.log_versionstamp(key) > held_after:
             break
         last_old = key
         count += 1
     if last_old is not None:
         tr.clear_range(begin, last_old + b"\0")
+        tr.set(keys.log_trimmed(), keys.log_versionstamp(last_old))
     return count
+
+
+def trimmed_through(tr: Transaction, keys: FsKeys, *, snapshot: bool = True) -> bytes:
+    """The versionstamp of the last record trimmed (``NO_RECORD`` if none was)."""
+    return tr.get(keys.log_trimmed(), snapshot=snapshot) or NO_RECORD

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from metadata import filedata
+from metadata import filedata, index
 from metadata.idempotency import idempotent
 from metadata.model import ROOT_INODE, Caller, ChunkRecord, FSError, InodeAttr, InodeId, now_ns
 from metadata.namespace import Namespace
@@ -55,7 +55,10 @@ def copy_inode(
     copy = dataclasses.replace(attr, ino=InodeId(ino), nlink=2 if attr.is_dir else 1, ctime_ns=now)
     ns.attach(tr, parent, name, copy, caller, "clone")
     for key, value in tr.iter_range(*keys.xattrs(src)):
-        tr.set(keys.xattr(ino, keys.xattr_name(key)), value)
+        xattr = keys.xattr_name(key)
+        tr.set(keys.xattr(ino, xattr), value)
+        if ns.config.search_index:
+            index.add_xattr(tr, keys, ino, xattr, value)
     for key, value in tr.iter_range(*keys.inline_pieces(src)):
         tr.set(keys.inline_piece(ino, keys.data_key_of(key)[1]), value)
     for key, value in tr.iter_range(*keys.chunks(src)):

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from metadata import filedata
+from metadata import filedata, provenance
 from metadata.idempotency import idempotent
 from metadata.model import Caller, ChunkRecord, now_ns
 from metadata.namespace import Namespace
+from metadata.provenance import Access
 from metadata.store import Transaction
 
 
@@ -39,6 +40,8 @@ class Flush:
     stored_size: int
     stored_chunked: bool
     caller: Caller
+    #: The provenance record of the handle being flushed, written in this transaction (None: off).
+    access: Access | None = None
 
 
 def _chunks_covering(size: int, chunk_size: int) -> int:
@@ -71,6 +74,8 @@ def flush(tr: Transaction, ns: Namespace, change: Flush) -> list[ChunkRecord]:
             filedata.mark_clean(tr, keys, ino, index, record)
     ns.count_bytes(tr, ino, change.size - change.stored_size)
     ns.write_back(tr, attr, change.caller)
+    if change.access is not None:
+        provenance.record(tr, keys, change.access)
     return freed
 
 

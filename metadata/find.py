@@ -2,9 +2,12 @@
 
 A ``Query``'s predicates are combined with AND.  The xattr and JSON-field predicates each read one
 index range and give a set of inodes; the name predicates read the name index (an exact name or a glob
-with a literal start) or the suffix index (a glob with a literal end, such as ``*.parquet``); a glob with
-neither reads the whole name index, still without walking a directory.  ``under`` keeps the paths
-inside one directory by walking up from each match (metadata/paths.py), never down the tree.
+with a literal start) or the extension index (a glob ending in a literal ``.ext``, such as
+``*.parquet``); a glob with neither reads the whole name index, still without walking a directory.
+``under`` keeps the paths inside one directory by walking up from each match (metadata/paths.py); for
+an extension, the directories below ``under`` are listed first from the subdirectory index (up to
+``SUBTREE_DIRS_MAX`` of them: no file entry is read) and the extension index is read per directory, so
+the answer costs what lies in the subtree, not in the whole filesystem.
 
 ``find`` is one transaction function: every answer comes from one consistent snapshot.  It returns at
 most ``limit`` matches and says whether more exist (a result larger than a transaction can read is
@@ -25,11 +28,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metadata import index
-from metadata.keys import FsKeys
+from metadata.keys import FsKeys, extension
 from metadata.model import ROOT_INODE, FsConfig, FSError, InodeAttr
 from metadata.paths import Paths, join
 from metadata.store import Store, Transaction
 
+#: A subtree with more directories is answered from the whole extension range, filtered by ancestry.
+SUBTREE_DIRS_MAX = 10_000
 _GLOB_CHARS = re.compile(rb"[*?\[\]]")
 _CONDITION = re.compile(r"^\s*(?P<field>[^\s<>=!]+)\s*(?P<op><=|>=|==|=|<|>)\s*(?P<value>\S.*?)\s*$")
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
@@ -182,7 +187,7 @@ def find(tr: Transaction, keys: FsKeys, query: Query) -> Found:
         raise FSError(errno.ENOTDIR)
     candidates = _inodes(tr, keys, query)
     if candidates is None:
-        links = _named_links(tr, keys, query)
+        links = _named_links(tr, keys, query, top.ino)
     else:
         links = [
             (parent, name, ino)
@@ -217,26 +222,48 @@ def _name_matches(query: Query, name: bytes) -> bool:
     return query.name_glob is None or fnmatch.fnmatchcase(name, query.name_glob)
 
 
-def _named_links(tr: Transaction, keys: FsKeys, query: Query) -> list[tuple[int, bytes, int]]:
-    """(parent, name, ino) of every entry the name predicates match, from the name or suffix index."""
+def _named_links(tr: Transaction, keys: FsKeys, query: Query, top: int) -> list[tuple[int, bytes, int]]:
+    """(parent, name, ino) of the entries the name predicates match, from the name or extension index
+    (those of the directories below ``top`` only, when that is cheaper)."""
+    decode = keys.name_index_of
     if query.name is not None:
-        begin, end = keys.names_equal(query.name)
+        ranges = [keys.names_equal(query.name)]
     else:
         assert query.name_glob is not None
         glob = query.name_glob
         start = _GLOB_CHARS.search(glob)
         prefix = glob if start is None else glob[: start.start()]
         suffix = re.split(rb"[*?\[\]]", glob)[-1]
-        if prefix or not suffix:
-            begin, end = keys.names_with_prefix(prefix)
+        if prefix or b"." not in suffix:
+            ranges = [keys.names_with_prefix(prefix)]
         else:
-            begin, end = keys.names_with_suffix(suffix)
+            decode = keys.extension_index_of
+            ext = extension(suffix)
+            directories = None if top == ROOT_INODE else _directories_below(tr, keys, top)
+            if directories is None:
+                ranges = [keys.names_with_extension(ext)]
+            else:
+                ranges = [keys.names_with_extension(ext, directory) for directory in directories]
     links = []
-    for key, value in tr.iter_range(begin, end, snapshot=True):
-        name, parent = keys.name_index_of(key)
-        if _name_matches(query, name):
-            links.append((parent, name, int.from_bytes(value, "little")))
+    for begin, end in ranges:
+        for key, value in tr.iter_range(begin, end, snapshot=True):
+            name, parent = decode(key)
+            if _name_matches(query, name):
+                links.append((parent, name, int.from_bytes(value, "little")))
     return links
+
+
+def _directories_below(tr: Transaction, keys: FsKeys, top: int) -> list[int] | None:
+    """``top`` and every directory below it, from the subdirectory index (None: more than
+    ``SUBTREE_DIRS_MAX``)."""
+    found, pending = [top], [top]
+    while pending:
+        for _, value in tr.iter_range(*keys.subdirectories(pending.pop()), snapshot=True):
+            found.append(int.from_bytes(value, "little"))
+            pending.append(found[-1])
+            if len(found) > SUBTREE_DIRS_MAX:
+                return None
+    return found
 
 
 def _inodes(tr: Transaction, keys: FsKeys, query: Query) -> set[int] | None:

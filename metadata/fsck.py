@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from metadata import filedata
-from metadata.index import add_link, remove_link
+from metadata.index import add_link, differences, remove_link, repair_record, still_differs
 from metadata.keys import FsKeys
 from metadata.model import (
     ROOT_CALLER,
@@ -54,6 +54,7 @@ MISSING_CHUNKS = "chunk records whose chunk file is missing"
 BAD_CHECKSUMS = "chunk files failing their checksums"
 UNOWNED_CHUNKS = "chunk files no record owns"
 COUNTERS = "usage counters disagreeing with the sum"
+INDEXES = "search index records disagreeing with the entries and xattrs"
 CLASSES = [
     DAMAGED,
     DANGLING,
@@ -67,6 +68,7 @@ CLASSES = [
     BAD_CHECKSUMS,
     UNOWNED_CHUNKS,
     COUNTERS,
+    INDEXES,
 ]
 
 
@@ -236,7 +238,23 @@ def check(store: Store, config: FsConfig, progress: Callable[[int], None] = lamb
     _check_inline(store, keys, result)
     _check_chunk_records(store, keys, result, damaged)
     _check_counters(store, keys, result)
+    if config.search_index:
+        _check_indexes(store, keys, result)
     return result
+
+
+def _check_indexes(store: Store, keys: FsKeys, result: Scan) -> None:
+    """Each index record that disagrees with the entry or xattr it derives from: re-checked and repaired
+    one record at a time, from that entry or xattr as it is then (metadata/index.py)."""
+    for difference in differences(store, keys):
+        result.findings.append(
+            Finding(
+                INDEXES,
+                difference.describe(),
+                functools.partial(still_differs, keys=keys, key=difference.key),
+                functools.partial(repair_record, keys=keys, key=difference.key),
+            )
+        )
 
 
 def _reachable(children: dict[int, list[int]], starts: list[int]) -> set[int]:
@@ -389,7 +407,8 @@ def _dangling_repair(keys: FsKeys, parent: int, name: bytes, indexed: bool) -> R
         if raw is not None and _dangling(keys, parent, name)(tr):
             tr.clear(keys.entry(parent, name))
             if indexed:
-                remove_link(tr, keys, parent, name, int(unpack(raw, "entry")[0]))
+                ino, kind = unpack(raw, "entry")
+                remove_link(tr, keys, parent, name, int(ino), stat.S_ISDIR(kind))
 
     return repair
 
@@ -506,7 +525,7 @@ def reconnect(config: FsConfig, directory: int, ino: int) -> Repair:
         attr = InodeAttr.decode(ino, raw)
         ns._set_entry(tr, directory, name, attr)
         if config.search_index:
-            add_link(tr, ns.keys, directory, name, ino)
+            add_link(tr, ns.keys, directory, name, ino, attr.is_dir)
         if attr.is_dir:
             attr.parent = directory
         elif attr.nlink == 0:

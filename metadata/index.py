@@ -8,10 +8,14 @@ So a query (metadata/find.py) answers from exactly the state a listing in the sa
 Every index record is derived from one directory entry or one xattr (``expected_*`` below say how), and
 ``check`` proves the store holds exactly the derived records.
 
-* Per directory entry ``(parent, name) → ino``: a name-index record (exact and prefix queries), a
-  suffix-index record (the name reversed: ``*.parquet`` is a prefix range read) and a link
-  back-reference under the inode (its paths, hard links included: metadata/paths.py).
-* Per xattr: its (name, value) when the value has at most ``VALUE_INDEX_MAX_BYTES`` bytes, otherwise its
+* Per directory entry ``(parent, name) → ino``: a name-index record (exact and prefix queries), an
+  extension-index record keyed by (extension, parent, name) (``*.parquet`` is one range read, and
+  ``*.parquet`` under a directory one range read per directory below it) and a link back-reference
+  under the inode (its paths, hard links included: metadata/paths.py); an entry naming a directory
+  also has a subdirectory-index record (parent, name), so the directories below one are listed without
+  reading their files' entries.
+* Per xattr but the POSIX ACLs (kept by metadata/acl.py, which also rewrites them on chmod): its
+  (name, value) when the value has at most ``VALUE_INDEX_MAX_BYTES`` bytes, otherwise its
   name and the first 16 bytes of the value's SHA-256 (an exact query on a long value reads the candidates'
   values to rule out hash collisions).  Either way a name-only query is a range read.
 * Per ``user.*`` xattr whose value is a JSON object: one record per scalar field (nested objects give
@@ -35,14 +39,16 @@ import functools
 import hashlib
 import json
 import math
+import stat
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import fdb.tuple
 
-from metadata import scan
+from metadata import acl, scan
 from metadata.keys import FsKeys
-from metadata.model import unpack_list
+from metadata.model import InodeAttr, unpack_list
 from metadata.store import Store, Transaction
 
 #: Longer xattr values are indexed by a hash of the value instead of the value itself.
@@ -60,18 +66,23 @@ JsonScalar = bool | int | float | str | None
 
 
 # -- what a record derives -----------------------------------------------------------------------------
-def link_records(keys: FsKeys, parent: int, name: bytes, ino: int) -> list[tuple[bytes, bytes]]:
+def link_records(keys: FsKeys, parent: int, name: bytes, ino: int, is_dir: bool) -> list[tuple[bytes, bytes]]:
     """The index records of directory entry ``name`` in ``parent`` naming ``ino``."""
     ino8 = ino.to_bytes(8, "little")
-    return [
+    records = [
         (keys.name_index(name, parent), ino8),
-        (keys.suffix_index(name, parent), ino8),
+        (keys.extension_index(name, parent), ino8),
         (keys.link(ino, parent, name), b""),
     ]
+    if is_dir:
+        records.append((keys.subdirectory(parent, name), ino8))
+    return records
 
 
 def xattr_records(keys: FsKeys, ino: int, name: bytes, value: bytes) -> list[bytes]:
     """The index keys of xattr ``name`` of ``ino`` holding ``value`` (their values are all ``b""``)."""
+    if acl.is_acl(name):
+        return []
     if len(value) <= VALUE_INDEX_MAX_BYTES:
         records = [keys.xattr_value(name, value, ino)]
     else:
@@ -135,35 +146,35 @@ def typed_element(scalar: JsonScalar) -> tuple[int, bytes] | None:
 
 
 # -- hooks of the namespace transactions ---------------------------------------------------------------
-def add_link(tr: Transaction, keys: FsKeys, parent: int, name: bytes, ino: int) -> None:
-    for key, value in link_records(keys, parent, name, ino):
+def add_link(tr: Transaction, keys: FsKeys, parent: int, name: bytes, ino: int, is_dir: bool) -> None:
+    for key, value in link_records(keys, parent, name, ino, is_dir):
         tr.set(key, value)
 
 
-def remove_link(tr: Transaction, keys: FsKeys, parent: int, name: bytes, ino: int) -> None:
-    for key, _ in link_records(keys, parent, name, ino):
+def remove_link(tr: Transaction, keys: FsKeys, parent: int, name: bytes, ino: int, is_dir: bool) -> None:
+    for key, _ in link_records(keys, parent, name, ino, is_dir):
         tr.clear(key)
 
 
 def rename_links(
     tr: Transaction,
     keys: FsKeys,
-    source: tuple[int, bytes, int],
-    target: tuple[int, bytes, int | None],
+    source: tuple[int, bytes, InodeAttr],
+    target: tuple[int, bytes, InodeAttr | None],
     *,
     exchange: bool,
 ) -> None:
-    """A rename of ``source`` (parent, name, ino) onto ``target`` (parent, name, ino or None): the
+    """A rename of ``source`` (parent, name, inode) onto ``target`` (parent, name, inode or None): the
     target's name now names the source's inode; with ``exchange`` the source's name names the
     target's."""
-    old_parent, old_name, src_ino = source
-    new_parent, new_name, dst_ino = target
-    remove_link(tr, keys, old_parent, old_name, src_ino)
-    if dst_ino is not None:
-        remove_link(tr, keys, new_parent, new_name, dst_ino)
+    old_parent, old_name, src = source
+    new_parent, new_name, dst = target
+    remove_link(tr, keys, old_parent, old_name, src.ino, src.is_dir)
+    if dst is not None:
+        remove_link(tr, keys, new_parent, new_name, dst.ino, dst.is_dir)
         if exchange:
-            add_link(tr, keys, old_parent, old_name, dst_ino)
-    add_link(tr, keys, new_parent, new_name, src_ino)
+            add_link(tr, keys, old_parent, old_name, dst.ino, dst.is_dir)
+    add_link(tr, keys, new_parent, new_name, src.ino, src.is_dir)
 
 
 def set_xattr(tr: Transaction, keys: FsKeys, ino: int, name: bytes, value: bytes) -> None:
@@ -172,6 +183,12 @@ def set_xattr(tr: Transaction, keys: FsKeys, ino: int, name: bytes, value: bytes
     if old is not None:
         for key in xattr_records(keys, ino, name, old):
             tr.clear(key)
+    for key in xattr_records(keys, ino, name, value):
+        tr.set(key, b"")
+
+
+def add_xattr(tr: Transaction, keys: FsKeys, ino: int, name: bytes, value: bytes) -> None:
+    """A new inode's xattr ``name`` holding ``value`` (a clone's copy)."""
     for key in xattr_records(keys, ino, name, value):
         tr.set(key, b"")
 
@@ -226,8 +243,8 @@ def _build_step(
 
 def _entry_records(keys: FsKeys, key: bytes, value: bytes) -> list[tuple[bytes, bytes]]:
     parent, name = keys.entry_of(key)
-    ino, _ = unpack_list(value, f"entry {name!r} of directory {parent}", (int, int))
-    return link_records(keys, parent, name, int(ino))
+    ino, kind = unpack_list(value, f"entry {name!r} of directory {parent}", (int, int))
+    return link_records(keys, parent, name, int(ino), stat.S_ISDIR(kind))
 
 
 def _xattr_records(keys: FsKeys, key: bytes, value: bytes) -> list[tuple[bytes, bytes]]:
@@ -235,7 +252,7 @@ def _xattr_records(keys: FsKeys, key: bytes, value: bytes) -> list[tuple[bytes, 
     return [(record, b"") for record in xattr_records(keys, ino, name, value)]
 
 
-# -- proving the indexes ---------------------------------------------------------------------------------
+# -- proving and repairing the indexes -------------------------------------------------------------------
 def expected(store: Store, keys: FsKeys) -> dict[bytes, bytes]:
     """Every index record the entries and xattrs of the filesystem derive (read in bounded pages)."""
     records: dict[bytes, bytes] = {}
@@ -245,17 +262,63 @@ def expected(store: Store, keys: FsKeys) -> dict[bytes, bytes]:
     return records
 
 
-def check(store: Store, keys: FsKeys) -> list[str]:
-    """What is wrong with the indexes: records missing, records no entry or xattr derives, records with
-    a wrong value.  Empty when they match the namespace.  Read in pages: run it on an unmounted
-    filesystem (or expect findings a concurrent change explains)."""
+@dataclass(frozen=True)
+class Difference:
+    """An index record that disagrees with what the namespace derives."""
+
+    key: bytes
+    #: What the entry or xattr derives for ``key`` (None: no record should exist).
+    wanted: bytes | None
+    found: bytes | None
+
+    def describe(self) -> str:
+        if self.found is None:
+            return f"index record {self.key!r} is missing"
+        if self.wanted is None:
+            return f"index record {self.key!r} matches no entry or xattr"
+        return f"index record {self.key!r} has value {self.found!r}"
+
+
+def differences(store: Store, keys: FsKeys) -> list[Difference]:
+    """Records missing, records no entry or xattr derives, records with a wrong value; empty when the
+    indexes match the namespace.  Read in pages: on a mounted filesystem a concurrent change can show
+    up (``still_differs`` re-checks one in a transaction)."""
     wanted = expected(store, keys)
-    problems = []
+    found = []
     for begin, end in keys.index_ranges().values():
         for key, value in scan.scan(store, begin, end):
             if key not in wanted:
-                problems.append(f"index record {key!r} matches no entry or xattr")
-            elif wanted.pop(key) != value:
-                problems.append(f"index record {key!r} has value {value!r}")
-    problems += [f"index record {key!r} is missing" for key in wanted]
-    return problems
+                found.append(Difference(key, None, value))
+            elif (want := wanted.pop(key)) != value:
+                found.append(Difference(key, want, value))
+    return found + [Difference(key, value, None) for key, value in wanted.items()]
+
+
+def check(store: Store, keys: FsKeys) -> list[str]:
+    """``differences``, one line each."""
+    return [difference.describe() for difference in differences(store, keys)]
+
+
+def _wanted(tr: Transaction, keys: FsKeys, key: bytes) -> bytes | None:
+    """What the namespace derives for index record ``key`` now: the entry or xattr it would derive from
+    is read, and its records derived."""
+    source = keys.index_source(key)
+    raw = tr.get(source)
+    if raw is None:
+        return None
+    derive = _entry_records if keys.is_entry(source) else _xattr_records
+    return dict(derive(keys, source, raw)).get(key)
+
+
+def still_differs(tr: Transaction, keys: FsKeys, key: bytes) -> bool:
+    """Whether index record ``key`` disagrees with the namespace, in one transaction (fsck's re-check)."""
+    return tr.get(key) != _wanted(tr, keys, key)
+
+
+def repair_record(tr: Transaction, keys: FsKeys, key: bytes) -> None:
+    """Make index record ``key`` what the namespace derives (set, or cleared)."""
+    wanted = _wanted(tr, keys, key)
+    if wanted is None:
+        tr.clear(key)
+    else:
+        tr.set(key, wanted)

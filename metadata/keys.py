@@ -46,6 +46,17 @@ operation result    ``('op', minute int, op id bytes,       a piece of a committ
 change-log record   ``('L', versionstamp)``                 ``[time ns, op, uid, ino, parent, name,
                                                             new parent, new name, session]``
 change-log head     ``('H',)``                              little-endian int64, +1 per log record
+change-log trimmed  ``('LT',)``                             the 10-byte versionstamp of the last record
+                                                            trimmed (metadata/changelog.py)
+provenance by inode ``('pi', ino8, opened ns int, session     ``Access`` as a list (provenance.py): one
+                    bytes, handle int)``                    open/close of a file, written at its close
+provenance by user  ``('pu', uid int, opened ns int,        the same list
+                    session bytes, handle int)``
+provenance by time  ``('pt', written ns int, session        ``[ino, uid, opened ns]``: trimming order
+                    bytes, handle int)``
+log consumer        ``('LC', name str)``                    ``[cursor versionstamp, created ns, acked
+                                                            ns]``: a named consumer's last acknowledged
+                                                            record (metadata/consumers.py)
 quotas exist        ``('qf',)``                             ``1`` once a quota was set (quota.py): without
                                                             it creates read nothing more
 directory quota     ``('q', dir ino8)``                     ``[max bytes, max inodes]`` (0: no limit)
@@ -54,8 +65,11 @@ quota charges       ``('qc', ino8)``                        the quota directorie
 quota usage shard   ``('qu', dir ino8, name str, shard      little-endian int64 (``bytes``, ``inodes``),
                     int)``                                  changed by atomic add
 name index          ``('N', name bytes, parent ino8)``      ``ino8`` (metadata/index.py): one per entry
-suffix index        ``('R', reversed name bytes,            ``ino8``: one per entry, so ``*.parquet`` is
-                    parent ino8)``                          a range read
+extension index     ``('X', extension bytes, parent ino8,   ``ino8``: one per entry, so ``*.parquet`` is
+                    name bytes)``                           a range read, and within one directory too
+subdirectory index  ``('D', parent ino8, name bytes)``      ``ino8``: one per directory's entry, so the
+                                                            directories of a subtree are listed without
+                                                            reading the files' entries
 link back-reference ``('P', ino8, parent ino8, name         ``b""``: one per entry, so an inode's paths
                     bytes)``                                are found from the inode (metadata/paths.py)
 xattr value index   ``('V', xattr name bytes, value         ``b""``: one per xattr whose value has at
@@ -78,10 +92,11 @@ Invariants (each transaction function keeps them, in one transaction):
   references record counting them; a chunk id is used twice only so.
 * A dirty mark exists only beside a chunk record (or for a chunk being created) and names a session;
   a session without a live mount's heartbeat is recovered by a live one (sessions.py, recovery.py).
-* The index records (name, suffix, link back-reference, xattr value and hash, JSON field) exist only
-  in a filesystem whose settings turn them on (``FsConfig.search_index``: ``mkfs --search-index`` or
-  ``fusefs index enable``); there they are exactly those metadata/index.py derives from the entries and
-  xattrs, changed in the transaction that changes them (``index.check`` proves it).
+* The index records (name, extension, subdirectory, link back-reference, xattr value and hash,
+  JSON field) exist only in a filesystem whose settings turn them on (``FsConfig.search_index``:
+  ``mkfs --search-index`` or ``fusefs index enable``); there they are exactly those metadata/index.py
+  derives from the entries and xattrs, changed in the transaction that changes them (``index.check``
+  proves it).
 * The counters ``inodes`` and ``bytes`` (summed over their shards for statvfs) change in the
   transaction that creates or deletes the inode or changes the size; an id pool's value is above every
   id it handed out.
@@ -104,8 +119,9 @@ _FS_ROOT = "fusefs"
 #: 1: orphan and dirty-chunk keys held their inode as a tuple integer;
 #: 2: every inode inside a key is ``ino8``;
 #: 3: the secondary indexes (name, suffix, link back-reference, xattr value and hash, JSON field), in
-#: filesystems whose settings turn them on.
-FORMAT_VERSION = 3
+#: filesystems whose settings turn them on;
+#: 4: the suffix index gives way to the extension and subdirectory indexes (subtree queries).
+FORMAT_VERSION = 4
 
 # fdb.tuple's type codes: a key's element after the kind starts with one of them.
 _BYTES_CODE = b"\x01"
@@ -126,6 +142,11 @@ _ID_POOL = "id"
 _LOG = "L"
 _OPERATION = "op"
 _LOG_HEAD = "H"
+_LOG_TRIMMED = "LT"
+_LOG_CONSUMER = "LC"
+_ACCESS_BY_INODE = "pi"
+_ACCESS_BY_USER = "pu"
+_ACCESS_BY_TIME = "pt"
 _SESSION = "s"
 _CHUNK_REFS = "r"
 _TRASH = "t"
@@ -134,7 +155,9 @@ _QUOTA = "q"
 _QUOTA_CHARGES = "qc"
 _QUOTA_USAGE = "qu"
 _NAME_INDEX = "N"
-_SUFFIX_INDEX = "R"
+_V3_SUFFIX_INDEX = "R"
+_EXTENSION_INDEX = "X"
+_SUBDIRECTORY = "D"
 _LINK = "P"
 _XATTR_VALUE = "V"
 _XATTR_HASH = "VH"
@@ -181,6 +204,20 @@ def _ino_of(element: object) -> int:
     return int.from_bytes(element, "little")
 
 
+def extension(name: bytes) -> bytes:
+    """What follows the last dot of ``name`` (``b""`` if it has none): ``*.parquet`` reads one range."""
+    return name.rpartition(b".")[2] if b"." in name else b""
+
+
+def _element_end(key: bytes, start: int) -> int:
+    """Where the bytes element whose contents begin at ``start`` ends (its 0x00 terminator)."""
+    while True:
+        end = key.index(b"\x00", start)
+        if key[end + 1 : end + 2] != b"\xff":
+            return end
+        start = end + 2
+
+
 def all_filesystems_range() -> tuple[bytes, bytes]:
     return fdb.tuple.range((_FS_ROOT,)).start, fdb.tuple.range((_FS_ROOT,)).stop
 
@@ -197,7 +234,7 @@ class FsKeys:
         self.name = name
         self.prefix = fdb.tuple.pack((_FS_ROOT, name))
         self._name_kind = self._key(_NAME_INDEX)
-        self._suffix_kind = self._key(_SUFFIX_INDEX)
+        self._extension_kind = self._key(_EXTENSION_INDEX)
 
     def _key(self, *parts: str | bytes | int) -> bytes:
         return self.prefix + b"".join(map(_element, parts))
@@ -460,6 +497,45 @@ class FsKeys:
         stamp = fdb.tuple.unpack(key[len(self.prefix) :])[1]
         return bytes(stamp.tr_version)
 
+    def log_trimmed(self) -> bytes:
+        """The versionstamp of the last change-log record trimmed: a consumer whose cursor is older
+        missed records."""
+        return self._key(_LOG_TRIMMED)
+
+    def log_consumer(self, name: str) -> bytes:
+        return self._key(_LOG_CONSUMER, name)
+
+    def log_consumers(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_LOG_CONSUMER))
+
+    def log_consumer_name(self, key: bytes) -> str:
+        return str(fdb.tuple.unpack(key[len(self.prefix) :])[1])
+
+    # provenance (metadata/provenance.py)
+    def access_by_inode(self, ino: int, opened_ns: int, session: bytes, handle: int) -> bytes:
+        return self._key(_ACCESS_BY_INODE, _ino(ino), opened_ns, session, handle)
+
+    def accesses_of_inode(self, ino: int) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_ACCESS_BY_INODE, _ino(ino)))
+
+    def access_by_user(self, uid: int, opened_ns: int, session: bytes, handle: int) -> bytes:
+        return self._key(_ACCESS_BY_USER, uid, opened_ns, session, handle)
+
+    def accesses_of_user(self, uid: int, since_ns: int = 0) -> tuple[bytes, bytes]:
+        """A user's records, those opened at or after ``since_ns``."""
+        return self._key(_ACCESS_BY_USER, uid, since_ns), _range_of(self._key(_ACCESS_BY_USER, uid))[1]
+
+    def access_by_time(self, written_ns: int, session: bytes, handle: int) -> bytes:
+        return self._key(_ACCESS_BY_TIME, written_ns, session, handle)
+
+    def accesses_by_time(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_ACCESS_BY_TIME))
+
+    def access_time_of(self, key: bytes) -> tuple[int, bytes, int]:
+        """(written ns, session, handle) of a provenance-by-time key."""
+        _, written, session, handle = fdb.tuple.unpack(key[len(self.prefix) :])
+        return int(written), bytes(session), int(handle)
+
     # secondary indexes (metadata/index.py)
     def name_index(self, name: bytes, parent: int) -> bytes:
         return self._key(_NAME_INDEX, name, _ino(parent))
@@ -472,28 +548,45 @@ class FsKeys:
     def names_equal(self, name: bytes) -> tuple[bytes, bytes]:
         return _range_of(self._key(_NAME_INDEX, name))
 
-    def suffix_index(self, name: bytes, parent: int) -> bytes:
-        return self._key(_SUFFIX_INDEX, name[::-1], _ino(parent))
+    def extension_index(self, name: bytes, parent: int) -> bytes:
+        return self._key(_EXTENSION_INDEX, extension(name), _ino(parent), name)
 
-    def names_with_suffix(self, suffix: bytes) -> tuple[bytes, bytes]:
-        start = self._key(_SUFFIX_INDEX) + _open_bytes(suffix[::-1])
-        return start, _strinc(start)
+    def names_with_extension(self, ext: bytes, parent: int | None = None) -> tuple[bytes, bytes]:
+        """Extension-index records of names ending in ``.ext`` (``b""``: names without a dot): all of
+        them, or those in directory ``parent``."""
+        if parent is None:
+            return _range_of(self._key(_EXTENSION_INDEX, ext))
+        return _range_of(self._key(_EXTENSION_INDEX, ext, _ino(parent)))
 
-    def all_suffixes(self) -> tuple[bytes, bytes]:
-        return _range_of(self._key(_SUFFIX_INDEX))
+    def extension_index_of(self, key: bytes) -> tuple[bytes, int]:
+        """(name, parent) of an extension-index key, decoded by hand like ``name_index_of``."""
+        start = len(self._extension_kind) + 1
+        start = key.index(b"\x00", start) + 2  # after the extension (no zero byte in a name) and 0x01
+        parent_end = _element_end(key, start)
+        name = key[parent_end + 2 : -1]
+        return name, _ino_of(key[start:parent_end].replace(b"\x00\xff", b"\x00"))
 
     def name_index_of(self, key: bytes) -> tuple[bytes, int]:
-        """(name, parent) of a name-index or suffix-index key (a suffix key's name comes back reversed).
+        """(name, parent) of a name-index key.
 
-        Decoded by hand: a suffix query decodes every key of its range, and ``fdb.tuple.unpack`` is
-        several times slower."""
-        suffix = key.startswith(self._suffix_kind)
-        start = len(self._suffix_kind if suffix else self._name_kind) + 1
+        Decoded by hand: a query decodes every key of its range, and ``fdb.tuple.unpack`` is several
+        times slower."""
+        start = len(self._name_kind) + 1
         end = key.index(b"\x00", start)  # a name holds no zero byte (namespace.check_name)
         name = key[start:end]
         # The parent is the last element: its bytes up to the terminator, zero bytes escaped.
         parent = key[end + 2 : -1].replace(b"\x00\xff", b"\x00")
-        return (name[::-1] if suffix else name), _ino_of(parent)
+        return name, _ino_of(parent)
+
+    def subdirectory(self, parent: int, name: bytes) -> bytes:
+        return self._key(_SUBDIRECTORY, _ino(parent), name)
+
+    def subdirectories(self, parent: int) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_SUBDIRECTORY, _ino(parent)))
+
+    def v3_suffixes(self) -> tuple[bytes, bytes]:
+        """Format 3's suffix index ``('R', reversed name, parent ino8)``, replaced by the extension index."""
+        return _range_of(self._key(_V3_SUFFIX_INDEX))
 
     def link(self, ino: int, parent: int, name: bytes) -> bytes:
         return self._key(_LINK, _ino(ino), _ino(parent), name)
@@ -538,9 +631,29 @@ class FsKeys:
         """The first key of the records of one value: a bound for range queries."""
         return self._key(_JSON_FIELD, name, path, typed[0]) + typed[1]
 
+    def index_source(self, key: bytes) -> bytes:
+        """The entry or xattr key an index record derives from (metadata/index.py)."""
+        parts = fdb.tuple.unpack(key[len(self.prefix) :])
+        kind = parts[0]
+        if kind == _NAME_INDEX:
+            name, parent = self.name_index_of(key)
+            return self.entry(parent, name)
+        if kind == _EXTENSION_INDEX:
+            name, parent = self.extension_index_of(key)
+            return self.entry(parent, name)
+        if kind == _SUBDIRECTORY:
+            return self.entry(_ino_of(parts[1]), bytes(parts[2]))
+        if kind == _LINK:
+            return self.entry(_ino_of(parts[2]), bytes(parts[3]))
+        assert kind in (_XATTR_VALUE, _XATTR_HASH, _JSON_FIELD), key
+        return self.xattr(_ino_of(parts[-1]), bytes(parts[1]))
+
+    def is_entry(self, key: bytes) -> bool:
+        return key.startswith(self._key(_ENTRY))
+
     def index_ranges(self) -> dict[str, tuple[bytes, bytes]]:
         """Each index kind's whole range: for checks."""
-        kinds = (_NAME_INDEX, _SUFFIX_INDEX, _LINK, _XATTR_VALUE, _XATTR_HASH, _JSON_FIELD)
+        kinds = (_NAME_INDEX, _EXTENSION_INDEX, _SUBDIRECTORY, _LINK, _XATTR_VALUE, _XATTR_HASH, _JSON_FIELD)
         return {kind: _range_of(self._key(kind)) for kind in kinds}
 
     def last_ino(self, key: bytes) -> int:

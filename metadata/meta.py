@@ -17,7 +17,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from metadata import changelog, content, filedata, quota, recovery, sessions, trash
+from metadata import changelog, consumers, content, filedata, provenance, quota, recovery, sessions, trash
 from metadata.changelog import LogRecord
 from metadata.idempotency import trim_operations
 from metadata.model import Caller, ChunkRecord, FsConfig, InodeAttr, Removal, SetAttrRequest
@@ -250,8 +250,16 @@ class Meta:
     def watch_log(self) -> Awaitable[Watch]:
         return self._run(changelog.watch_log, self._keys)
 
-    def trim_log(self, older_than_ns: int) -> Awaitable[int]:
-        return self._run(changelog.trim_log, self._keys, older_than_ns)
+    def trim_log(self, now_ns: int) -> Awaitable[int]:
+        """Trim a batch of change-log records past the retention that no consumer holds back."""
+        config = self.config
+        return self._run(consumers.trim, self._keys, now_ns, config.log_retention_s, config.log_hold_s)
+
+    def record_access(self, access: provenance.Access) -> Awaitable[None]:
+        return self._run(provenance.record, self._keys, access)
+
+    def trim_provenance(self, older_than_ns: int) -> Awaitable[int]:
+        return self._run(provenance.trim, self._keys, older_than_ns)
 
     def trim_operations(self) -> Awaitable[None]:
         return self._run(trim_operations, self._keys)

@@ -1,9 +1,11 @@
 """Bring a filesystem written by an older fusefs to the current key layout (``keys.FORMAT_VERSION``).
 
-Format 2 → 3 adds the secondary indexes (metadata/index.py) to filesystems whose settings turn them on
-(``search_index``): ``index.build`` writes the records of every entry and xattr, then the version is
-recorded.  Settings of format 2 predate the choice and have it off, so for them the step only records the
-version; it stays so that a format-2 fusefs refuses filesystems whose records it would not index.
+Format 2 → 3 added the secondary indexes (metadata/index.py) to filesystems whose settings turn them on
+(``search_index``), and 3 → 4 replaced format 3's suffix index by the extension and subdirectory
+indexes: the step clears the old suffix records, ``index.build`` writes the records of every entry and
+xattr, then the version is recorded.  Settings of format 2 predate the choice and have it off, so for
+them the step only records the version; it stays so that an older fusefs refuses filesystems whose
+records it would not index.
 
 Runs at the filesystem's first read-write opening (a mount, gc or blocks add), before anything reads its
 records, like the assignment of its id.  It re-keys records in bounded transactions, so a large
@@ -34,8 +36,11 @@ def upgrade(store: Store, name: str, candidate_id: str, batch: int = BATCH_RECOR
             config = store.transact(lambda tr: _step(tr, FsKeys(name), batch))
         else:
             if config.search_index:
+                # Format 3's suffix index gives way to the extension and subdirectory indexes: one
+                # range clear, then the records of what exists (writing an existing one changes nothing).
+                store.transact(lambda tr: tr.clear_range(*FsKeys(name).v3_suffixes()))
                 index.build(store, FsKeys(name), batch)
-            config = store.transact(lambda tr: _record_version(tr, FsKeys(name), 3))
+            config = store.transact(lambda tr: _record_version(tr, FsKeys(name), FORMAT_VERSION))
     return config
 
 

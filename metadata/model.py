@@ -25,6 +25,8 @@ DEFAULT_INLINE_MAX_BYTES = 64 * 1024
 DEFAULT_CHUNK_SIZE_BYTES = 4 * 1024 * 1024
 #: One day of change log: a busy filesystem writes ~100 bytes of log per metadata operation.
 DEFAULT_LOG_RETENTION_S = 24 * 3600
+#: How long past the retention a lagging log consumer holds change-log records back from trimming.
+DEFAULT_LOG_HOLD_S = 7 * 24 * 3600
 
 
 class FSError(Exception):
@@ -152,6 +154,9 @@ class FsConfig:
     chunk_size_bytes: int = DEFAULT_CHUNK_SIZE_BYTES
     #: Change-log records older than this are trimmed.
     log_retention_s: int = DEFAULT_LOG_RETENTION_S
+    #: Records a named log consumer has not acknowledged are kept up to this long (metadata/consumers.py);
+    #: older ones are trimmed all the same, and the consumer is told it missed them.
+    log_hold_s: int = DEFAULT_LOG_HOLD_S
     created_ns: int = 0
     #: Unique id (a uuid4), named by the marker of each of its block directories.  Empty in settings
     #: written before filesystems had ids; the first read-write mount assigns one (``assign_fs_id``).
@@ -170,6 +175,9 @@ class FsConfig:
     #: find`` reads: they make creates, renames and setxattrs cost more, so they are opt-in.  Settings
     #: written before the choice existed have none (False).
     search_index: bool = False
+    #: Whether the mounts record every open and close of a file (metadata/provenance.py); a mount option
+    #: (``-o provenance``) turns it on for one mount.
+    provenance: bool = False
 
     def encode(self) -> bytes:
         return pack(asdict(self))
@@ -210,6 +218,7 @@ _CONFIG_CHECKS = {
     "inline_max_bytes": _is_count,
     "chunk_size_bytes": lambda value: _is_count(value) and value > 0,
     "log_retention_s": lambda value: _is_count(value) and value > 0,
+    "log_hold_s": lambda value: _is_count(value) and value > 0,
     "created_ns": _is_count,
     "fs_id": lambda value: isinstance(value, str),
     "format_version": lambda value: _is_count(value) and value > 0,
@@ -217,6 +226,7 @@ _CONFIG_CHECKS = {
     "s3_endpoint": lambda value: isinstance(value, str),
     "trash_days": _is_count,
     "search_index": lambda value: isinstance(value, bool),
+    "provenance": lambda value: isinstance(value, bool),
 }
 
 

@@ -357,7 +357,7 @@ class Namespace:
         self._save(tr, attr)
         self._set_entry(tr, parent, name, attr)
         if self.config.search_index:
-            index.add_link(tr, self.keys, parent, name, ino)
+            index.add_link(tr, self.keys, parent, name, ino, is_dir)
         if is_dir:
             directory.nlink += 1
             written.created_dir(tr, ino)
@@ -382,6 +382,8 @@ class Namespace:
             directory.nlink += 1
         self._save(tr, attr)
         self._set_entry(tr, parent, name, attr)
+        if self.config.search_index:
+            index.add_link(tr, self.keys, parent, name, attr.ino, attr.is_dir)
         directory.touch(mtime=True, when_ns=attr.ctime_ns)
         self._save(tr, directory)
         self._count_inodes(tr, attr.ino, 1)
@@ -398,6 +400,8 @@ class Namespace:
             self._save(tr, directory)
         self._save(tr, attr)
         self._set_entry(tr, directory.ino, name, attr)
+        if self.config.search_index:
+            index.add_link(tr, self.keys, directory.ino, name, attr.ino, attr.is_dir)
 
     def entry(self, tr: Transaction, parent: int, name: bytes) -> int | None:
         """The inode ``name`` in ``parent`` names (None: no such entry), read serializably."""
@@ -423,7 +427,7 @@ class Namespace:
         self._save(tr, attr)
         self._set_entry(tr, new_parent, new_name, attr)
         if self.config.search_index:
-            index.add_link(tr, self.keys, new_parent, new_name, ino)
+            index.add_link(tr, self.keys, new_parent, new_name, ino, False)
         directory.touch(mtime=True, when_ns=now)
         self._save(tr, directory)
         tr.clear(self.keys.orphan(ino))
@@ -494,7 +498,7 @@ class Namespace:
         now = now_ns()
         self._clear_entry(tr, parent, name)
         if self.config.search_index:
-            index.remove_link(tr, self.keys, parent, name, ino)
+            index.remove_link(tr, self.keys, parent, name, ino, attr.is_dir)
         parent_attr.touch(mtime=True, when_ns=now)
         self._save(tr, parent_attr)
         self._log(tr, "rmdir" if directory else "unlink", caller.uid, ino, parent, name)
@@ -609,8 +613,8 @@ class Namespace:
             index.rename_links(
                 tr,
                 self.keys,
-                (old_parent, old_name, src_ino),
-                (new_parent, new_name, dst_ino),
+                (old_parent, old_name, src),
+                (new_parent, new_name, dst),
                 exchange=exchange,
             )
         if exchange:

@@ -4,6 +4,10 @@ An inode's names are its link back-references (metadata/index.py): one range rea
 (parent, name) naming it, hard links included.  A directory has exactly one, so a path is built by
 walking up one back-reference per level: the cost is the depth, and a ``Paths`` remembers the
 directories it resolved, so many paths under one tree cost little more than one.
+
+A filesystem without the indexes has no back-references: there a directory's name is found in the
+entries of its parent (its attributes name the parent), a read of the whole parent directory, so only
+directories' paths are offered (``Paths(..., indexed=False)``: change-log records' paths).
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ MAX_DEPTH = 4096
 class Paths:
     """Path lookups in transaction ``tr``, with the directories already resolved remembered."""
 
-    def __init__(self, tr: Transaction, keys: FsKeys) -> None:
+    def __init__(self, tr: Transaction, keys: FsKeys, *, indexed: bool = True) -> None:
         self.tr = tr
         self.keys = keys
+        self.indexed = indexed
         self._dirs: dict[int, bytes | None] = {ROOT_INODE: b"/"}
         self._parents: dict[int, int] = {ROOT_INODE: ROOT_INODE}
 
@@ -48,7 +53,7 @@ class Paths:
         chain: list[tuple[int, bytes]] = []
         current = ino
         while current not in self._dirs:
-            links = self.links(current)
+            links = self.links(current) if self.indexed else self._name_in_parent(current)
             if not links:
                 self._dirs[current] = None
                 break
@@ -63,6 +68,18 @@ class Paths:
             base = None if base is None else join(base, name)
             self._dirs[directory] = base
         return self._dirs[ino]
+
+    def _name_in_parent(self, directory: int) -> list[tuple[int, bytes]]:
+        """(parent, name) of ``directory``, found among its parent's entries (none: it has no name)."""
+        raw = self.tr.get(self.keys.attr(directory), snapshot=True)
+        if raw is None:
+            return []
+        parent = InodeAttr.decode(directory, raw).parent
+        for key, value in self.tr.iter_range(*self.keys.entries(parent), snapshot=True):
+            name = self.keys.entry_name(key)
+            if unpack_list(value, f"entry {name!r} of directory {parent}", (int, int))[0] == directory:
+                return [(parent, name)]
+        return []
 
     def parent(self, directory: int) -> int | None:
         """The parent of ``directory`` (None if it has no name)."""

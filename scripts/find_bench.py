@@ -8,13 +8,13 @@ xattr-value query (100 files) and an extension query under one top directory (me
 transaction each), then mounts the filesystem and times the same questions asked of the mount: GNU
 ``find -name`` under the directory and ``getfattr -R`` over the mount.
 
-``throughput`` creates files and sets an xattr on each, in transactions of one operation like the
-daemon's, and prints operations per second, on a filesystem without search indexes or, with
-``--search-index``, with them; run it with ``PYTHONPATH`` at another checkout (the commit before the
-indexes) to compare.  Usage:
+``throughput`` creates files and sets a JSON xattr on each, in transactions of one operation like the
+daemon's, on two filesystems of one store, one without search indexes and one with them, in
+alternating rounds, and prints operations per second of each and their ratio; with ``--mount``, through
+two mounts with syscalls, as a program sees it.  Usage:
 
     python scripts/find_bench.py query [--inodes 200000] [--dir /tmp/find-bench] [--no-mount]
-    PYTHONPATH=/path/to/checkout python scripts/find_bench.py throughput [--count 5000] [--search-index]
+    python scripts/find_bench.py throughput [--count 5000] [--rounds 5] [--mount]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import argparse
 import os
 import shutil
 import stat
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -108,6 +109,7 @@ def query(args: argparse.Namespace) -> None:
     questions = {
         "xattr user.batch=b7": Query(xattrs=[(b"user.batch", b"b7")]),
         "*.parquet under /t3": Query(name_glob=b"*.parquet", under=b"/t3", limit=10**6),
+        "*.parquet under /t3/s0": Query(name_glob=b"*.parquet", under=b"/t3/s0", limit=10**6),
     }
     for label, question in questions.items():
         seconds, found = best_of(3, lambda q=question: store.transact(lambda tr: find(tr, ns.keys, q)))
@@ -126,11 +128,13 @@ def mount_and_compare(work: str, db: str) -> None:
     try:
         commands = {
             "*.parquet under /t3": ["find", os.path.join(mnt, "t3"), "-name", "*.parquet"],
+            "*.parquet under /t3/s0": ["find", os.path.join(mnt, "t3", "s0"), "-name", "*.parquet"],
             "xattr user.batch=b7": ["getfattr", "-R", "--absolute-names", "-n", "user.batch", mnt],
         }
         for label, command in commands.items():
+            runs = 1 if label.startswith("xattr") else 3  # a walk of the whole mount: minutes
             seconds, out = best_of(
-                3, lambda c=command: subprocess.run(c, capture_output=True, text=True).stdout
+                runs, lambda c=command: subprocess.run(c, capture_output=True, text=True).stdout
             )
             lines = str(out).splitlines()
             if label.startswith("xattr"):
@@ -143,35 +147,94 @@ def mount_and_compare(work: str, db: str) -> None:
 
 
 def throughput(args: argparse.Namespace) -> None:
+    """Creates and setxattrs on two filesystems of one store, without and with the search indexes, in
+    alternating rounds (so that a loaded machine weighs on both alike); the medians and their ratio."""
     work = tempfile.mkdtemp(prefix="find-throughput-")
     try:
         store = SqliteStore(os.path.join(work, "meta.db"))
-        # Named only when asked for, so that the script also runs against checkouts without the setting.
-        chosen = {"search_index": True} if args.search_index else {}
-        config = FsConfig("bench", fs_id=new_fs_id(), **chosen)
-        format_filesystem(store, config)
-        ns = Namespace(config)
-        first = store.transact(lambda tr: ns.reserve_ids(tr, "inode", args.count))
-        began = time.perf_counter()
-        for n in range(args.count):
-            name = f"f{n}.parquet".encode()
-            store.transact(
-                lambda tr, n=n, name=name: ns.create(tr, ROOT_INODE, name, first + n, 0o100644, ROOT_CALLER)
-            )
-        created = time.perf_counter() - began
-        began = time.perf_counter()
-        for n in range(args.count):
-            value = b'{"lr": %d, "team": "vision"}' % n
-            store.transact(
-                lambda tr, n=n, value=value: ns.setxattr(tr, first + n, b"user.exp", value, ROOT_CALLER)
-            )
-        set_time = time.perf_counter() - began
-        print(
-            f"create: {args.count / created:.0f}/s; setxattr (JSON, 2 fields): {args.count / set_time:.0f}/s"
-        )
+        rates: dict[bool, dict[str, list[float]]] = {}
+        namespaces = {}
+        for indexed in (False, True):
+            config = FsConfig(f"bench-{indexed}", fs_id=new_fs_id(), search_index=indexed)
+            format_filesystem(store, config)
+            namespaces[indexed] = Namespace(config)
+            rates[indexed] = {"create": [], "setxattr": []}
+        for round_ in range(args.rounds):
+            for indexed, ns in namespaces.items():
+                created, set_ = _create_and_setxattr(store, ns, args.count, f"r{round_}")
+                rates[indexed]["create"].append(created)
+                rates[indexed]["setxattr"].append(set_)
         store.close()
     finally:
         shutil.rmtree(work)
+    _print_rates(rates, args, "store API")
+
+
+def _print_rates(rates: dict[bool, dict[str, list[float]]], args: argparse.Namespace, how: str) -> None:
+    for what in ("create", "setxattr"):
+        off, on = (statistics.median(rates[indexed][what]) for indexed in (False, True))
+        print(
+            f"{what}: {off:,.0f}/s without indexes, {on:,.0f}/s with, ratio {on / off:.2f} "
+            f"(median of {args.rounds} rounds of {args.count}, {how})"
+        )
+
+
+def _create_and_setxattr(
+    store: SqliteStore, ns: Namespace, count: int, directory: str
+) -> tuple[float, float]:
+    """Operations per second: ``count`` creates in a new directory, then a JSON setxattr on each; one
+    transaction per operation, like the daemon's."""
+    top = store.transact(lambda tr: ns.reserve_ids(tr, "inode", count + 1))
+    store.transact(
+        lambda tr: ns.create(tr, ROOT_INODE, directory.encode(), top, stat.S_IFDIR | 0o755, ROOT_CALLER)
+    )
+    first = top + 1
+    began = time.perf_counter()
+    for n in range(count):
+        name = f"f{n}.parquet".encode()
+        store.transact(
+            lambda tr, n=n, name=name: ns.create(tr, top, name, first + n, 0o100644, ROOT_CALLER)
+        )
+    created = count / (time.perf_counter() - began)
+    began = time.perf_counter()
+    for n in range(count):
+        value = b'{"lr": %d, "team": "vision"}' % n
+        store.transact(
+            lambda tr, n=n, value=value: ns.setxattr(tr, first + n, b"user.exp", value, ROOT_CALLER)
+        )
+    return created, count / (time.perf_counter() - began)
+
+
+def mount_throughput(args: argparse.Namespace) -> None:
+    """The same through two mounts (without and with the indexes), with real syscalls: a create is an
+    ``open(O_CREAT)`` and a ``close``, a setxattr one ``os.setxattr``."""
+    from provenance_bench import FUSEFS as fusefs
+    from provenance_bench import mount
+
+    work = tempfile.mkdtemp(prefix="find-mount-throughput-")
+    mounts = {False: mount(work, "off", []), True: mount(work, "on", [], ("--search-index",))}
+    rates: dict[bool, dict[str, list[float]]] = {
+        indexed: {"create": [], "setxattr": []} for indexed in mounts
+    }
+    try:
+        for round_ in range(args.rounds):
+            for indexed, mountpoint in mounts.items():
+                directory = os.path.join(mountpoint, f"r{round_}")
+                os.mkdir(directory)
+                paths = [os.path.join(directory, f"f{n}.parquet") for n in range(args.count)]
+                began = time.perf_counter()
+                for path in paths:
+                    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
+                rates[indexed]["create"].append(args.count / (time.perf_counter() - began))
+                began = time.perf_counter()
+                for n, path in enumerate(paths):
+                    os.setxattr(path, "user.exp", b'{"lr": %d, "team": "vision"}' % n)
+                rates[indexed]["setxattr"].append(args.count / (time.perf_counter() - began))
+    finally:
+        for mountpoint in mounts.values():
+            subprocess.run([*fusefs, "umount", mountpoint], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    _print_rates(rates, args, "through mounts")
 
 
 def main() -> None:
@@ -183,9 +246,13 @@ def main() -> None:
     q.add_argument("--no-mount", action="store_true", help="skip the GNU tools on the mount")
     t = sub.add_parser("throughput")
     t.add_argument("--count", type=int, default=5000)
-    t.add_argument("--search-index", action="store_true", help="a filesystem with search indexes")
+    t.add_argument("--rounds", type=int, default=5)
+    t.add_argument("--mount", action="store_true", help="through two mounts, with syscalls")
     args = parser.parse_args()
-    (query if args.what == "query" else throughput)(args)
+    if args.what == "query":
+        query(args)
+    else:
+        (mount_throughput if args.mount else throughput)(args)
 
 
 if __name__ == "__main__":

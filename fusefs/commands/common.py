@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import NoReturn
 
-from fusefs import messages
+from fusefs import daemon_records, messages
 from fusefs.blockdirs import claim_new, owner_of, undo_claims_on_error
 from fusefs.datatier import DataTierRequest, describe_data_tier, open_data_tier
 from fusefs.limits import (
@@ -20,6 +20,7 @@ from fusefs.limits import (
 )
 from metadata import sessions
 from metadata.model import (
+    DEFAULT_LOG_HOLD_S,
     DEFAULT_LOG_RETENTION_S,
     Caller,
     FsConfig,
@@ -57,6 +58,8 @@ MOUNT_OPTIONS = {
     "cache_dir": "cache_dir=DIR: this host's own staging and cache directory of a filesystem with a data "
     "tier (mkfs --data), instead of its block directories",
     "cache_size": "cache_size=BYTES (K, M, G): the limit of this mount's cache of objects of the data tier",
+    "provenance": "record every open and close of a file by this mount: who (uid, pid, command), when, "
+    "bytes read and written (fusefs provenance); on for every mount with mkfs --provenance",
     "metrics": "metrics=IP:PORT serves Prometheus metrics at http://IP:PORT/metrics (off by default)",
     "shared": "several read-write mounts of one embedded store file at once, behaving as on FoundationDB "
     "(transactions in worker threads, 1 s kernel cache timeouts and change-log invalidation); every "
@@ -179,6 +182,16 @@ def opened_store(
         store.close()
 
 
+def in_mount(path: str) -> tuple[str, str, str] | None:
+    """(store, filesystem, path from its root) of a path inside a mounted fusefs, if it is one."""
+    absolute = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(path))), os.path.basename(path))
+    for record in daemon_records.running_daemons():
+        top = record.mountpoint.rstrip("/")
+        if absolute == top or absolute.startswith(top + "/"):
+            return record.store_url, record.name, absolute[len(top) :] or "/"
+    return None
+
+
 def positive_hours(text: str) -> int:
     try:
         hours = int(text)
@@ -206,9 +219,11 @@ def make_filesystem(
     inline_max: int,
     chunk_size: int,
     log_retention_s: int = DEFAULT_LOG_RETENTION_S,
+    log_hold_s: int = DEFAULT_LOG_HOLD_S,
     trash_days: int = 0,
     search_index: bool = False,
     data: DataTierRequest | None = None,
+    provenance: bool = False,
 ) -> FsConfig:
     if has_filesystem(store, name):
         # Checked before the block directories are laid out, so a repeated mkfs changes nothing.
@@ -221,9 +236,11 @@ def make_filesystem(
         inline_max_bytes=inline_max,
         chunk_size_bytes=chunk_size,
         log_retention_s=log_retention_s,
+        log_hold_s=log_hold_s,
         fs_id=new_fs_id(),
         trash_days=trash_days,
         search_index=search_index,
+        provenance=provenance,
     )
     if data is not None:
         config.data_url, config.s3_endpoint = str(data.url), data.endpoint
@@ -247,9 +264,11 @@ def describe_config(config: FsConfig) -> str:
     return (
         f"{describe_data_tier(config)}"
         f"blocks {', '.join(map(printable, config.block_dirs))}; inline max {config.inline_max_bytes} bytes; "
-        f"chunk {config.chunk_size_bytes} bytes; change log kept {config.log_retention_s // 3600} h; "
+        f"chunk {config.chunk_size_bytes} bytes; change log kept {config.log_retention_s // 3600} h "
+        f"(for consumers up to {config.log_hold_s // 3600} h); "
         + (f"trash kept {config.trash_days} days" if config.trash_days else "no trash")
         + f"; search indexes {'on' if config.search_index else 'off'}"
+        + f"; provenance {'on' if config.provenance else 'off'}"
     )
 
 

@@ -56,7 +56,8 @@ def add_index_parser(commands: Subcommands, common: argparse.ArgumentParser) -> 
         help="turn on the search indexes of an unmounted filesystem and index what it holds",
         description="Turn on the search indexes of an existing, unmounted filesystem and index every "
         "entry and xattr it holds, in bounded transactions. From then on creates, renames and setxattrs "
-        "also write index records (they cost about 30-45% more on the embedded store).",
+        "also write index records (through a mount of the embedded store, creates then run at about "
+        "0.9x and setxattrs at 0.7x of their rate without them).",
     )
     enable.set_defaults(run=cmd_index_enable)
     check = subcommands.add_parser(

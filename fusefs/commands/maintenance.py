@@ -1,4 +1,4 @@
-"""``fusefs log``, ``gc`` and ``blocks add``: reading and maintaining an unmounted filesystem."""
+"""``fusefs gc`` and ``blocks add``: maintaining an unmounted filesystem."""
 
 from __future__ import annotations
 
@@ -10,11 +10,8 @@ import time
 from blocks import Access, BlockStore
 from fusefs.blockdirs import open_block_store, undo_claims_on_error
 from fusefs.commands.common import (
-    LOG_FOLLOW_POLL_S,
-    LOG_PAGE_RECORDS,
     CliError,
     Subcommands,
-    UsageError,
     add_command,
     name_option,
     opened_store,
@@ -25,7 +22,6 @@ from fusefs.commands.common import (
 from fusefs.datatier import open_data_tier
 from fusefs.objectgc import DEFAULT_GRACE_S
 from metadata import sessions
-from metadata.changelog import read_log
 from metadata.model import (
     FsConfig,
     now_ns,
@@ -35,43 +31,6 @@ from metadata.namespace import (
     save_config,
 )
 from metadata.store import Store
-
-
-def cmd_log(args: argparse.Namespace) -> int:
-    if args.limit < 0:
-        raise UsageError(f"--limit must be 0 (no limit) or more, not {args.limit}")
-
-    # Read-only and not exclusive: the log is read while a daemon owns the store.
-    with opened_store(args.store, read_only=True, exclusive=False) as store:
-        load_config(store, args.name)
-        after: bytes | None = None
-        printed = 0
-        while not args.limit or printed < args.limit:
-            page = LOG_PAGE_RECORDS if not args.limit else min(LOG_PAGE_RECORDS, args.limit - printed)
-            records = store.transact(functools.partial(read_log, fs_name=args.name, after=after, limit=page))
-            for record in records:
-                print(record.describe())
-            printed += len(records)
-            if records:
-                after = records[-1].versionstamp
-            if len(records) < page:  # caught up with the log
-                if not args.follow:
-                    break
-                sys.stdout.flush()
-                time.sleep(LOG_FOLLOW_POLL_S)
-    return 0
-
-
-def add_log_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
-    log_command = add_command(
-        commands, common, "log", cmd_log, "print the change log: one line per metadata change, oldest first"
-    )
-    store_option(log_command)
-    name_option(log_command)
-    log_command.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
-    log_command.add_argument(
-        "--limit", "-n", metavar="N", type=int, default=0, help="stop after N records (default: no limit)"
-    )
 
 
 def _open_filesystem_blocks(store: Store, name: str) -> tuple[FsConfig, BlockStore]:

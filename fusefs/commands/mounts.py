@@ -101,6 +101,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
         cache_dir=_absolute(option_value(options, "cache_dir")),
         cache_size=cache_size_option(options),
         acl="acl" in options,
+        provenance="provenance" in options,
         log_file=os.path.abspath(log_file) if log_file else None,
         debug=args.debug,
         log_level=args.log_level,

@@ -9,9 +9,16 @@ import functools
 import os
 import time
 
-from fusefs import daemon_records
 from fusefs.blockdirs import open_block_store
-from fusefs.commands.common import CliError, Subcommands, add_command, name_option, opened_store, store_option
+from fusefs.commands.common import (
+    CliError,
+    Subcommands,
+    add_command,
+    in_mount,
+    name_option,
+    opened_store,
+    store_option,
+)
 from fusefs.limits import human
 from metadata import clone, trash
 from metadata.model import ROOT_CALLER, ChunkRecord, FsConfig, FSError, now_ns
@@ -141,20 +148,10 @@ def _never_open(ino: int) -> bool:
     return False
 
 
-def _in_mount(path: str) -> tuple[str, str, str] | None:
-    """(store, filesystem, path from its root) of a path inside a mounted fusefs, if it is one."""
-    absolute = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(path))), os.path.basename(path))
-    for record in daemon_records.running_daemons():
-        top = record.mountpoint.rstrip("/")
-        if absolute == top or absolute.startswith(top + "/"):
-            return record.store_url, record.name, absolute[len(top) :] or "/"
-    return None
-
-
 def cmd_clone(args: argparse.Namespace) -> int:
     """SRC and DST are paths in a mounted fusefs (its store and name are the daemon's), else paths from
     the root of filesystem ``--name`` of ``--store``."""
-    src_mount, dst_mount = _in_mount(args.src), _in_mount(args.dst)
+    src_mount, dst_mount = in_mount(args.src), in_mount(args.dst)
     if (src_mount is None) != (dst_mount is None) or (
         src_mount and dst_mount and src_mount[:2] != dst_mount[:2]
     ):

@@ -251,3 +251,21 @@ def test_repair_refuses_a_lost_found_that_is_not_a_directory(cli, fs):
     repaired = cli("fsck", "--store", url, "--name", "fs", "--repair")
     assert repaired.returncode == 1
     assert "/lost+found is not a directory" in repaired.one_line_error()
+
+
+def test_damaged_search_index_records_are_reported_and_rebuilt(cli, fs):
+    url, db, tree = fs
+    assert cli("index", "enable", "--store", url, "--name", "fs").returncode == 0
+
+    def damage(tr, keys):
+        tr.clear(keys.name_index(b"small", tree.dir))  # a record missing
+        tr.set(keys.extension_index(b"gone.txt", tree.dir), tree.small.to_bytes(8, "little"))  # one too many
+
+    _damage(db, damage)
+    heading = "search index records disagreeing with the entries and xattrs: 2"
+    checked = cli("fsck", "--store", url, "--name", "fs")
+    assert checked.returncode == 1 and heading in checked.stdout.splitlines(), checked.stdout
+    repaired = cli("fsck", "--store", url, "--name", "fs", "--repair")
+    assert repaired.returncode == 0 and f"repairing {heading}" in repaired.stdout.splitlines()
+    assert cli("fsck", "--store", url, "--name", "fs").stdout == "fsck: fs: clean\n"
+    assert cli("index", "check", "--store", url, "--name", "fs").returncode == 0

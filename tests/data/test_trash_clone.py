@@ -237,3 +237,29 @@ def test_only_root_sees_the_trash(data_mounts, unpriv_user) -> None:
     (name,) = os.listdir(mp / ".trash")
     assert (mp / ".trash" / name).stat().st_uid == unpriv_user.uid
     assert (mp / ".trash" / name).read_bytes() == b"secret"
+
+
+def test_trash_restore_and_clone_keep_the_search_indexes_exact(data_mounts) -> None:
+    mp = data_mounts.mount(**SMALL, options=("shared",), mkfs_args=(*TRASH, "--search-index"))
+    (mp / "src" / "sub").mkdir(parents=True)
+    (mp / "src" / "a.parquet").write_bytes(os.urandom(100_000))  # chunked: its chunks are shared
+    (mp / "src" / "sub" / "b.csv").write_bytes(b"b")
+    os.setxattr(mp / "src" / "a.parquet", "user.meta", b'{"team": "vision"}')
+    data_mounts.cli(mp, "clone", "/src", "/copy")
+    os.unlink(mp / "src" / "a.parquet")
+    (mp / "gone").mkdir()
+    os.rmdir(mp / "gone")
+    names = _trash_names(data_mounts, mp)
+    data_mounts.cli(mp, "trash", "restore", next(name for name in names if name.endswith("-a.parquet")))
+    assert wait_for(lambda: (mp / "src" / "a.parquet").exists())
+    m = data_mounts.factory.mounts[mp]
+    find = [sys.executable, "-m", "fusefs", "find", "--store", m.store, "--fs", m.name]
+    found = subprocess.run(
+        [*find, "--json-field", 'meta.team = "vision"'], env=data_mounts.factory._env(m), capture_output=True,
+        text=True, check=True,
+    ).stdout.split()
+    assert sorted(found) == ["/copy/a.parquet", "/src/a.parquet"]
+    data_mounts.unmount(mp)
+    checked = data_mounts.cli(mp, "index", "check", check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    data_mounts.check_consistent(mp)

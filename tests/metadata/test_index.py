@@ -213,7 +213,7 @@ def test_check_finds_missing_stray_and_wrong_records(fs):
     fs.setxattr(t["f"], b"user.k", b"v", ROOT)
     fs.run(lambda tr: tr.clear(fs.keys.xattr_value(b"user.k", b"v", t["f"])))
     fs.raw_set(fs.keys.name_index(b"ghost", ROOT_INODE), b"\0" * 8)
-    fs.raw_set(fs.keys.suffix_index(b"f", ROOT_INODE), (999).to_bytes(8, "little"))
+    fs.raw_set(fs.keys.extension_index(b"f", ROOT_INODE), (999).to_bytes(8, "little"))
     problems = index.check(fs.store, fs.keys)
     assert len(problems) == 3
     assert any("missing" in p for p in problems)
@@ -299,3 +299,110 @@ def test_fsck_repair_of_a_dangling_entry_drops_its_index_records(fs):
     fs.run(dangling.repair)
     assert index.check(fs.store, fs.keys) == []
     assert search(fs, name=b"f") == []
+
+
+# -- clones, the trash, ACLs and fsck keep or prove the indexes ------------------------------------------
+
+
+def test_a_cloned_tree_is_indexed(fs):
+    from metadata import clone
+
+    t = fs.tree("src/", "src/a.parquet", "src/sub/", "src/sub/b.csv")
+    fs.setxattr(t["src/a.parquet"], b"user.meta", b'{"team": "vision"}', ROOT)
+    with commit_unknown_once(fs.store):
+        clone.clone(fs.store, fs.ns, t["src"], ROOT_INODE, b"dst", ROOT)
+    assert_consistent(fs)
+    assert search(fs, name_glob=b"*.parquet") == ["/dst/a.parquet", "/src/a.parquet"]
+    assert search(fs, name=b"b.csv", under=b"/dst") == ["/dst/sub/b.csv"]
+    query = [parse_json_condition('meta.team = "vision"')]
+    assert search(fs, json_fields=query) == ["/dst/a.parquet", "/src/a.parquet"]
+
+
+def test_the_trash_and_restore_keep_the_indexes(store):
+    from metadata import trash
+
+    fs = Fs(store, "trashy", search_index=True, trash_days=1)
+    trash.make_trash_dir(store, fs.ns)
+    t = fs.tree("d/", "d/f.txt", "d/g.txt")
+    fs.setxattr(t["d/f.txt"], b"user.k", b"v", ROOT)
+    fs.unlink(t["d"], b"f.txt", ROOT)
+    fs.rename(t["d"], b"g.txt", t["d"], b"f2.txt", ROOT)
+    fs.make(t["d"], b"f2b.txt")
+    fs.rename(t["d"], b"f2b.txt", t["d"], b"f2.txt", ROOT)  # the replaced g.txt goes to the trash
+    fs.unlink(t["d"], b"f2.txt", ROOT)
+    fs.rmdir(ROOT_INODE, b"d", ROOT)
+    assert_consistent(fs)
+    trash_ino = fs.run(lambda tr: trash.trash_dir(tr, fs.ns))
+    (trashed,) = [p for p in search(fs, xattrs=[(b"user.k", b"v")])]
+    assert trashed.startswith("/.trash/") and trashed.endswith("-f.txt")
+    entry = trashed.rsplit("/", 1)[1].encode()
+    fs.rename(trash_ino, entry, ROOT_INODE, b"back.txt", ROOT, noreplace=True)  # as trash restore does
+    assert search(fs, xattrs=[(b"user.k", b"v")]) == ["/back.txt"]
+    assert_consistent(fs)
+
+
+def test_acls_are_not_indexed_and_stay_consistent(fs):
+    from metadata import acl
+
+    t = fs.tree("d/", "d/f")
+    entries = [acl.Entry(acl.USER_OBJ, 7), acl.Entry(acl.GROUP_OBJ, 5), acl.Entry(acl.OTHER, 5)]
+    fs.setxattr(t["d"], acl.DEFAULT, acl.encode(entries), ROOT)
+    child = fs.make(t["d"], b"inherits")  # gets the default ACL as its own
+    owner, group, other = entries
+    named = [owner, acl.Entry(acl.USER, 6, 1000), group, acl.Entry(acl.MASK, 7), other]
+    fs.setxattr(t["d/f"], acl.ACCESS, acl.encode(named), ROOT)
+    assert child.ino and search(fs, xattrs=[(acl.DEFAULT, None)]) == []
+    assert_consistent(fs)
+    fs.removexattr(t["d"], acl.DEFAULT, ROOT)
+    assert_consistent(fs)
+
+
+def test_fsck_reports_damaged_index_records_by_class_and_repairs_them(fs):
+    t = fs.tree("d/", "d/f.csv", "g")
+    fs.setxattr(t["d/f.csv"], b"user.j", b'{"x": 2}', ROOT)
+    missing = fs.keys.extension_index(b"f.csv", t["d"])
+    extra = fs.keys.name_index(b"ghost", t["d"])
+    wrong = fs.keys.name_index(b"g", ROOT_INODE)
+    stale = fs.keys.json_field(b"user.j", "x", index.typed_element(3), t["d/f.csv"])
+    fs.run(lambda tr: tr.clear(missing))
+    fs.raw_set(extra, (99).to_bytes(8, "little"))
+    fs.raw_set(wrong, (99).to_bytes(8, "little"))
+    fs.raw_set(stale, b"")
+    findings = [f for f in fsck.check(fs.store, fs.config).findings if f.kind == fsck.INDEXES]
+    assert sorted(f.text for f in findings) == sorted(
+        [
+            f"index record {missing!r} is missing",
+            f"index record {extra!r} matches no entry or xattr",
+            f"index record {stale!r} matches no entry or xattr",
+            f"index record {wrong!r} has value {(99).to_bytes(8, 'little')!r}",
+        ]
+    )
+    assert all(fs.run(finding.recheck) for finding in findings)
+    for finding in findings:
+        fs.run(finding.repair)
+    assert not any(fs.run(finding.recheck) for finding in findings)
+    assert_consistent(fs)
+    assert [f for f in fsck.check(fs.store, fs.config).findings if f.kind == fsck.INDEXES] == []
+    assert search(fs, name_glob=b"*.csv") == ["/d/f.csv"]
+
+
+def test_fsck_recheck_drops_an_index_finding_a_later_change_explains(fs):
+    t = fs.tree("a")
+    fs.run(lambda tr: tr.clear(fs.keys.name_index(b"a", ROOT_INODE)))
+    (finding,) = [f for f in fsck.check(fs.store, fs.config).findings if f.kind == fsck.INDEXES]
+    fs.unlink(ROOT_INODE, b"a", ROOT)  # the entry is gone: the record should not exist any more
+    assert t["a"] and not fs.run(finding.recheck)
+
+
+@pytest.mark.parametrize("dirs_max", [1, 1000], ids=["whole-extension", "per-directory"])
+def test_an_extension_under_a_subtree_is_read_per_directory_or_whole(fs, monkeypatch, dirs_max):
+    from metadata import find as find_module
+
+    monkeypatch.setattr(find_module, "SUBTREE_DIRS_MAX", dirs_max)
+    fs.tree("a/", "a/b/", "a/b/c/", "a/b/c/x.tar.gz", "a/y.gz", "a/z.tar", "e/", "e/w.tar.gz", "a/b/.gz")
+    assert search(fs, name_glob=b"*.tar.gz", under=b"/a") == ["/a/b/c/x.tar.gz"]
+    assert search(fs, name_glob=b"*.gz", under=b"/a/b") == ["/a/b/.gz", "/a/b/c/x.tar.gz"]
+    assert search(fs, name_glob=b"*.gz") == ["/a/b/.gz", "/a/b/c/x.tar.gz", "/a/y.gz", "/e/w.tar.gz"]
+    fs.rename(ROOT_INODE, b"e", fs.lookup(ROOT_INODE, b"a").ino, b"e", ROOT)  # a directory moves in
+    assert search(fs, name_glob=b"*.tar.gz", under=b"/a") == ["/a/b/c/x.tar.gz", "/a/e/w.tar.gz"]
+    assert_consistent(fs)

@@ -61,18 +61,18 @@ def test_settings_without_a_format_are_format_1_and_new_ones_the_current(store):
     _make_format_1(store, "old")
     assert load_config(store, "old").format_version == 1
     format_filesystem(store, FsConfig("new"))
-    assert load_config(store, "new").format_version == FORMAT_VERSION == 3
+    assert load_config(store, "new").format_version == FORMAT_VERSION == 4
 
 
 def test_upgrade_rekeys_every_record_in_bounded_steps(store):
     _make_format_1(store, "old")
     counting = CountingStore(store)
     config = upgrade(counting, "old", "new-id", batch=3)  # type: ignore[arg-type]
-    # the id's, then 3 orphans, 3 marks, and the last mark with format 2; then format 3 (its settings
+    # the id's, then 3 orphans, 3 marks, and the last mark with format 2; then format 4 (its settings
     # predate the search indexes, so they are off: nothing to build)
     assert len(ORPHANS) + len(DIRTY) == 7 and counting.transactions == 1 + 3 + 1
-    assert config.format_version == 3 and config.fs_id == "new-id"
-    assert load_config(store, "old").format_version == 3
+    assert config.format_version == 4 and config.fs_id == "new-id"
+    assert load_config(store, "old").format_version == 4
     keys = FsKeys("old")
     sessions = store.transact(lambda tr: Namespace(load_config(store, "old")).orphan_sessions(tr))
     assert sessions == {ino: value[1] if isinstance(value, list) else b"" for ino, value in ORPHANS.items()}
@@ -119,8 +119,8 @@ def test_format_problem_names_what_to_do():
         "filesystem 'a' was made by an older fusefs (format 1): mount it read-write once (without -o ro), "
         "which brings it to the current format"
     )
-    assert format_problem(FsConfig("a", format_version=4)) == (
-        "filesystem 'a' was made by a newer fusefs (format 4; this one knows formats up to 3): "
+    assert format_problem(FsConfig("a", format_version=5)) == (
+        "filesystem 'a' was made by a newer fusefs (format 5; this one knows formats up to 4): "
         "use that fusefs"
     )
 
@@ -165,10 +165,11 @@ def _index_records(store: Store, keys: FsKeys) -> list[tuple[bytes, bytes]]:
 
 def test_upgrade_from_format_2_builds_the_indexes_in_bounded_steps(store):
     _, keys = _make_format_2(store, search_index=True)
-    assert len(check_indexes(store, keys)) == 8 * 3 + 7 * 2  # every record is missing
+    assert len(check_indexes(store, keys)) == 8 * 3 + 1 + 7 * 2  # every record is missing
     counting = CountingStore(store)
-    assert upgrade(counting, "two", "id", batch=3).format_version == 3  # type: ignore[arg-type]
-    assert counting.transactions == 1 + 3 + 3 + 1  # the id's, 8 entries, 7 xattrs, the format
+    assert upgrade(counting, "two", "id", batch=3).format_version == 4  # type: ignore[arg-type]
+    # The id's, the old suffix records' clear, 8 entries, 7 xattrs, the format.
+    assert counting.transactions == 1 + 1 + 3 + 3 + 1
     assert check_indexes(store, keys) == []
     query = Query(json_fields=[parse_json_condition("j.n >= 6")])
     found = store.transact(lambda tr: find(tr, keys, query))
@@ -179,6 +180,25 @@ def test_upgrade_from_format_2_without_search_indexes_only_records_the_format(st
     _, keys = _make_format_2(store, search_index=False)
     counting = CountingStore(store)
     config = upgrade(counting, "two", "id", batch=3)  # type: ignore[arg-type]
-    assert config.format_version == 3 and not config.search_index
+    assert config.format_version == 4 and not config.search_index
     assert counting.transactions == 1 + 1  # the id's, the format
     assert _index_records(store, keys) == []
+
+
+def test_upgrade_from_format_3_replaces_the_suffix_index(store):
+    config, keys = _make_format_2(store, search_index=True)
+    upgrade(store, "two", "id")
+    old_suffix = keys.v3_suffixes()[0][:-1] + b"\x01f1.parquet"[::-1] + b"\x00"
+
+    def as_format_3(tr: Transaction) -> None:
+        for kind in ("X", "D"):
+            tr.clear_range(*keys.index_ranges()[kind])
+        tr.set(old_suffix, b"format 3's record")
+        config.format_version, config.fs_id = 3, "id"
+        tr.set(keys.config(), config.encode())
+
+    store.transact(as_format_3)
+    assert len(check_indexes(store, keys)) == 8 + 1  # the extension and subdirectory records
+    assert upgrade(store, "two", "id").format_version == 4
+    assert check_indexes(store, keys) == []
+    assert store.transact(lambda tr: tr.get_range(*keys.v3_suffixes())) == []
