@@ -15,6 +15,12 @@ collection never removes a chunk file that a record will point to.
 
 Data beyond a file's size may linger in the last chunk after a shrink; whenever the size grows again,
 that tail is zeroed first (``_zero_tail``), so it never reappears.
+
+Quotas: a write or truncate that would grow a file counted by a byte quota past what the quota has left
+fails with EDQUOT before it changes anything, as on ext4.  What is left is read when the file first
+grows past its stored size and kept, less what each flush commits; it is read again when a write would
+exceed it, so space freed meanwhile is found.  Writers elsewhere may take what it counted on: the flush
+then fails with EDQUOT instead, committing nothing (metadata/quota.py checks exactly).
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ log = logging.getLogger(__name__)
 #: Larger reads go to a thread, so that other requests are served meanwhile; larger writes are written
 #: behind (fusefs/writebehind.py).
 INLINE_IO_MAX_BYTES = 128 * 1024
+#: The room of a file that no byte quota limits.
+_NO_LIMIT = 2**63
 
 T = TypeVar("T")
 
@@ -88,6 +96,8 @@ class OpenFile:
         self._dirty = False
         self._dirty_chunks: set[int] = set()  # marked dirty in the store, tables not yet committed
         self._unsynced_chunks: set[int] = set()  # written since the last fsync
+        #: Bytes the file may grow past its stored size before a byte quota is exceeded; None: not read.
+        self._quota_room: int | None = None
         self.caller = Caller(uid=attr.uid, gid=attr.gid)
 
     @property
@@ -126,6 +136,7 @@ class OpenFile:
         if not self._dirty and not self._lock.locked():
             self._loaded = False
             self._stale = True
+            self._quota_room = None
             self._inline = None
             self._chunks = {}
             self._tables = {}
@@ -196,6 +207,7 @@ class OpenFile:
             if append:
                 offset = self.attr.size
             end = offset + len(data)
+            await self._check_quota(end)
             if self._inline is not None and end <= self._inline_max:
                 if offset > len(self._inline):
                     self._inline.extend(bytes(offset - len(self._inline)))
@@ -214,6 +226,17 @@ class OpenFile:
     def _grow(self, end: int) -> None:
         if end > self.attr.size:
             self.attr.size = end
+
+    async def _check_quota(self, new_size: int) -> None:
+        """EDQUOT if growing the file to ``new_size`` would exceed a byte quota counting it."""
+        growth = new_size - self._stored_size
+        if not self.attr.quota_charged or growth <= 0:
+            return
+        if self._quota_room is None or growth > self._quota_room:
+            room = await self._meta.quota_room(self.ino)
+            self._quota_room = _NO_LIMIT if room is None else room
+        if growth > self._quota_room:
+            raise FSError(errno.EDQUOT)
 
     async def _make_chunked(self) -> None:
         """Move an inline file's data into chunks (the store learns at the next flush)."""
@@ -348,6 +371,7 @@ class OpenFile:
         (not the files of chunks a clone shares)."""
         async with self._lock:
             await self._load()
+            await self._check_quota(new_size)
             await self._behind.drain()  # writes in flight may target chunks cut off here
             if self._inline is not None and new_size <= self._inline_max:
                 del self._inline[new_size:]
@@ -404,6 +428,8 @@ class OpenFile:
             freed = await self._meta.flush(self._flush_change(caller or self.caller))
             for record in freed:  # cut off by a truncate; after the commit, so no record points at them
                 await trio.to_thread.run_sync(self._blocks.delete, record.dir_index, record.chunk_id)
+            if self._quota_room is not None:
+                self._quota_room -= self.attr.size - self._stored_size
             self._stored_size = self.attr.size
             self._stored_chunked = self.attr.chunked
             self._dirty_chunks.clear()

@@ -104,8 +104,9 @@ _FS_ROOT = "fusefs"
 #: 1: orphan and dirty-chunk keys held their inode as a tuple integer;
 #: 2: every inode inside a key is ``ino8``;
 #: 3: the secondary indexes (name, suffix, link back-reference, xattr value and hash, JSON field), in
-#: filesystems whose settings turn them on.
-FORMAT_VERSION = 3
+#: filesystems whose settings turn them on;
+#: 4: the attributes of an inode with quota charges say so (``InodeAttr.quota_charged``).
+FORMAT_VERSION = 4
 
 # fdb.tuple's type codes: a key's element after the kind starts with one of them.
 _BYTES_CODE = b"\x01"
@@ -400,6 +401,12 @@ class FsKeys:
 
     def quota_charges(self, ino: int) -> bytes:
         return self._key(_QUOTA_CHARGES, _ino(ino))
+
+    def all_quota_charges(self) -> tuple[bytes, bytes]:
+        return _range_of(self._key(_QUOTA_CHARGES))
+
+    def quota_charges_ino(self, key: bytes) -> int:
+        return _ino_of(fdb.tuple.unpack(key[len(self.prefix) :])[1])
 
     def quota_usage(self, ino: int, name: str, shard: int) -> bytes:
         return self._key(_QUOTA_USAGE, _ino(ino), name, shard)

@@ -1,7 +1,8 @@
 """The migration from format 1 (orphan and dirty-chunk keys with their inode as a tuple integer) to format
 2 (every inode in a key is 8 bytes little-endian): records written the way the old code wrote them are
 re-keyed in bounded, retry-safe steps (the store's chaos reruns them), once, and the settings record the
-new format; a filesystem from a newer fusefs is refused."""
+new format; a filesystem from a newer fusefs is refused.  Format 3 gains the search indexes, format 4 the
+mark of the inodes quotas count."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import fdb.tuple
 import pytest
 
-from metadata import filedata
+from metadata import filedata, quota
 from metadata.find import Query, find, parse_json_condition
 from metadata.index import check as check_indexes
 from metadata.keys import FORMAT_VERSION, FsKeys
@@ -61,7 +62,7 @@ def test_settings_without_a_format_are_format_1_and_new_ones_the_current(store):
     _make_format_1(store, "old")
     assert load_config(store, "old").format_version == 1
     format_filesystem(store, FsConfig("new"))
-    assert load_config(store, "new").format_version == FORMAT_VERSION == 3
+    assert load_config(store, "new").format_version == FORMAT_VERSION == 4
 
 
 def test_upgrade_rekeys_every_record_in_bounded_steps(store):
@@ -69,10 +70,11 @@ def test_upgrade_rekeys_every_record_in_bounded_steps(store):
     counting = CountingStore(store)
     config = upgrade(counting, "old", "new-id", batch=3)  # type: ignore[arg-type]
     # the id's, then 3 orphans, 3 marks, and the last mark with format 2; then format 3 (its settings
-    # predate the search indexes, so they are off: nothing to build)
-    assert len(ORPHANS) + len(DIRTY) == 7 and counting.transactions == 1 + 3 + 1
-    assert config.format_version == 3 and config.fs_id == "new-id"
-    assert load_config(store, "old").format_version == 3
+    # predate the search indexes, so they are off: nothing to build); then format 4 (no quota charges
+    # to mark: one empty read)
+    assert len(ORPHANS) + len(DIRTY) == 7 and counting.transactions == 1 + 3 + 1 + 2
+    assert config.format_version == 4 and config.fs_id == "new-id"
+    assert load_config(store, "old").format_version == 4
     keys = FsKeys("old")
     sessions = store.transact(lambda tr: Namespace(load_config(store, "old")).orphan_sessions(tr))
     assert sessions == {ino: value[1] if isinstance(value, list) else b"" for ino, value in ORPHANS.items()}
@@ -119,8 +121,8 @@ def test_format_problem_names_what_to_do():
         "filesystem 'a' was made by an older fusefs (format 1): mount it read-write once (without -o ro), "
         "which brings it to the current format"
     )
-    assert format_problem(FsConfig("a", format_version=4)) == (
-        "filesystem 'a' was made by a newer fusefs (format 4; this one knows formats up to 3): "
+    assert format_problem(FsConfig("a", format_version=5)) == (
+        "filesystem 'a' was made by a newer fusefs (format 5; this one knows formats up to 4): "
         "use that fusefs"
     )
 
@@ -167,8 +169,9 @@ def test_upgrade_from_format_2_builds_the_indexes_in_bounded_steps(store):
     _, keys = _make_format_2(store, search_index=True)
     assert len(check_indexes(store, keys)) == 8 * 3 + 7 * 2  # every record is missing
     counting = CountingStore(store)
-    assert upgrade(counting, "two", "id", batch=3).format_version == 3  # type: ignore[arg-type]
-    assert counting.transactions == 1 + 3 + 3 + 1  # the id's, 8 entries, 7 xattrs, the format
+    assert upgrade(counting, "two", "id", batch=3).format_version == 4  # type: ignore[arg-type]
+    # the id's, 8 entries, 7 xattrs, format 3; no quota charges to mark, format 4
+    assert counting.transactions == 1 + 3 + 3 + 1 + 2
     assert check_indexes(store, keys) == []
     query = Query(json_fields=[parse_json_condition("j.n >= 6")])
     found = store.transact(lambda tr: find(tr, keys, query))
@@ -179,6 +182,36 @@ def test_upgrade_from_format_2_without_search_indexes_only_records_the_format(st
     _, keys = _make_format_2(store, search_index=False)
     counting = CountingStore(store)
     config = upgrade(counting, "two", "id", batch=3)  # type: ignore[arg-type]
-    assert config.format_version == 3 and not config.search_index
-    assert counting.transactions == 1 + 1  # the id's, the format
+    assert config.format_version == 4 and not config.search_index
+    assert counting.transactions == 1 + 1 + 2  # the id's, format 3, no charges to mark, format 4
     assert _index_records(store, keys) == []
+
+
+def test_upgrade_from_format_3_marks_the_inodes_quotas_count(store):
+    """A filesystem whose quotas were set by format 3: its charged inodes lack the mark that flushes and
+    deletes now go by; the upgrade sets it, a bounded batch at a time, and nowhere else."""
+    format_filesystem(store, FsConfig("three"))
+    config = load_config(store, "three")
+    ns, keys = Namespace(config), FsKeys("three")
+    first = store.transact(lambda tr: ns.reserve_ids(tr, "inode", 10))
+
+    def populate(tr: Transaction) -> None:
+        ns.create(tr, ROOT_INODE, b"q", first, 0o40755, ROOT_CALLER)
+        ns.create(tr, ROOT_INODE, b"free", first + 9, 0o100644, ROOT_CALLER)
+        for n in range(1, 6):
+            ns.create(tr, first, b"f%d" % n, first + n, 0o100644, ROOT_CALLER)
+        quota.set_quota(tr, ns, first, 1000, 0)
+        for n in range(1, 6):
+            attr = ns.getattr(tr, first + n)
+            attr.quota_charged = False  # as format 3 wrote it
+            tr.set(keys.attr(first + n), attr.encode())
+        config.format_version = 3
+        tr.set(keys.config(), config.encode())
+
+    store.transact(populate)
+    counting = CountingStore(store)
+    assert upgrade(counting, "three", "id", batch=2).format_version == 4  # type: ignore[arg-type]
+    assert counting.transactions == 1 + 3 + 1  # the id's, 5 charged inodes 2 at a time, the format
+    made = [first, *range(first + 1, first + 6), first + 9]
+    attrs = store.transact(lambda tr: [ns.getattr(tr, ino) for ino in made])
+    assert [attr.ino - first for attr in attrs if attr.quota_charged] == [1, 2, 3, 4, 5]
