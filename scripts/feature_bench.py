@@ -5,33 +5,35 @@ on, and the speed of ``fusefs clone`` beside ``cp -a``.
 ``plain``; ``trash`` (``mkfs --trash-days 7``: unlink moves files into /.trash); ``quota`` (a quota on the
 directory the workloads run in, with limits never reached); ``acl`` (``-o acl``).  In each it creates
 ``--files`` empty files, writes as many 4 KiB files, unlinks the empty ones and ``rm -rf``s the written
-ones, printing files per second.
+ones, in turns (see ``costs``), printing the median files per second.
 
-``clone`` builds a tree of ``--files`` 4 KiB files in 20 directories and two 64 MiB files on a shared
-mount (``fusefs clone`` needs one while mounted), then times ``fusefs clone`` and ``cp -a`` of it,
-printing files per second and the tree's bytes per second of each.  Usage (as root):
+``clone`` builds a tree of ``--files`` 4 KiB files in 20 directories and two 64 MiB files (``--big-mib``)
+on a shared mount (``fusefs clone`` needs one while mounted), then times ``fusefs clone`` and ``cp -a`` of
+it, printing inodes per second and the tree's bytes per second of each.  Usage (as root):
 
-    python scripts/feature_bench.py costs [--files 2000] [--dir DIR]
-    python scripts/feature_bench.py clone [--files 2000] [--dir DIR]
+    python scripts/feature_bench.py costs [--files 2000] [--rounds 3] [--dir DIR]
+    python scripts/feature_bench.py clone [--files 2000] [--big-mib 64] [--dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 FUSEFS = [sys.executable, "-m", "fusefs"]
 ENV = dict(os.environ, PYTHONPATH=str(REPO))
 SMALL = b"x" * 4096
-BIG_MIB = 64
 
 
 def fusefs(*args: str) -> str:
@@ -85,42 +87,51 @@ def unlink_all(directory: Path, count: int) -> None:
         os.unlink(directory / f"e{n}")
 
 
-def workloads(mountpoint: Path, count: int, quota: bool) -> dict[str, float]:
-    work = mountpoint / "work"
-    work.mkdir()
+def workloads(directory: Path, count: int, quota: bool) -> dict[str, float]:
+    directory.mkdir()
     if quota:
-        fusefs("quota", "set", str(work), "--bytes", "1T", "--inodes", "100000000")
-    (work / "empty").mkdir()
-    (work / "small").mkdir()
+        fusefs("quota", "set", str(directory), "--bytes", "1024G", "--inodes", "100000000")
+    (directory / "empty").mkdir()
+    (directory / "small").mkdir()
     return {
-        "create (files/s)": rate(count, lambda: create_empty(work / "empty", count)),
-        "4 KiB files written (files/s)": rate(count, lambda: write_small(work / "small", count)),
-        "unlink (files/s)": rate(count, lambda: unlink_all(work / "empty", count)),
+        "create (files/s)": rate(count, lambda: create_empty(directory / "empty", count)),
+        "4 KiB files written (files/s)": rate(count, lambda: write_small(directory / "small", count)),
+        "unlink (files/s)": rate(count, lambda: unlink_all(directory / "empty", count)),
         "rm -rf of the 4 KiB files (files/s)": rate(
-            count, lambda: subprocess.run(["rm", "-rf", str(work / "small")], check=True)
+            count, lambda: subprocess.run(["rm", "-rf", str(directory / "small")], check=True)
         ),
     }
 
 
-def costs(work: Path, count: int) -> None:
-    configurations = {
+def costs(work: Path, count: int, rounds: int) -> None:
+    """Every configuration mounted at once and the workloads run in turns, round after round, so that a
+    change in the machine's load hits each alike; the median of the rounds is printed."""
+    configurations: dict[str, dict[str, Any]] = {
         "plain": {},
         "trash": {"mkfs": ("--trash-days", "7")},
         "quota": {},
         "acl": {"options": "acl"},
     }
-    table: dict[str, dict[str, float]] = {}
-    for name, settings in configurations.items():
-        with Mounted(work, name, **settings) as mountpoint:  # type: ignore[arg-type]
-            table[name] = workloads(mountpoint, count, quota=name == "quota")
+    figures: dict[str, dict[str, list[float]]] = {name: {} for name in configurations}
+    with contextlib.ExitStack() as stack:
+        mounted = {
+            name: stack.enter_context(Mounted(work, name, **kw))
+            for name, kw in configurations.items()
+        }
+        for round_number in range(rounds):
+            for name, mountpoint in mounted.items():
+                found = workloads(mountpoint / f"round{round_number}", count, quota=name == "quota")
+                for workload, value in found.items():
+                    figures[name].setdefault(workload, []).append(value)
     names = list(configurations)
-    print(f"| workload ({count} files) | " + " | ".join(names) + " |")
+    print(f"| workload ({count} files, median of {rounds} rounds) | " + " | ".join(names) + " |")
     print("|---|" + "---:|" * len(names))
-    for workload in table["plain"]:
-        print(f"| {workload} | " + " | ".join(f"{table[n][workload]:,.0f}" for n in names) + " |")
+    for workload in figures["plain"]:
+        medians = [statistics.median(figures[name][workload]) for name in names]
+        print(f"| {workload} | " + " | ".join(f"{value:,.0f}" for value in medians) + " |")
 
 
-def build_tree(root: Path, count: int) -> int:
+def build_tree(root: Path, count: int, big_mib: int) -> int:
     """The tree ``clone`` copies; returns its bytes."""
     for d in range(20):
         (root / f"d{d}").mkdir(parents=True)
@@ -129,14 +140,14 @@ def build_tree(root: Path, count: int) -> int:
     chunk = os.urandom(1 << 20)
     for name in ("big1", "big2"):
         with open(root / name, "wb") as f:
-            for _ in range(BIG_MIB):
+            for _ in range(big_mib):
                 f.write(chunk)
-    return count * len(SMALL) + (2 * BIG_MIB << 20)
+    return count * len(SMALL) + (2 * big_mib << 20)
 
 
-def clone(work: Path, count: int) -> None:
+def clone(work: Path, count: int, big_mib: int) -> None:
     with Mounted(work, "clone", options="shared") as mountpoint:
-        size = build_tree(mountpoint / "src", count)
+        size = build_tree(mountpoint / "src", count, big_mib)
         inodes = count + 20 + 2 + 1
         seconds = {}
         for tool, argv in {
@@ -146,7 +157,7 @@ def clone(work: Path, count: int) -> None:
             start = time.perf_counter()
             subprocess.run(argv, env=ENV, check=True, capture_output=True)
             seconds[tool] = time.perf_counter() - start
-    print(f"tree: {count} x 4 KiB files and 2 x {BIG_MIB} MiB ({inodes} inodes, {size / 2**20:.0f} MiB)")
+    print(f"tree: {count} x 4 KiB files and 2 x {big_mib} MiB ({inodes} inodes, {size / 2**20:.0f} MiB)")
     for tool, elapsed in seconds.items():
         print(
             f"{tool}: {elapsed:.2f} s, {inodes / elapsed:,.0f} inodes/s, {size / elapsed / 2**30:.2f} GiB/s"
@@ -154,14 +165,21 @@ def clone(work: Path, count: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("mode", choices=["costs", "clone"])
     parser.add_argument("--files", type=int, default=2000, help="files per workload (default 2000)")
+    parser.add_argument("--rounds", type=int, default=3, help="costs: rounds of every workload (default 3)")
+    parser.add_argument("--big-mib", type=int, default=64, help="clone: size of the two large files (64)")
     parser.add_argument("--dir", type=Path, help="work directory (default: a new one under /var/tmp)")
     args = parser.parse_args()
     work = args.dir or Path(tempfile.mkdtemp(prefix="feature-bench-", dir="/var/tmp"))
     try:
-        (costs if args.mode == "costs" else clone)(work, args.files)
+        if args.mode == "costs":
+            costs(work, args.files, args.rounds)
+        else:
+            clone(work, args.files, args.big_mib)
     finally:
         if args.dir is None:
             shutil.rmtree(work, ignore_errors=True)
