@@ -9,7 +9,8 @@ one quota directory may together overshoot it by what they write at once.  A fil
 whether any quota was ever set: until then a create reads nothing more (the flag is read with the
 parent).  A charged inode's attributes say so (``InodeAttr.quota_charged``), so a flush, truncate or
 delete of an inode no quota counts reads nothing more than its attributes.  A rename or link that would
-move an inode between different quota directories fails with EXDEV (``mv`` then copies and deletes, which charges the right quotas), as XFS does with project quotas.
+move an inode between different quota directories fails with EXDEV (``mv`` then copies and deletes,
+which charges the right quotas), as XFS does with project quotas.
 """
 
 from __future__ import annotations
