@@ -160,7 +160,7 @@ def clone(work: Path, count: int, big_mib: int) -> None:
     print(f"tree: {count} x 4 KiB files and 2 x {big_mib} MiB ({inodes} inodes, {size / 2**20:.0f} MiB)")
     for tool, elapsed in seconds.items():
         print(
-            f"{tool}: {elapsed:.2f} s, {inodes / elapsed:,.0f} inodes/s, {size / elapsed / 2**30:.2f} GiB/s"
+            f"{tool}: {elapsed:.2f} s, {inodes / elapsed:,.0f} inodes/s, {size / elapsed / 2**20:,.1f} MiB/s"
         )
 
 
