@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -174,6 +175,7 @@ def main() -> None:
     parser.add_argument("--big-mib", type=int, default=64, help="clone: size of the two large files (64)")
     parser.add_argument("--dir", type=Path, help="work directory (default: a new one under /var/tmp)")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # unmount on the way out (``timeout``)
     work = args.dir or Path(tempfile.mkdtemp(prefix="feature-bench-", dir="/var/tmp"))
     try:
         if args.mode == "costs":
