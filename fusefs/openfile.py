@@ -20,7 +20,8 @@ Quotas: a write or truncate that would grow a file counted by a byte quota past 
 fails with EDQUOT before it changes anything, as on ext4.  What is left is read when the file first
 grows past its stored size and kept, less what each flush commits; it is read again when a write would
 exceed it, so space freed meanwhile is found.  Writers elsewhere may take what it counted on: the flush
-then fails with EDQUOT instead, committing nothing (metadata/quota.py checks exactly).
+(metadata/quota.py checks exactly) then fails with EDQUOT, and the file keeps its stored size, the
+growth dropped and the writes inside it committed (see ``flush``).
 """
 
 from __future__ import annotations
@@ -372,25 +373,28 @@ class OpenFile:
         async with self._lock:
             await self._load()
             await self._check_quota(new_size)
-            await self._behind.drain()  # writes in flight may target chunks cut off here
-            if self._inline is not None and new_size <= self._inline_max:
-                del self._inline[new_size:]
-                self._inline.extend(bytes(new_size - len(self._inline)))
+            await self._resize(new_size)
+
+    async def _resize(self, new_size: int) -> None:
+        await self._behind.drain()  # writes in flight may target chunks cut off here
+        if self._inline is not None and new_size <= self._inline_max:
+            del self._inline[new_size:]
+            self._inline.extend(bytes(new_size - len(self._inline)))
+        else:
+            await self._make_chunked()
+            if new_size > self.attr.size:
+                await self._zero_tail(new_size)
             else:
-                await self._make_chunked()
-                if new_size > self.attr.size:
-                    await self._zero_tail(new_size)
-                else:
-                    first_dropped = -(-new_size // self._chunk_size)
-                    for index in [i for i in self._chunks if i >= first_dropped]:
-                        self._chunks.pop(index)
-                        self._tables.pop(index)
-                        self._dirty_chunks.discard(index)
-                        self._unsynced_chunks.discard(index)
-            self.attr.size = new_size
-            if not self._kernel_tracks_mtime:
-                self.attr.touch(mtime=True)  # even when the size stays: POSIX, for O_TRUNC
-            self._dirty = True
+                first_dropped = -(-new_size // self._chunk_size)
+                for index in [i for i in self._chunks if i >= first_dropped]:
+                    self._chunks.pop(index)
+                    self._tables.pop(index)
+                    self._dirty_chunks.discard(index)
+                    self._unsynced_chunks.discard(index)
+        self.attr.size = new_size
+        if not self._kernel_tracks_mtime:
+            self.attr.touch(mtime=True)  # even when the size stays: POSIX, for O_TRUNC
+        self._dirty = True
 
     async def count_allocated(self) -> None:
         """Bring ``attr.allocated`` (st_blocks) up to the data written so far, flushed or not, as ext4
@@ -423,17 +427,30 @@ class OpenFile:
             if not self._dirty:
                 return
             await self._behind.drain()  # the checksum tables are complete only then
-            if self._tier is not None and self.attr.chunked:
-                await self._upload_dirty_chunks()
-            freed = await self._meta.flush(self._flush_change(caller or self.caller))
-            for record in freed:  # cut off by a truncate; after the commit, so no record points at them
-                await trio.to_thread.run_sync(self._blocks.delete, record.dir_index, record.chunk_id)
-            if self._quota_room is not None:
-                self._quota_room -= self.attr.size - self._stored_size
-            self._stored_size = self.attr.size
-            self._stored_chunked = self.attr.chunked
-            self._dirty_chunks.clear()
-            self._dirty = False
+            try:
+                await self._commit(caller or self.caller)
+            except FSError as error:
+                if error.errno != errno.EDQUOT:
+                    raise
+                # Writers elsewhere took the quota's room since this file last grew.  Writes inside the
+                # stored size went in place into chunk files, whose stored checksums they no longer
+                # match: they are committed without the growth, which is dropped, and EDQUOT reported.
+                await self._resize(self._stored_size)
+                await self._commit(caller or self.caller)
+                raise
+
+    async def _commit(self, caller: Caller) -> None:
+        if self._tier is not None and self.attr.chunked:
+            await self._upload_dirty_chunks()
+        freed = await self._meta.flush(self._flush_change(caller))
+        for record in freed:  # cut off by a truncate; after the commit, so no record points at them
+            await trio.to_thread.run_sync(self._blocks.delete, record.dir_index, record.chunk_id)
+        if self._quota_room is not None:
+            self._quota_room -= self.attr.size - self._stored_size
+        self._stored_size = self.attr.size
+        self._stored_chunked = self.attr.chunked
+        self._dirty_chunks.clear()
+        self._dirty = False
 
     async def _upload_dirty_chunks(self) -> None:
         """Seal every chunk written since the last flush as a new object, concurrently, each in a thread;

@@ -6,6 +6,7 @@ directories, ``quota check``."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import subprocess
 import sys
@@ -84,21 +85,28 @@ def test_programs_get_edquot_at_write_and_creat(qmnt: Path) -> None:
     assert "bytes 3000/1048576, inodes 3/3" in quota("get", str(q)).stdout
 
 
-def test_a_close_over_the_quota_commits_nothing(qmnt: Path) -> None:
-    """Each writer's room was there when it wrote; the second close finds it taken: EDQUOT, and the
-    file keeps what the store held."""
+def test_a_close_over_the_quota_commits_no_growth(qmnt: Path) -> None:
+    """Each writer's room was there when it wrote; the close that finds it taken fails with EDQUOT and
+    keeps the file's stored size: the growth is dropped, writes inside the old size stay (a large file's
+    chunk written in place reads back whole, never EIO)."""
     q = qmnt / "q"
     q.mkdir()
-    write_file(q / "a", b"")
-    quota("set", str(q), "--bytes", "1000")
-    fd = os.open(q / "a", os.O_WRONLY)
+    write_file(q / "small", b"")
+    write_file(q / "large", b"o" * 100_000)  # chunked: past the 64 KiB inline threshold
+    quota("set", str(q), "--bytes", "101000")
+    small, large = os.open(q / "small", os.O_WRONLY), os.open(q / "large", os.O_WRONLY)
     try:
-        os.write(fd, b"a" * 600)
-        write_file(q / "b", b"b" * 600)  # another file takes the room meanwhile
+        os.write(small, b"s" * 600)
+        os.pwrite(large, b"N" * 50, 10)
+        os.pwrite(large, b"G" * 600, 100_000)
+        write_file(q / "other", b"x" * 600)  # another file takes the room meanwhile
     finally:
-        expect_errno(errno.EDQUOT, os.close, fd)
-    assert (q / "a").stat().st_size == 0 and (q / "a").read_bytes() == b""
-    assert "bytes 600/1000, inodes 2/unlimited" in quota("get", str(q)).stdout
+        expect_errno(errno.EDQUOT, os.close, small)
+        expect_errno(errno.EDQUOT, os.close, large)
+    assert (q / "small").read_bytes() == b""
+    expected = b"o" * 10 + b"N" * 50 + b"o" * (100_000 - 60)
+    assert hashlib.sha256((q / "large").read_bytes()).digest() == hashlib.sha256(expected).digest()
+    assert "bytes 100600/101000, inodes 3/unlimited" in quota("get", str(q)).stdout
 
 
 def test_usage_after_unlink_and_renames(qmnt: Path) -> None:
