@@ -15,6 +15,13 @@ collection never removes a chunk file that a record will point to.
 
 Data beyond a file's size may linger in the last chunk after a shrink; whenever the size grows again,
 that tail is zeroed first (``_zero_tail``), so it never reappears.
+
+Quotas: a write or truncate that would grow a file counted by a byte quota past what the quota has left
+fails with EDQUOT before it changes anything, as on ext4.  What is left is read when the file first
+grows past its stored size and kept, less what each flush commits; it is read again when a write would
+exceed it, so space freed meanwhile is found.  Writers elsewhere may take what it counted on: the flush
+(metadata/quota.py checks exactly) then fails with EDQUOT, and the file keeps its stored size, the
+growth dropped and the writes inside it committed (see ``flush``).
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ log = logging.getLogger(__name__)
 #: Larger reads go to a thread, so that other requests are served meanwhile; larger writes are written
 #: behind (fusefs/writebehind.py).
 INLINE_IO_MAX_BYTES = 128 * 1024
+#: The room of a file that no byte quota limits.
+_NO_LIMIT = 2**63
 
 T = TypeVar("T")
 
@@ -89,6 +98,8 @@ class OpenFile:
         self._dirty = False
         self._dirty_chunks: set[int] = set()  # marked dirty in the store, tables not yet committed
         self._unsynced_chunks: set[int] = set()  # written since the last fsync
+        #: Bytes the file may grow past its stored size before a byte quota is exceeded; None: not read.
+        self._quota_room: int | None = None
         self.caller = Caller(uid=attr.uid, gid=attr.gid)
 
     @property
@@ -127,6 +138,7 @@ class OpenFile:
         if not self._dirty and not self._lock.locked():
             self._loaded = False
             self._stale = True
+            self._quota_room = None
             self._inline = None
             self._chunks = {}
             self._tables = {}
@@ -197,6 +209,7 @@ class OpenFile:
             if append:
                 offset = self.attr.size
             end = offset + len(data)
+            await self._check_quota(end)
             if self._inline is not None and end <= self._inline_max:
                 if offset > len(self._inline):
                     self._inline.extend(bytes(offset - len(self._inline)))
@@ -215,6 +228,17 @@ class OpenFile:
     def _grow(self, end: int) -> None:
         if end > self.attr.size:
             self.attr.size = end
+
+    async def _check_quota(self, new_size: int) -> None:
+        """EDQUOT if growing the file to ``new_size`` would exceed a byte quota counting it."""
+        growth = new_size - self._stored_size
+        if not self.attr.quota_charged or growth <= 0:
+            return
+        if self._quota_room is None or growth > self._quota_room:
+            room = await self._meta.quota_room(self.ino)
+            self._quota_room = _NO_LIMIT if room is None else room
+        if growth > self._quota_room:
+            raise FSError(errno.EDQUOT)
 
     async def _make_chunked(self) -> None:
         """Move an inline file's data into chunks (the store learns at the next flush)."""
@@ -349,25 +373,29 @@ class OpenFile:
         (not the files of chunks a clone shares)."""
         async with self._lock:
             await self._load()
-            await self._behind.drain()  # writes in flight may target chunks cut off here
-            if self._inline is not None and new_size <= self._inline_max:
-                del self._inline[new_size:]
-                self._inline.extend(bytes(new_size - len(self._inline)))
+            await self._check_quota(new_size)
+            await self._resize(new_size)
+
+    async def _resize(self, new_size: int) -> None:
+        await self._behind.drain()  # writes in flight may target chunks cut off here
+        if self._inline is not None and new_size <= self._inline_max:
+            del self._inline[new_size:]
+            self._inline.extend(bytes(new_size - len(self._inline)))
+        else:
+            await self._make_chunked()
+            if new_size > self.attr.size:
+                await self._zero_tail(new_size)
             else:
-                await self._make_chunked()
-                if new_size > self.attr.size:
-                    await self._zero_tail(new_size)
-                else:
-                    first_dropped = -(-new_size // self._chunk_size)
-                    for index in [i for i in self._chunks if i >= first_dropped]:
-                        self._chunks.pop(index)
-                        self._tables.pop(index)
-                        self._dirty_chunks.discard(index)
-                        self._unsynced_chunks.discard(index)
-            self.attr.size = new_size
-            if not self._kernel_tracks_mtime:
-                self.attr.touch(mtime=True)  # even when the size stays: POSIX, for O_TRUNC
-            self._dirty = True
+                first_dropped = -(-new_size // self._chunk_size)
+                for index in [i for i in self._chunks if i >= first_dropped]:
+                    self._chunks.pop(index)
+                    self._tables.pop(index)
+                    self._dirty_chunks.discard(index)
+                    self._unsynced_chunks.discard(index)
+        self.attr.size = new_size
+        if not self._kernel_tracks_mtime:
+            self.attr.touch(mtime=True)  # even when the size stays: POSIX, for O_TRUNC
+        self._dirty = True
 
     async def count_allocated(self) -> None:
         """Bring ``attr.allocated`` (st_blocks) up to the data written so far, flushed or not, as ext4
@@ -402,20 +430,35 @@ class OpenFile:
             if not self._dirty:
                 return
             await self._behind.drain()  # the checksum tables are complete only then
-            if self._tier is not None and self.attr.chunked:
-                await self._upload_dirty_chunks()
-            change = self._flush_change(caller or self.caller)
-            if access is not None:
-                change.access = access.stamped()
-            freed = await self._meta.flush(change)
-            if access is not None:
-                access.written()
-            for record in freed:  # cut off by a truncate; after the commit, so no record points at them
-                await trio.to_thread.run_sync(self._blocks.delete, record.dir_index, record.chunk_id)
-            self._stored_size = self.attr.size
-            self._stored_chunked = self.attr.chunked
-            self._dirty_chunks.clear()
-            self._dirty = False
+            try:
+                await self._commit(caller or self.caller, access)
+            except FSError as error:
+                if error.errno != errno.EDQUOT:
+                    raise
+                # Writers elsewhere took the quota's room since this file last grew.  Writes inside the
+                # stored size went in place into chunk files, whose stored checksums they no longer
+                # match: they are committed without the growth, which is dropped, and EDQUOT reported.
+                await self._resize(self._stored_size)
+                await self._commit(caller or self.caller, access)
+                raise
+
+    async def _commit(self, caller: Caller, access: HandleAccess | None) -> None:
+        if self._tier is not None and self.attr.chunked:
+            await self._upload_dirty_chunks()
+        change = self._flush_change(caller)
+        if access is not None:
+            change.access = access.stamped()
+        freed = await self._meta.flush(change)
+        if access is not None:
+            access.written()
+        for record in freed:  # cut off by a truncate; after the commit, so no record points at them
+            await trio.to_thread.run_sync(self._blocks.delete, record.dir_index, record.chunk_id)
+        if self._quota_room is not None:
+            self._quota_room -= self.attr.size - self._stored_size
+        self._stored_size = self.attr.size
+        self._stored_chunked = self.attr.chunked
+        self._dirty_chunks.clear()
+        self._dirty = False
 
     async def _upload_dirty_chunks(self) -> None:
         """Seal every chunk written since the last flush as a new object, concurrently, each in a thread;

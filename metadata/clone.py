@@ -52,7 +52,10 @@ def copy_inode(
     if tr.get_range(*keys.dirty_chunks_of(src), limit=1):
         raise FSError(errno.EBUSY, f"inode {src} is being written")
     now = now_ns()
-    copy = dataclasses.replace(attr, ino=InodeId(ino), nlink=2 if attr.is_dir else 1, ctime_ns=now)
+    # The copy starts with no quota charges of its own (see Known limits: clones are not charged).
+    copy = dataclasses.replace(
+        attr, ino=InodeId(ino), nlink=2 if attr.is_dir else 1, ctime_ns=now, quota_charged=False
+    )
     ns.attach(tr, parent, name, copy, caller, "clone")
     for key, value in tr.iter_range(*keys.xattrs(src)):
         xattr = keys.xattr_name(key)

@@ -72,7 +72,7 @@ def flush(tr: Transaction, ns: Namespace, change: Flush) -> list[ChunkRecord]:
         )
         for index, record in change.chunks.items():
             filedata.mark_clean(tr, keys, ino, index, record)
-    ns.count_bytes(tr, ino, change.size - change.stored_size)
+    ns.count_bytes(tr, attr, change.size - change.stored_size)
     ns.write_back(tr, attr, change.caller)
     if change.access is not None:
         provenance.record(tr, keys, change.access)

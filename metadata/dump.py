@@ -42,7 +42,8 @@ READABLE_VERSIONS = (1, FORMAT_VERSION)
 #: Records written per load transaction (values are at most an 8 KiB inline piece or a 64 KiB xattr).
 LOAD_BATCH_RECORDS = 1000
 ID_POOLS = ("inode", "chunk")
-_ATTR_FIELDS = [f.name for f in fields(InodeAttr)][1:]
+#: Quotas are not dumped, so neither is the mark of an inode they count (a loaded inode has none).
+_ATTR_FIELDS = [f.name for f in fields(InodeAttr)[1:] if f.name != "quota_charged"]
 
 Pair = tuple[bytes, bytes]
 

@@ -120,7 +120,8 @@ _FS_ROOT = "fusefs"
 #: 2: every inode inside a key is ``ino8``;
 #: 3: the secondary indexes (name, suffix, link back-reference, xattr value and hash, JSON field), in
 #: filesystems whose settings turn them on;
-#: 4: the suffix index gives way to the extension and subdirectory indexes (subtree queries).
+#: 4: the suffix index gives way to the extension and subdirectory indexes (subtree queries), and
+#: the attributes of an inode with quota charges say so (``InodeAttr.quota_charged``).
 FORMAT_VERSION = 4
 
 # fdb.tuple's type codes: a key's element after the kind starts with one of them.
@@ -441,6 +442,9 @@ class FsKeys:
 
     def all_quota_charges(self) -> tuple[bytes, bytes]:
         return _range_of(self._key(_QUOTA_CHARGES))
+
+    def quota_charges_ino(self, key: bytes) -> int:
+        return _ino_of(fdb.tuple.unpack(key[len(self.prefix) :])[1])
 
     def quota_usage(self, ino: int, name: str, shard: int) -> bytes:
         return self._key(_QUOTA_USAGE, _ino(ino), name, shard)

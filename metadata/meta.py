@@ -154,6 +154,10 @@ class Meta:
         """The quota of directory ``ino``: a list of one, or empty."""
         return self._run(quota.read_quotas, self._keys, [ino])
 
+    def quota_room(self, ino: int) -> Awaitable[int | None]:
+        """Bytes file ``ino`` may grow by before a byte quota above it is exceeded (None: no limit)."""
+        return self._run(quota.room, self._keys, ino)
+
     def quota_list(self) -> Awaitable[list[quota.Quota]]:
         return self._run(quota.list_quotas, self._keys)
 

@@ -3,9 +3,10 @@
 Format 2 → 3 added the secondary indexes (metadata/index.py) to filesystems whose settings turn them on
 (``search_index``), and 3 → 4 replaced format 3's suffix index by the extension and subdirectory
 indexes: the step clears the old suffix records, ``index.build`` writes the records of every entry and
-xattr, then the version is recorded.  Settings of format 2 predate the choice and have it off, so for
-them the step only records the version; it stays so that an older fusefs refuses filesystems whose
-records it would not index.
+xattr.  Settings of format 2 predate the choice and have it off, so for them nothing is built; the step
+stays so that an older fusefs refuses filesystems whose records it would not index.  Format 3 → 4 also
+marks the attributes of every inode that has quota charges (``InodeAttr.quota_charged``), since a
+flush, truncate or delete now reads the charges only of inodes so marked.  Then the version is recorded.
 
 Runs at the filesystem's first read-write opening (a mount, gc or blocks add), before anything reads its
 records, like the assignment of its id.  It re-keys records in bounded transactions, so a large
@@ -15,11 +16,12 @@ the settings.  A filesystem from a newer fusefs is left alone: ``format_problem`
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from metadata import index
 from metadata.keys import FORMAT_VERSION, FsKeys
-from metadata.model import FsConfig
+from metadata.model import FsConfig, InodeAttr
 from metadata.namespace import UnknownFilesystem, assign_fs_id
 from metadata.store import Store, Transaction
 
@@ -40,6 +42,7 @@ def upgrade(store: Store, name: str, candidate_id: str, batch: int = BATCH_RECOR
                 # range clear, then the records of what exists (writing an existing one changes nothing).
                 store.transact(lambda tr: tr.clear_range(*FsKeys(name).v3_suffixes()))
                 index.build(store, FsKeys(name), batch)
+            _mark_quota_charged(store, FsKeys(name), batch)
             config = store.transact(lambda tr: _record_version(tr, FsKeys(name), FORMAT_VERSION))
     return config
 
@@ -81,6 +84,25 @@ def _step(tr: Transaction, keys: FsKeys, batch: int) -> FsConfig:
         if not left:
             return config
     return _record_version(tr, keys, 2)
+
+
+def _mark_quota_charged(store: Store, keys: FsKeys, batch: int) -> None:
+    """Set ``quota_charged`` in the attributes of every inode with quota charges, ``batch`` at a time
+    (setting it twice changes nothing)."""
+    cursor: bytes | None = keys.all_quota_charges()[0]
+    while cursor is not None:
+        cursor = store.transact(functools.partial(_mark_step, keys=keys, begin=cursor, batch=batch))
+
+
+def _mark_step(tr: Transaction, keys: FsKeys, begin: bytes, batch: int) -> bytes | None:
+    rows = tr.get_range(begin, keys.all_quota_charges()[1], limit=batch)
+    inos = [keys.quota_charges_ino(key) for key, _ in rows]
+    for ino, raw in zip(inos, tr.get_many([keys.attr(ino) for ino in inos]), strict=True):
+        if raw is not None:
+            attr = InodeAttr.decode(ino, raw)
+            attr.quota_charged = True
+            tr.set(keys.attr(ino), attr.encode())
+    return rows[-1][0] + b"\0" if len(rows) == batch else None
 
 
 def _record_version(tr: Transaction, keys: FsKeys, version: int) -> FsConfig:

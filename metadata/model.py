@@ -52,7 +52,11 @@ def unpack(raw: bytes, what: str = "value") -> Any:
 def unpack_list(raw: bytes, what: str, types: tuple[type | tuple[type, ...], ...]) -> list[Any]:
     """Decode a msgpack list and check its shape: a value that decodes but is not what the record
     should hold is as corrupt as one that does not decode."""
-    values = unpack(raw, what)
+    return check_list(unpack(raw, what), what, types)
+
+
+def check_list(values: Any, what: str, types: tuple[type | tuple[type, ...], ...]) -> list[Any]:
+    """``values`` if it is a list of ``types``, else CorruptValue."""
     if not isinstance(values, list) or len(values) != len(types):
         raise CorruptValue(f"corrupt {what}: expected {len(types)} fields, got {values!r:.80}")
     for value, expected in zip(values, types, strict=True):
@@ -107,6 +111,10 @@ class InodeAttr:
     parent: int = 0
     #: Bytes of a chunked file's blocks that hold data (holes excluded), for st_blocks.
     allocated: int = 0
+    #: Whether quotas above count this inode (it has quota charges, metadata/quota.py): a size change or
+    #: a deletion of an inode without reads no quota record.  Stored only when True, so the attributes of
+    #: a filesystem without quotas keep their format-3 encoding.
+    quota_charged: bool = False
 
     @property
     def is_dir(self) -> bool:
@@ -121,11 +129,15 @@ class InodeAttr:
         return stat.S_ISLNK(self.mode)
 
     def encode(self) -> bytes:
-        return pack([getattr(self, name) for name in _ATTR_FIELDS])
+        fields_stored = _ATTR_FIELDS if self.quota_charged else _ATTR_FIELDS[:-1]
+        return pack([getattr(self, name) for name in fields_stored])
 
     @classmethod
     def decode(cls, ino: int, raw: bytes) -> InodeAttr:
-        return cls(InodeId(ino), *unpack_list(raw, f"attributes of inode {ino}", _ATTR_TYPES))
+        what = f"attributes of inode {ino}"
+        values = unpack(raw, what)
+        charged = isinstance(values, list) and len(values) == len(_ATTR_TYPES)
+        return cls(InodeId(ino), *check_list(values, what, _ATTR_TYPES if charged else _ATTR_TYPES[:-1]))
 
     def touch(self, *, mtime: bool = False, ctime: bool = True, when_ns: int | None = None) -> None:
         when = now_ns() if when_ns is None else when_ns
@@ -135,7 +147,7 @@ class InodeAttr:
             self.ctime_ns = when
 
 
-_ATTR_TYPES = (int, int, int, int, int, int, int, int, int, bytes, bool, int, int)
+_ATTR_TYPES = (int, int, int, int, int, int, int, int, int, bytes, bool, int, int, bool)
 #: The stored fields of InodeAttr, in order (``ino`` is the key, not stored).
 _ATTR_FIELDS = tuple(f.name for f in fields(InodeAttr))[1:]
 

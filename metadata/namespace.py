@@ -167,11 +167,11 @@ class Namespace:
     def _count_inodes(self, tr: Transaction, ino: int, delta: int) -> None:
         tr.add(self.keys.counter("inodes", ino % _COUNTER_SHARDS), delta)
 
-    def count_bytes(self, tr: Transaction, ino: int, delta: int) -> None:
+    def count_bytes(self, tr: Transaction, attr: InodeAttr, delta: int) -> None:
         """A regular file's size changed: the filesystem's counter and its quotas (EDQUOT)."""
         if delta:
-            quota.add_bytes(tr, self.keys, ino, delta)
-            self._count_file_bytes(tr, ino, delta)
+            quota.add_bytes(tr, self.keys, attr, delta)
+            self._count_file_bytes(tr, attr.ino, delta)
 
     def _count_file_bytes(self, tr: Transaction, ino: int, delta: int) -> None:
         if delta:
@@ -225,16 +225,8 @@ class Namespace:
         return self._load(tr, ino, snapshot=True)
 
     def attr_for_update(self, tr: Transaction, ino: int) -> InodeAttr:
-        """Attributes read serializably, for a transaction that will write them back (a size change
-        consults the inode's quota charges: read in the same round trip)."""
-        return self._load_with_charges(tr, ino)
-
-    def _load_with_charges(self, tr: Transaction, ino: int) -> InodeAttr:
-        """Attributes, with the inode's quota charges fetched in the same round trip: a change of its
-        size or its deletion consults them, and FoundationDB then answers from the transaction's cache
-        instead of a second round trip."""
-        raw, _ = tr.get_many([self.keys.attr(ino), self.keys.quota_charges(ino)])
-        return _read_attr(tr, ino, raw)
+        """Attributes read serializably, for a transaction that will write them back."""
+        return self._load(tr, ino)
 
     def lookup(self, tr: Transaction, parent: int, name: bytes, hint: int | None = None) -> InodeAttr:
         """The inode ``name`` in ``parent`` names.  ``hint``, the inode it named when last seen, is read in
@@ -388,7 +380,7 @@ class Namespace:
         self._save(tr, directory)
         self._count_inodes(tr, attr.ino, 1)
         if attr.is_reg:
-            self.count_bytes(tr, attr.ino, attr.size)
+            self.count_bytes(tr, attr, attr.size)
         self._log(tr, op, caller.uid, attr.ino, parent, name)
 
     def move_into(self, tr: Transaction, directory: InodeAttr, name: bytes, attr: InodeAttr) -> None:
@@ -486,7 +478,7 @@ class Namespace:
         parent_attr, (ino,) = self._directory_and_entries(tr, parent, name, hints=(hint,))
         if ino is None:
             raise FSError(errno.ENOENT)
-        attr = self._load_with_charges(tr, ino)
+        attr = self._load(tr, ino)
         if directory:
             if not attr.is_dir:
                 raise FSError(errno.ENOTDIR)
@@ -707,7 +699,7 @@ class Namespace:
                 raise FSError(errno.EISDIR)
             if not attr.is_reg:
                 raise FSError(errno.EINVAL)
-            self.count_bytes(tr, ino, request.size - attr.size)
+            self.count_bytes(tr, attr, request.size - attr.size)
             if request.size != attr.size:
                 attr.mtime_ns = now_ns()
             attr.size = request.size

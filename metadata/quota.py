@@ -7,8 +7,10 @@ in counters changed by atomic add and sharded by the changed inode, so writers i
 conflict on one key; a limit is checked against a snapshot read of the counters, so writers racing in
 one quota directory may together overshoot it by what they write at once.  A filesystem-wide flag tells
 whether any quota was ever set: until then a create reads nothing more (the flag is read with the
-parent).  A rename or link that would move an inode between different quota directories fails with
-EXDEV (``mv`` then copies and deletes, which charges the right quotas), as XFS does with project quotas.
+parent).  A charged inode's attributes say so (``InodeAttr.quota_charged``), so a flush, truncate or
+delete of an inode no quota counts reads nothing more than its attributes.  A rename or link that would
+move an inode between different quota directories fails with EXDEV (``mv`` then copies and deletes,
+which charges the right quotas), as XFS does with project quotas.
 """
 
 from __future__ import annotations
@@ -51,18 +53,34 @@ def on_create(tr: Transaction, keys: FsKeys, parent: int, attr: InodeAttr, raws:
     _add(tr, keys, charges, attr.ino, BYTES if attr.is_reg else None, attr.size, check=True)
     _add(tr, keys, charges, attr.ino, INODES, 1, check=True)
     tr.set(keys.quota_charges(attr.ino), pack(charges))
+    attr.quota_charged = True
 
 
-def add_bytes(tr: Transaction, keys: FsKeys, ino: int, delta: int) -> None:
+def add_bytes(tr: Transaction, keys: FsKeys, attr: InodeAttr, delta: int) -> None:
     """A regular file's size changed by ``delta``: EDQUOT if that exceeds a quota above it."""
-    charges = charges_of(tr, keys, ino)
+    charges = charges_of(tr, keys, attr)
     if charges:
-        _add(tr, keys, charges, ino, BYTES, delta, check=delta > 0)
+        _add(tr, keys, charges, attr.ino, BYTES, delta, check=delta > 0)
+
+
+def room(tr: Transaction, keys: FsKeys, ino: int) -> int | None:
+    """How many bytes file ``ino`` may grow by past its stored size before a byte quota above it is
+    exceeded (None: no limit), from snapshot reads: for a writer to fail early (its flush checks exactly)."""
+    raw = tr.get(keys.attr(ino), snapshot=True)
+    if raw is None:
+        return None
+    attr = InodeAttr.decode(ino, raw)
+    limits = [
+        quota.max_bytes - quota.used_bytes
+        for quota in read_quotas(tr, keys, charges_of(tr, keys, attr, snapshot=True))
+        if quota.max_bytes
+    ]
+    return max(0, min(limits)) if limits else None
 
 
 def on_delete(tr: Transaction, keys: FsKeys, attr: InodeAttr) -> None:
     """An inode is deleted: it leaves its quotas, and a quota directory takes its quota with it."""
-    charges = charges_of(tr, keys, attr.ino)
+    charges = charges_of(tr, keys, attr)
     if charges:
         _add(tr, keys, charges, attr.ino, INODES, -1, check=False)
         _add(tr, keys, charges, attr.ino, BYTES if attr.is_reg else None, -attr.size, check=False)
@@ -89,8 +107,11 @@ def check_move(tr: Transaction, keys: FsKeys, ino: int, new_parent: int) -> None
         raise FSError(errno.EXDEV)
 
 
-def charges_of(tr: Transaction, keys: FsKeys, ino: int) -> list[int]:
-    return _decode_charges(tr.get(keys.quota_charges(ino)))
+def charges_of(tr: Transaction, keys: FsKeys, attr: InodeAttr, *, snapshot: bool = False) -> list[int]:
+    """The quota directories counting ``attr`` (read only if its attributes say it has any)."""
+    if not attr.quota_charged:
+        return []
+    return _decode_charges(tr.get(keys.quota_charges(attr.ino), snapshot=snapshot))
 
 
 def _decode_charges(raw: bytes | None) -> list[int]:
@@ -165,8 +186,11 @@ def set_quota(tr: Transaction, scope: HasKeys, ino: int, max_bytes: int, max_ino
     if existed:
         return
     below = _subtree(tr, keys, directory.ino)
-    for ino in below:
-        tr.set(keys.quota_charges(ino), pack([*charges_of(tr, keys, ino), directory.ino]))
+    for attr in below.values():
+        tr.set(keys.quota_charges(attr.ino), pack([*charges_of(tr, keys, attr), directory.ino]))
+        if not attr.quota_charged:
+            attr.quota_charged = True
+            tr.set(keys.attr(attr.ino), attr.encode())
     _reset_usage(tr, keys, directory.ino, below)
 
 
@@ -175,12 +199,14 @@ def unset_quota(tr: Transaction, scope: HasKeys, directory: int) -> None:
     keys = scope.keys
     if tr.get(keys.quota(directory)) is None:
         raise FSError(errno.ENODATA, f"no quota on directory {directory}")
-    for ino in _subtree(tr, keys, directory):
-        charges = [charge for charge in charges_of(tr, keys, ino) if charge != directory]
+    for attr in _subtree(tr, keys, directory).values():
+        charges = [charge for charge in charges_of(tr, keys, attr) if charge != directory]
         if charges:
-            tr.set(keys.quota_charges(ino), pack(charges))
+            tr.set(keys.quota_charges(attr.ino), pack(charges))
         else:
-            tr.clear(keys.quota_charges(ino))
+            tr.clear(keys.quota_charges(attr.ino))
+            attr.quota_charged = False
+            tr.set(keys.attr(attr.ino), attr.encode())
     tr.clear(keys.quota(directory))
     tr.clear_range(*keys.quota_usages(directory))
 

@@ -3,7 +3,9 @@ clones (fusefs clone: inline data copied, chunks shared and copied on write), th
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
+import hashlib
 import os
 import stat
 import subprocess
@@ -263,3 +265,67 @@ def test_trash_restore_and_clone_keep_the_search_indexes_exact(data_mounts) -> N
     checked = data_mounts.cli(mp, "index", "check", check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     data_mounts.check_consistent(mp)
+
+
+#: Writes to a large and a small file through another mount and keeps them open until told to close
+#: (a process of its own: a process forked by the test would close inherited copies of its descriptors,
+#: and every close(2) makes FUSE flush).
+_WRITER = """
+import sys
+big, small = open(sys.argv[1], "r+b"), open(sys.argv[2], "r+b")
+big.seek(70_000)
+big.write(b"N" * 5000)
+big.flush()
+small.write(b"new")
+small.flush()
+print("written", flush=True)
+sys.stdin.readline()
+big.close()
+small.close()
+"""
+
+
+def test_clone_of_files_another_mount_is_writing(data_mounts) -> None:
+    """Mount B holds unflushed writes when a clone runs: a large file (a chunk marked dirty in the store)
+    is copied only once B closes it, as of that close; a small file (its new bytes in B's memory) is
+    copied at once, as of its last close."""
+    a = data_mounts.mount(**SMALL, options=("shared",))
+    b = data_mounts.factory.mount_again(a, ("shared",))
+    big = os.urandom(200_000)
+    (a / "big").write_bytes(big)
+    (a / "small").write_bytes(b"old")
+    assert wait_for(lambda: (b / "big").exists() and (b / "small").exists(), timeout=30)
+    expected = big[:70_000] + b"N" * 5000 + big[75_000:]
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(b / "big"), str(b / "small")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        try:
+            assert writer.stdout is not None and writer.stdout.readline() == "written\n"
+            big_clone = pool.submit(data_mounts.cli, a, "clone", "big", "big-copy")
+            data_mounts.cli(a, "clone", "small", "small-copy")
+            assert wait_for(lambda: (a / "small-copy").exists(), timeout=30)
+            assert (a / "small-copy").read_bytes() == b"old"
+            assert not big_clone.done() and not (a / "big-copy").exists()  # it waits for B's close
+        finally:
+            writer.communicate("close\n", timeout=60)
+        assert writer.returncode == 0
+        big_clone.result(timeout=90)
+    assert wait_for(lambda: _digest(a / "big-copy") == _digest_of(expected), timeout=30)
+    assert wait_for(lambda: (a / "small").read_bytes() == b"new", timeout=30)
+    assert (a / "small-copy").read_bytes() == b"old"
+    with open(b / "big-copy", "r+b") as f:  # writes to the copy leave the original alone
+        f.write(b"C" * 10)
+    assert wait_for(lambda: (a / "big-copy").read_bytes()[:10] == b"C" * 10, timeout=30)
+    assert wait_for(lambda: _digest(a / "big") == _digest(b / "big") == _digest_of(expected), timeout=30)
+
+
+def _digest(path: Path) -> str:
+    return _digest_of(path.read_bytes()) if path.exists() else ""
+
+
+def _digest_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

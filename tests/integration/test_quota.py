@@ -1,9 +1,12 @@
 """Directory quotas through a mount: ``fusefs quota`` on a mounted path, EDQUOT from creat(2) and from
-the write that grows a file, usage after unlink, renames between quota directories, ``quota check``."""
+the write(2) or truncate that would grow a file past the quota (and from the close whose flush would, when
+another writer took the room meanwhile, committing nothing), usage after unlink, renames between quota
+directories, ``quota check``."""
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import subprocess
 import sys
@@ -49,12 +52,61 @@ def test_creat_and_write_hit_the_quota(qmnt: Path) -> None:
     try:
         os.write(fd, b"y" * 800)
         os.fsync(fd)
-        os.write(fd, b"z" * 200)  # 1100 bytes: over
-        expect_errno(errno.EDQUOT, os.fsync, fd)
+        expect_errno(errno.EDQUOT, os.write, fd, b"z" * 101)  # 1001 bytes: over, at the write
+        expect_errno(errno.EDQUOT, os.ftruncate, fd, 1001)
+        os.write(fd, b"z" * 100)  # exactly the limit
     finally:
-        expect_errno(errno.EDQUOT, os.close, fd)
-    assert "bytes 900/1000, inodes 3/3" in quota("get", str(q)).stdout
+        os.close(fd)
+    assert (q / "sub" / "f").read_bytes() == b"y" * 800 + b"z" * 100
+    assert "bytes 1000/1000, inodes 3/3" in quota("get", str(q)).stdout
     write_file(qmnt / "outside", b"o" * 5000)  # no quota there
+
+
+def test_programs_get_edquot_at_write_and_creat(qmnt: Path) -> None:
+    q = qmnt / "q"
+    q.mkdir()
+    quota("set", str(q), "--bytes", "1M", "--inodes", "3")
+    # A large file (chunked): dd's 17th 64 KiB write would pass 1 MiB.
+    dd = subprocess.run(
+        ["dd", "if=/dev/zero", f"of={q / 'big'}", "bs=64K", "count=40"], capture_output=True, text=True
+    )
+    assert dd.returncode == 1 and "Disk quota exceeded" in dd.stderr, dd.stderr
+    assert (q / "big").stat().st_size == 1 << 20
+    assert "bytes 1048576/1048576, inodes 1/3" in quota("get", str(q)).stdout
+    os.truncate(q / "big", 1000)
+    shell = subprocess.run(
+        ["sh", "-c", f"head -c 2000 /dev/zero > {q / 'small'}"], capture_output=True, text=True
+    )
+    assert shell.returncode == 0, shell.stderr
+    subprocess.run(["touch", str(q / "third")], check=True)
+    touch = subprocess.run(["touch", str(q / "fourth")], capture_output=True, text=True)
+    assert touch.returncode == 1 and "Disk quota exceeded" in touch.stderr, touch.stderr
+    assert sorted(os.listdir(q)) == ["big", "small", "third"]
+    assert "bytes 3000/1048576, inodes 3/3" in quota("get", str(q)).stdout
+
+
+def test_a_close_over_the_quota_commits_no_growth(qmnt: Path) -> None:
+    """Each writer's room was there when it wrote; the close that finds it taken fails with EDQUOT and
+    keeps the file's stored size: the growth is dropped, writes inside the old size stay (a large file's
+    chunk written in place reads back whole, never EIO)."""
+    q = qmnt / "q"
+    q.mkdir()
+    write_file(q / "small", b"")
+    write_file(q / "large", b"o" * 100_000)  # chunked: past the 64 KiB inline threshold
+    quota("set", str(q), "--bytes", "101000")
+    small, large = os.open(q / "small", os.O_WRONLY), os.open(q / "large", os.O_WRONLY)
+    try:
+        os.write(small, b"s" * 600)
+        os.pwrite(large, b"N" * 50, 10)
+        os.pwrite(large, b"G" * 600, 100_000)
+        write_file(q / "other", b"x" * 600)  # another file takes the room meanwhile
+    finally:
+        expect_errno(errno.EDQUOT, os.close, small)
+        expect_errno(errno.EDQUOT, os.close, large)
+    assert (q / "small").read_bytes() == b""
+    expected = b"o" * 10 + b"N" * 50 + b"o" * (100_000 - 60)
+    assert hashlib.sha256((q / "large").read_bytes()).digest() == hashlib.sha256(expected).digest()
+    assert "bytes 100600/101000, inodes 3/unlimited" in quota("get", str(q)).stdout
 
 
 def test_usage_after_unlink_and_renames(qmnt: Path) -> None:

@@ -1,7 +1,8 @@
 """The migration from format 1 (orphan and dirty-chunk keys with their inode as a tuple integer) to format
 2 (every inode in a key is 8 bytes little-endian): records written the way the old code wrote them are
 re-keyed in bounded, retry-safe steps (the store's chaos reruns them), once, and the settings record the
-new format; a filesystem from a newer fusefs is refused."""
+new format; a filesystem from a newer fusefs is refused.  Format 3 gains the search indexes, format 4 the
+mark of the inodes quotas count."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import fdb.tuple
 import pytest
 
-from metadata import filedata
+from metadata import filedata, quota
 from metadata.find import Query, find, parse_json_condition
 from metadata.index import check as check_indexes
 from metadata.keys import FORMAT_VERSION, FsKeys
@@ -69,8 +70,9 @@ def test_upgrade_rekeys_every_record_in_bounded_steps(store):
     counting = CountingStore(store)
     config = upgrade(counting, "old", "new-id", batch=3)  # type: ignore[arg-type]
     # the id's, then 3 orphans, 3 marks, and the last mark with format 2; then format 4 (its settings
-    # predate the search indexes, so they are off: nothing to build)
-    assert len(ORPHANS) + len(DIRTY) == 7 and counting.transactions == 1 + 3 + 1
+    # predate the search indexes, so they are off: nothing to build; no quota charges to mark: one empty
+    # read)
+    assert len(ORPHANS) + len(DIRTY) == 7 and counting.transactions == 1 + 3 + 1 + 1
     assert config.format_version == 4 and config.fs_id == "new-id"
     assert load_config(store, "old").format_version == 4
     keys = FsKeys("old")
@@ -168,8 +170,8 @@ def test_upgrade_from_format_2_builds_the_indexes_in_bounded_steps(store):
     assert len(check_indexes(store, keys)) == 8 * 3 + 1 + 7 * 2  # every record is missing
     counting = CountingStore(store)
     assert upgrade(counting, "two", "id", batch=3).format_version == 4  # type: ignore[arg-type]
-    # The id's, the old suffix records' clear, 8 entries, 7 xattrs, the format.
-    assert counting.transactions == 1 + 1 + 3 + 3 + 1
+    # The id's, the old suffix records' clear, 8 entries, 7 xattrs, no quota charges to mark, the format.
+    assert counting.transactions == 1 + 1 + 3 + 3 + 1 + 1
     assert check_indexes(store, keys) == []
     query = Query(json_fields=[parse_json_condition("j.n >= 6")])
     found = store.transact(lambda tr: find(tr, keys, query))
@@ -181,7 +183,7 @@ def test_upgrade_from_format_2_without_search_indexes_only_records_the_format(st
     counting = CountingStore(store)
     config = upgrade(counting, "two", "id", batch=3)  # type: ignore[arg-type]
     assert config.format_version == 4 and not config.search_index
-    assert counting.transactions == 1 + 1  # the id's, the format
+    assert counting.transactions == 1 + 1 + 1  # the id's, no quota charges to mark, the format
     assert _index_records(store, keys) == []
 
 
@@ -202,3 +204,33 @@ def test_upgrade_from_format_3_replaces_the_suffix_index(store):
     assert upgrade(store, "two", "id").format_version == 4
     assert check_indexes(store, keys) == []
     assert store.transact(lambda tr: tr.get_range(*keys.v3_suffixes())) == []
+
+
+def test_upgrade_from_format_3_marks_the_inodes_quotas_count(store):
+    """A filesystem whose quotas were set by format 3: its charged inodes lack the mark that flushes and
+    deletes now go by; the upgrade sets it, a bounded batch at a time, and nowhere else."""
+    format_filesystem(store, FsConfig("three"))
+    config = load_config(store, "three")
+    ns, keys = Namespace(config), FsKeys("three")
+    first = store.transact(lambda tr: ns.reserve_ids(tr, "inode", 10))
+
+    def populate(tr: Transaction) -> None:
+        ns.create(tr, ROOT_INODE, b"q", first, 0o40755, ROOT_CALLER)
+        ns.create(tr, ROOT_INODE, b"free", first + 9, 0o100644, ROOT_CALLER)
+        for n in range(1, 6):
+            ns.create(tr, first, b"f%d" % n, first + n, 0o100644, ROOT_CALLER)
+        quota.set_quota(tr, ns, first, 1000, 0)
+        for n in range(1, 6):
+            attr = ns.getattr(tr, first + n)
+            attr.quota_charged = False  # as format 3 wrote it
+            tr.set(keys.attr(first + n), attr.encode())
+        config.format_version = 3
+        tr.set(keys.config(), config.encode())
+
+    store.transact(populate)
+    counting = CountingStore(store)
+    assert upgrade(counting, "three", "id", batch=2).format_version == 4  # type: ignore[arg-type]
+    assert counting.transactions == 1 + 3 + 1  # the id's, 5 charged inodes 2 at a time, the format
+    made = [first, *range(first + 1, first + 6), first + 9]
+    attrs = store.transact(lambda tr: [ns.getattr(tr, ino) for ino in made])
+    assert [attr.ino - first for attr in attrs if attr.quota_charged] == [1, 2, 3, 4, 5]

@@ -91,7 +91,8 @@ def test_unset_check_and_list(fs):
     ]
     fs.run(lambda tr: quota.unset_quota(tr, fs.ns, made["q"]))
     assert fs.run(lambda tr: quota.list_quotas(tr, fs.keys)) == []
-    assert fs.run(lambda tr: quota.charges_of(tr, fs.keys, made["q/f"])) == []
+    assert fs.run(lambda tr: tr.get(fs.keys.quota_charges(made["q/f"]))) is None
+    assert not fs.getattr(made["q/f"]).quota_charged
     fs.rename(made["q"], b"f", ROOT_INODE, b"f", ROOT)  # no quota any more: no EXDEV
     with pytest.raises(Exception) as caught:
         fs.run(lambda tr: quota.unset_quota(tr, fs.ns, made["q"]))
@@ -122,3 +123,18 @@ def test_set_quota_needs_an_existing_directory(fs):
     with pytest.raises(Exception) as caught:
         _set(fs, 999_999)
     assert getattr(caught.value, "errno", None) == errno.ENOENT
+
+
+def test_charged_inodes_are_marked_and_room_is_what_the_quota_has_left(fs):
+    made = fs.tree("q/", "q/old", "free")
+    _set(fs, made["q"], max_bytes=100)
+    new = fs.make(made["q"], b"new").ino
+    assert fs.getattr(made["q/old"]).quota_charged and fs.getattr(new).quota_charged
+    assert not fs.getattr(made["q"]).quota_charged and not fs.getattr(made["free"]).quota_charged
+    _grow(fs, new, 30)
+    assert fs.run(lambda tr: quota.room(tr, fs.keys, new)) == 70
+    assert fs.run(lambda tr: quota.room(tr, fs.keys, made["free"])) is None
+    _set(fs, made["q"], max_bytes=10)  # lowered below the usage: no room, never negative
+    assert fs.run(lambda tr: quota.room(tr, fs.keys, new)) == 0
+    fs.run(lambda tr: quota.unset_quota(tr, fs.ns, made["q"]))
+    assert not fs.getattr(new).quota_charged

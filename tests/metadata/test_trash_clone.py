@@ -185,7 +185,7 @@ def test_clone_copies_inline_data_xattrs_and_counts(fs) -> None:
         attr.size = len(data)
         tr.set(fs.keys.attr(a), attr.encode())
         write_inline(tr, fs.keys, a, data)
-        fs.ns.count_bytes(tr, a, len(data))
+        fs.ns.count_bytes(tr, attr, len(data))
 
     fs.run(fill)
     fs.setxattr(a, b"user.k", b"v", ROOT)
