@@ -31,6 +31,7 @@ from blocks import CHECKSUM_BLOCK_BYTES, BlockStore, ChecksumMismatch, ChecksumT
 from blocks.tier import ChunkTier
 from fusefs.idpool import IdPool
 from fusefs.quicklock import QuickLock
+from fusefs.uploads import FileUploads, Staged
 from fusefs.writebehind import WriteBehind
 from metadata import content
 from metadata.meta import Meta
@@ -73,9 +74,10 @@ class OpenFile:
         self._kernel_tracks_mtime = kernel_tracks_mtime
         self._lock = QuickLock()
         self._behind = WriteBehind(chunk_writer)
-        #: The object data tier, if the filesystem has one (blocks/tier.py): sealed chunks are uploaded at
-        #: flush, and chunks this host does not hold are read from it.
+        #: The object data tier, if the filesystem has one (blocks/tier.py): chunks are uploaded when
+        #: sealed (fusefs/uploads.py), and chunks this host does not hold are read from it.
         self._tier = tier
+        self._uploads = None if tier is None else FileUploads(tier, self._chunk_size)
         #: The store said this file has no security.capability xattr (see FuseOperations.getxattr).
         self.known_without_capability = False
         self._loaded = False
@@ -255,6 +257,8 @@ class OpenFile:
         )
 
     async def _chunk_for_write(self, index: int) -> ChunkRecord:
+        if self._uploads is not None:
+            await self._uploads.before_write(index, self._staged, self._behind.last)
         record = self._chunks.get(index)
         if record is None:
             record = ChunkRecord(await self._chunk_ids.take(), self._blocks.choose_directory())
@@ -316,6 +320,10 @@ class OpenFile:
                 await self._block_io(length, self._blocks.write, *args)
             self._unsynced_chunks.add(index)
             position += length
+            if self._uploads is not None and chunk_offset + length == self._chunk_size:
+                # Full: a sequential writer has moved on, so its upload starts now, in the background.
+                full = Staged(record, self._chunk_size, self._tables[index])
+                self._uploads.seal(index, full, self._behind.last)
 
     async def _zero_tail(self, new_size: int) -> None:
         """Zero what may linger past the current size in its chunk, up to ``new_size``."""
@@ -363,6 +371,8 @@ class OpenFile:
                         self._tables.pop(index)
                         self._dirty_chunks.discard(index)
                         self._unsynced_chunks.discard(index)
+                        if self._uploads is not None:
+                            self._uploads.drop(index)
             self.attr.size = new_size
             if not self._kernel_tracks_mtime:
                 self.attr.touch(mtime=True)  # even when the size stays: POSIX, for O_TRUNC
@@ -399,7 +409,7 @@ class OpenFile:
             if not self._dirty:
                 return
             await self._behind.drain()  # the checksum tables are complete only then
-            if self._tier is not None and self.attr.chunked:
+            if self._uploads is not None and self.attr.chunked:
                 await self._upload_dirty_chunks()
             freed = await self._meta.flush(self._flush_change(caller or self.caller))
             for record in freed:  # cut off by a truncate; after the commit, so no record points at them
@@ -410,29 +420,25 @@ class OpenFile:
             self._dirty = False
 
     async def _upload_dirty_chunks(self) -> None:
-        """Seal every chunk written since the last flush as a new object, concurrently, each in a thread;
-        the flush then records the new versions with the data (close-to-open consistency)."""
-        tier = self._tier
-        assert tier is not None
+        """Upload every chunk written since the last flush (those sealed already are waited for): the
+        flush then records the new versions with the data (close-to-open consistency)."""
+        assert self._uploads is not None
+        chunks = {index: self._staged(index) for index in self._dirty_chunks if index in self._chunks}
+        await self._uploads.upload(chunks)
 
-        failures: list[Exception] = []
+    def _staged(self, index: int) -> Staged:
+        """Chunk `index` as it stands, for its upload: up to the file's size (none of it if a write
+        staged it but failed before the chunk was made)."""
+        if index not in self._chunks:
+            return Staged(ChunkRecord(0, 0), 0, ChecksumTable(self._chunk_size))
+        length = min(self._chunk_size, self.attr.size - index * self._chunk_size)
+        return Staged(self._chunks[index], length, self._tables[index])
 
-        async def upload(record: ChunkRecord, length: int, table: ChecksumTable) -> None:
-            try:
-                record.version = await trio.to_thread.run_sync(
-                    tier.upload, record.dir_index, record.chunk_id, length, table
-                )
-            except Exception as error:  # raised below as itself, not in an exception group
-                failures.append(error)
-
-        async with trio.open_nursery() as nursery:
-            for index in self._dirty_chunks:
-                record = self._chunks.get(index)
-                length = min(self._chunk_size, self.attr.size - index * self._chunk_size)
-                if record is not None and length > 0:
-                    nursery.start_soon(upload, record, length, self._tables[index])
-        if failures:
-            raise failures[0]
+    def release_staging(self) -> None:
+        """Give back the staging room of chunks left unuploaded by a failed flush (the file is no longer
+        open here: they stay dirty for the recovery of this mount's session)."""
+        if self._uploads is not None:
+            self._uploads.release_all()
 
     def _flush_change(self, caller: Caller) -> content.Flush:
         """What the flush transaction records: the data fields, and the new checksum tables of the

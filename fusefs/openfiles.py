@@ -83,6 +83,7 @@ class OpenFiles:
             last = open_file.refs == 0 and self._files.get(open_file.ino) is open_file
             if last:
                 del self._files[open_file.ino]
+                open_file.release_staging()
         return last
 
     def forget_capability_answer(self, ino: int) -> None:
