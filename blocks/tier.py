@@ -103,9 +103,7 @@ class ChunkTier:
 
     def is_local(self, dir_index: int, chunk_id: int) -> bool:
         """Whether this host holds the chunk file (it allocated the chunk id and wrote it)."""
-        if not 0 <= dir_index < len(self._blocks.directories):
-            return False
-        return os.path.exists(self._blocks.path(dir_index, chunk_id))
+        return self._blocks.holds(dir_index) and os.path.exists(self._blocks.path(dir_index, chunk_id))
 
     # -- writing --------------------------------------------------------------------------------------
     def start_upload(

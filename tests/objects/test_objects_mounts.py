@@ -36,14 +36,22 @@ def eventually(check: Callable[[], None], timeout: float = VISIBLE_WITHIN_S) -> 
 
 
 @pytest.fixture
-def hosts(tmp_path: Path, seaweedfs, bucket: str) -> Iterator[tuple[Path, Path, Run]]:  # type: ignore[no-untyped-def]
+def hosts(tmp_path: Path, seaweedfs, bucket: str, request) -> Iterator[tuple[Path, Path, Run]]:  # type: ignore[no-untyped-def]
+    """Mounts a and b (b with its own cache directory); a has as many block directories as the
+    fixture's parameter says (default 1: blocks, blocks2, ...)."""
     if not os.path.exists("/dev/fuse"):
         pytest.skip("/dev/fuse is missing: FUSE is unavailable on this machine")
-    (tmp_path / "blocks").mkdir()
+    more_blocks = []
+    for number in range(1, getattr(request, "param", 1) + 1):
+        directory = tmp_path / ("blocks" if number == 1 else f"blocks{number}")
+        directory.mkdir()
+        if number > 1:
+            more_blocks += ["--blocks", str(directory)]
     run = Run(tmp_path)
     run.env["AWS_SHARED_CREDENTIALS_FILE"] = seaweedfs.credentials_file
     made = mkfs(
         run,
+        *more_blocks,
         "--data",
         f"s3://{bucket}/fs",
         "--s3-endpoint",
@@ -484,3 +492,29 @@ def test_gc_keeps_the_objects_of_a_clone_whose_original_is_gone(hosts, seaweedfs
         file.seek(CHUNK + 5)
         file.write(b"c" * 10)
     assert (b / "copy").read_bytes() == data[: CHUNK + 5] + b"c" * 10 + data[CHUNK + 15 :]
+
+
+@pytest.mark.parametrize("hosts", [2], indirect=True)
+def test_a_host_with_fewer_block_directories_deletes_and_truncates(hosts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """b has one (cache) directory; a's chunks are spread over two block directories, so the records
+    of some name directory 1, which b does not have: b's deletes and truncates of them drop the records
+    (their files on a are garbage for a's gc), as for any chunk b does not hold."""
+    a, b, run = hosts
+    doomed, shrunk = os.urandom(16 * CHUNK), os.urandom(16 * CHUNK)
+    (a / "doomed").write_bytes(doomed)
+    (a / "shrunk").write_bytes(shrunk)
+    assert chunk_files(tmp_path / "blocks2"), "no chunk landed in a's second block directory"
+    eventually(lambda: _equal(b / "shrunk", shrunk))
+    os.truncate(b / "shrunk", CHUNK + 10)
+    eventually(lambda: _size(b / "doomed", len(doomed)))
+    os.unlink(b / "doomed")
+    eventually(lambda: _missing(a / "doomed"))
+    eventually(lambda: _equal(a / "shrunk", shrunk[: CHUNK + 10]))
+    for mnt in (a, b):
+        assert run("umount", str(mnt)).returncode == 0
+    for log in ("a.log", "b.log"):
+        assert "IndexError" not in (tmp_path / log).read_text()
+    collected = run("gc", "--store", run.store, "--name", "fs")  # a's files of the dropped chunks
+    assert collected.returncode == 0, collected.stderr
+    assert "30 unreferenced deleted" in collected.stdout, collected.stdout
+    assert len(chunk_files(tmp_path / "blocks")) + len(chunk_files(tmp_path / "blocks2")) == 2
