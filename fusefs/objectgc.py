@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 
 from blocks.objects import ObjectStore, ObjectStoreError, parse_object_name
+from fusefs.batches import batches
 from metadata.filedata import live_versions
 from metadata.model import FsConfig
 from metadata.store import Store
@@ -58,18 +59,15 @@ def collect_objects(
     than `grace_s`.  ``stop``, when set (by another thread), ends the collection after the current
     batch."""
     report = ObjectGcReport()
-    listing = [(name, uploaded) for name, uploaded in objects.listing() if parse_object_name(name)]
-    for start in range(0, len(listing), BATCH_OBJECTS):
-        if stop is not None and stop.is_set():
-            break
-        batch = listing[start : start + BATCH_OBJECTS]
-        ids = [parse_object_name(name) for name, _ in batch]
-        chunk_ids = [parsed[0] for parsed in ids if parsed]
+    named = ((name, uploaded, parse_object_name(name)) for name, uploaded in objects.listing())
+    ours = ((name, uploaded, parsed) for name, uploaded, parsed in named if parsed is not None)
+    for batch in batches(ours, BATCH_OBJECTS, stop):
+        chunk_ids = [chunk_id for _, _, (chunk_id, _) in batch]
         live = store.transact(functools.partial(live_versions, fs_name=config.name, chunk_ids=chunk_ids))
         now = time.time()
-        for (name, uploaded), parsed in zip(batch, ids, strict=True):
+        for name, uploaded, (chunk_id, version) in batch:
             report.scanned += 1
-            if parsed in live or (parsed[0], 0) in live:
+            if (chunk_id, version) in live or (chunk_id, 0) in live:
                 report.live += 1
             elif now - uploaded < grace_s:
                 report.young += 1
