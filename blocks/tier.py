@@ -47,6 +47,8 @@ CACHE_DIR_NAME = "object-cache"
 DEFAULT_CACHE_BYTES = 8 << 30
 #: Uploads in flight at once, per mount.
 UPLOAD_THREADS = 8
+#: Objects fetched ahead of sequential reads at once, per mount (``prefetch``).
+PREFETCH_THREADS = 4
 
 
 def new_version() -> int:
@@ -94,6 +96,11 @@ class ChunkTier:
         self._lru: OrderedDict[str, int] = OrderedDict()
         self._cached_total = 0
         self._lru_lock = threading.Lock()
+        # Fetches ahead of a sequential reader, by object name, until cached: a read of one waits for it.
+        self._prefetching: dict[str, concurrent.futures.Future[bytes]] = {}
+        self._prefetchers = concurrent.futures.ThreadPoolExecutor(
+            PREFETCH_THREADS, thread_name_prefix="fetch"
+        )
         for entry in sorted(os.scandir(self.cache_dir), key=lambda e: e.stat().st_mtime):
             if entry.name.startswith(".fetch-"):
                 os.unlink(entry.path)  # a fetch cut short by a crash
@@ -131,8 +138,10 @@ class ChunkTier:
         return self._uploads.submit(seal)
 
     def close(self) -> None:
-        """Stop the upload threads: uploads not started are dropped (every open file was flushed)."""
+        """Stop the upload and fetch threads: uploads not started are dropped (every open file was
+        flushed), as are fetches ahead of reads."""
         self._uploads.shutdown(wait=False, cancel_futures=True)
+        self._prefetchers.shutdown(wait=False, cancel_futures=True)
 
     def upload(self, dir_index: int, chunk_id: int, length: int, table: ChecksumTable) -> int:
         """Seal the first `length` bytes of a staged chunk as a new object; returns its version."""
@@ -168,8 +177,9 @@ class ChunkTier:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            data = self._fetch(chunk_id, version, table.chunk_size, table)  # verified whole
-            self._cache(name, data)
+            with self._lru_lock:
+                ahead = self._prefetching.get(name)
+            data = self._fetch_into_cache(chunk_id, version, table) if ahead is None else ahead.result()
             return bytes(data[offset : offset + length]).ljust(length, b"\0")
         try:
             pread_into(fd, buffer, first * _BLOCK)
@@ -184,6 +194,27 @@ class ChunkTier:
                 raise ChecksumMismatch(chunk_id, index, path, table.get(index), actual)
         skip = offset - first * _BLOCK
         return bytes(view[skip : skip + length])
+
+    def prefetch(self, chunk_id: int, version: int, table: ChecksumTable) -> None:
+        """Fetch object `chunk_id`.`version` into the cache in the background, unless it is cached or on
+        its way: the readahead of a sequential reader, whose GETs then overlap."""
+        name = object_name(chunk_id, version)
+        with self._lru_lock:
+            if name in self._lru or name in self._prefetching:
+                return
+            self._prefetching[name] = self._prefetchers.submit(self._prefetch, chunk_id, version, table)
+
+    def _prefetch(self, chunk_id: int, version: int, table: ChecksumTable) -> bytes:
+        try:
+            return self._fetch_into_cache(chunk_id, version, table)
+        finally:
+            with self._lru_lock:
+                del self._prefetching[object_name(chunk_id, version)]
+
+    def _fetch_into_cache(self, chunk_id: int, version: int, table: ChecksumTable) -> bytes:
+        data = self._fetch(chunk_id, version, table.chunk_size, table)  # verified whole
+        self._cache(object_name(chunk_id, version), data)
+        return data
 
     def _fetch(self, chunk_id: int, version: int, length: int, table: ChecksumTable) -> bytes:
         name = object_name(chunk_id, version)

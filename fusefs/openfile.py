@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 #: behind (fusefs/writebehind.py).
 INLINE_IO_MAX_BYTES = 128 * 1024
 
+#: Chunks fetched ahead of a sequential reader from the object data tier (blocks/tier.py prefetch).
+READAHEAD_CHUNKS = 3
+
 T = TypeVar("T")
 
 
@@ -88,6 +91,7 @@ class OpenFile:
         self._stored_size = attr.size
         self._stored_chunked = attr.chunked
         self._dirty = False
+        self._next_read = 0  # where a sequential reader reads next (readahead of the object tier)
         self._dirty_chunks: set[int] = set()  # marked dirty in the store, tables not yet committed
         self._unsynced_chunks: set[int] = set()  # written since the last fsync
         self.caller = Caller(uid=attr.uid, gid=attr.gid)
@@ -145,6 +149,7 @@ class OpenFile:
 
     async def _read_chunks(self, offset: int, end: int) -> bytes:
         parts = []
+        sequential, self._next_read = offset in (0, self._next_read), end
         for index, chunk_offset, length in self._pieces(offset, end - offset):
             record = self._chunks.get(index)
             if record is None:
@@ -154,6 +159,8 @@ class OpenFile:
                 if self._from_object(record):
                     assert self._tier is not None
                     await self._behind.drain()
+                    if sequential:
+                        self._read_ahead(index)
                     piece = await trio.to_thread.run_sync(
                         self._tier.read,
                         record.chunk_id,
@@ -177,6 +184,14 @@ class OpenFile:
                 log.error("inode %d, chunk %d (index %d): %s", self.ino, record.chunk_id, index, error)
                 raise
         return b"".join(parts)
+
+    def _read_ahead(self, index: int) -> None:
+        """Start fetching the chunks after `index` that come from the object store."""
+        assert self._tier is not None
+        for ahead in range(index + 1, index + 1 + READAHEAD_CHUNKS):
+            record = self._chunks.get(ahead)
+            if record is not None and self._from_object(record):
+                self._tier.prefetch(record.chunk_id, record.version, self._tables[ahead])
 
     def _pieces(self, offset: int, length: int) -> list[tuple[int, int, int]]:
         """(chunk index, offset in chunk, length) of each chunk that [offset, offset+length) touches."""
