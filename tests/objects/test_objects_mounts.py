@@ -9,18 +9,18 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from blocks.objects import parse_object_name
 
-from .test_objects_cli import Run, mkfs
+from .conftest import CHUNK, mount_host
+from .test_objects_cli import Run
 
 #: Generous: the shared mode's kernel caches time out after ~1 s; a loaded machine may take longer.
 VISIBLE_WITHIN_S = 30.0
-CHUNK = 64 * 1024
 
 
 def eventually(check: Callable[[], None], timeout: float = VISIBLE_WITHIN_S) -> None:
@@ -33,61 +33,6 @@ def eventually(check: Callable[[], None], timeout: float = VISIBLE_WITHIN_S) -> 
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
-
-
-@pytest.fixture
-def hosts(tmp_path: Path, seaweedfs, bucket: str, request) -> Iterator[tuple[Path, Path, Run]]:  # type: ignore[no-untyped-def]
-    """Mounts a and b (b with its own cache directory); a has as many block directories as the
-    fixture's parameter says (default 1: blocks, blocks2, ...)."""
-    if not os.path.exists("/dev/fuse"):
-        pytest.skip("/dev/fuse is missing: FUSE is unavailable on this machine")
-    more_blocks = []
-    for number in range(1, getattr(request, "param", 1) + 1):
-        directory = tmp_path / ("blocks" if number == 1 else f"blocks{number}")
-        directory.mkdir()
-        if number > 1:
-            more_blocks += ["--blocks", str(directory)]
-    run = Run(tmp_path)
-    run.env["AWS_SHARED_CREDENTIALS_FILE"] = seaweedfs.credentials_file
-    made = mkfs(
-        run,
-        *more_blocks,
-        "--data",
-        f"s3://{bucket}/fs",
-        "--s3-endpoint",
-        seaweedfs.endpoint,
-        "--chunk-size",
-        str(CHUNK),
-        "--inline-max",
-        "4096",
-    )
-    assert made.returncode == 0, made.stderr
-    a, b, cache_b = tmp_path / "a", tmp_path / "b", tmp_path / "cache-b"
-    for path in (a, b, cache_b):
-        path.mkdir()
-    mounted = []
-    try:
-        for mnt, options in ((a, "shared"), (b, f"shared,cache_dir={cache_b}")):
-            result = run(
-                "mount",
-                "--store",
-                run.store,
-                "--name",
-                "fs",
-                "-o",
-                options,
-                "--log-file",
-                str(tmp_path / f"{mnt.name}.log"),
-                str(mnt),
-            )
-            assert result.returncode == 0, result.stderr
-            mounted.append(mnt)
-        yield a, b, run
-    finally:
-        for mnt in mounted:
-            run("umount", str(mnt))
-    for log in tmp_path.glob("*.log"):
-        assert "Traceback" not in log.read_text(), log.read_text()
 
 
 def chunk_files(directory: Path) -> list[Path]:
@@ -310,21 +255,7 @@ def _remount_b(
     run: Run, b: Path, tmp_path: Path, options: str = "", env: dict[str, str] | None = None
 ) -> None:
     assert run("umount", str(b)).returncode == 0
-    cache_b = tmp_path / "cache-b"
-    result = run(
-        "mount",
-        "--store",
-        run.store,
-        "--name",
-        "fs",
-        "-o",
-        f"shared,cache_dir={cache_b}{options}",
-        "--log-file",
-        str(tmp_path / "b.log"),
-        str(b),
-        env=env,
-    )
-    assert result.returncode == 0, result.stderr
+    mount_host(run, b, f"shared,cache_dir={tmp_path / 'cache-b'}{options}", tmp_path / "b.log", env)
 
 
 def test_cache_size_limit_evicts_least_recently_used(hosts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -518,3 +449,29 @@ def test_a_host_with_fewer_block_directories_deletes_and_truncates(hosts, tmp_pa
     assert collected.returncode == 0, collected.stderr
     assert "30 unreferenced deleted" in collected.stdout, collected.stdout
     assert len(chunk_files(tmp_path / "blocks")) + len(chunk_files(tmp_path / "blocks2")) == 2
+
+
+def test_a_sequential_reader_fetches_ahead(hosts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Reading the first chunk on a host that holds none fetches the next three (READAHEAD_CHUNKS) from
+    the object store as well, in the background; the kernel's own readahead is off for the file, so
+    every other chunk stays where it is."""
+    from fusefs.openfile import READAHEAD_CHUNKS
+
+    a, b, _ = hosts
+    data = os.urandom(8 * CHUNK)
+    (a / "f").write_bytes(data)
+    eventually(lambda: _size(b / "f", len(data)))
+    cache = tmp_path / "cache-b" / "object-cache"
+    fd = os.open(b / "f", os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        assert os.pread(fd, 4096, 0) == data[:4096]
+    finally:
+        os.close(fd)
+
+    def fetched_ahead() -> None:
+        assert len(list(cache.iterdir())) == 1 + READAHEAD_CHUNKS
+
+    eventually(fetched_ahead)
+    _equal(b / "f", data)  # the rest fetched on demand, the ones ahead served from the cache
+    assert len(list(cache.iterdir())) == 8

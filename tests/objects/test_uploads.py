@@ -16,7 +16,8 @@ import pytest
 from blocks.objects import DataUrl, ObjectStore, load_credentials, parse_object_name
 from blocks.staging import StagingBudget, StagingFull
 
-from .test_objects_mounts import CHUNK, _equal, _remount_b, chunk_files, eventually, hosts  # noqa: F401
+from .conftest import CHUNK
+from .test_objects_mounts import _equal, _remount_b, chunk_files, eventually
 
 #: Writes CHUNK-sized pieces of argv[2] to a new file argv[1], saying after each write and at close
 #: whether it succeeded ("wrote N" / "close ok", or the errno name); holds the file open after the
@@ -78,7 +79,9 @@ class Writer:
 
 
 def _objects(seaweedfs, bucket: str) -> ObjectStore:  # type: ignore[no-untyped-def]
-    return ObjectStore(seaweedfs.endpoint, DataUrl(bucket, "fs"), load_credentials(seaweedfs.credentials_file))
+    return ObjectStore(
+        seaweedfs.endpoint, DataUrl(bucket, "fs"), load_credentials(seaweedfs.credentials_file)
+    )
 
 
 def test_full_chunks_are_uploaded_before_close(hosts, seaweedfs, bucket: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
