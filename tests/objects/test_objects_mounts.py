@@ -307,20 +307,7 @@ def test_a_mount_collects_old_versions_itself(hosts, seaweedfs, bucket: str, tmp
     a, b, run = hosts
     assert run("umount", str(a)).returncode == 0
     env = {"FUSEFS_GC_INTERVAL_S": "0.5", "FUSEFS_OBJECT_GRACE_S": "3"}
-    result = run(
-        "mount",
-        "--store",
-        run.store,
-        "--name",
-        "fs",
-        "-o",
-        "shared",
-        "--log-file",
-        str(tmp_path / "a.log"),
-        str(a),
-        env=env,
-    )
-    assert result.returncode == 0, result.stderr
+    mount_host(run, a, "shared", tmp_path / "a.log", env)
     objects = ObjectStore(
         seaweedfs.endpoint, DataUrl(bucket, "fs"), load_credentials(seaweedfs.credentials_file)
     )
