@@ -98,11 +98,23 @@ class BlockStore:
     def usage(self) -> tuple[int, int]:
         return dirs.total_usage(list(self.directories))
 
+    def holds(self, dir_index: int) -> bool:
+        """Whether this store has block directory `dir_index`.  With a data tier, a host whose own cache
+        directory stands for the filesystem's block directories has fewer than the records name: a chunk
+        of a directory it lacks has no file here (it is another host's), as a chunk never written."""
+        return 0 <= dir_index < len(self.directories)
+
     def path(self, dir_index: int, chunk_id: int) -> str:
         # Guard against negative indexes, which Python lists would quietly count from the end.
-        if not 0 <= dir_index < len(self.directories):
+        if not self.holds(dir_index):
             raise IndexError(f"no block directory {dir_index} (the store has {len(self.directories)})")
         return chunk_path(self.directories[dir_index], chunk_id)
+
+    def _where(self, dir_index: int, chunk_id: int) -> str:
+        """Where a chunk's file would be, for a message."""
+        if self.holds(dir_index):
+            return self.path(dir_index, chunk_id)
+        return f"block directory {dir_index}, which this host does not have"
 
     def iter_chunk_ids(self) -> Iterator[tuple[int, int]]:
         for dir_index, directory in enumerate(list(self.directories)):
@@ -166,7 +178,7 @@ class BlockStore:
         except FileNotFoundError:
             if table is not None and table.all_zero(first, stop):
                 return bytes(length)  # never written: the chunk file was never created
-            raise ChunkMissing(chunk_id, self.path(dir_index, chunk_id)) from None
+            raise ChunkMissing(chunk_id, self._where(dir_index, chunk_id)) from None
         view = memoryview(buffer)
         for index in range(first, stop):
             start = (index - first) * _BLOCK
@@ -211,7 +223,10 @@ class BlockStore:
             self._require_zero(dir_index, chunk_id, table, offset // _BLOCK, block_count(end))
 
     def delete(self, dir_index: int, chunk_id: int) -> None:
-        """Remove a chunk file; BlockDirNotOwned, deleting nothing, if its directory is not `owner`'s now."""
+        """Remove a chunk file; BlockDirNotOwned, deleting nothing, if its directory is not `owner`'s now.
+        A chunk of a directory this store does not have has no file here: nothing to do."""
+        if not self.holds(dir_index):
+            return
         path = self.path(dir_index, chunk_id)
         self._check_owned(dir_index)
         self._fds.invalidate((dir_index, chunk_id))
@@ -288,7 +303,10 @@ class BlockStore:
 
     @contextmanager
     def _open(self, dir_index: int, chunk_id: int, *, create: bool) -> Iterator[int]:
-        """A cached read-write descriptor; FileNotFoundError if the file is absent and not `create`."""
+        """A cached read-write descriptor; FileNotFoundError if the file is absent (or its directory is
+        not this store's: ``holds``) and not `create`."""
+        if not create and not self.holds(dir_index):
+            raise FileNotFoundError(self._where(dir_index, chunk_id))
         path = self.path(dir_index, chunk_id)
 
         def opener() -> int:
@@ -326,7 +344,7 @@ class BlockStore:
     ) -> None:
         """A missing chunk file is only fine where the table says the blocks were never written."""
         if not table.all_zero(first, stop):
-            raise ChunkMissing(chunk_id, self.path(dir_index, chunk_id))
+            raise ChunkMissing(chunk_id, self._where(dir_index, chunk_id))
 
     @staticmethod
     def _crc_on_disk(fd: int, index: int) -> int:

@@ -1,8 +1,10 @@
 """Chunks over the object data tier: the local block directories stage writes and cache reads.
 
 A chunk written on this host lives in a chunk file of the local BlockStore (the staging area); when it is
-sealed (the file is closed or fsynced) its bytes become a new immutable object, ``<chunk id>.<version>``,
-and the chunk record points at that version in the same transaction that makes the data visible.
+sealed (full, or the file is closed or fsynced) its bytes become a new immutable object,
+``<chunk id>.<version>``, uploaded by one of ``UPLOAD_THREADS`` threads (``start_upload``), and the chunk
+record points at that version in the same transaction that makes the data visible.  The bytes waiting
+for an upload are bounded by a staging budget (blocks/staging.py).
 
 Chunk ids are allocated once, store-wide, and only the host that allocated one ever writes its chunk
 file; a host that writes a chunk it does not hold locally takes a new chunk id whose first version is a
@@ -15,6 +17,7 @@ against the chunk's crc table (blocks/checksums.py) recorded with it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 import secrets
@@ -27,6 +30,7 @@ from .checksums import CHECKSUM_BLOCK_BYTES, ChecksumTable, block_count, block_c
 from .errors import ChecksumMismatch
 from .fileio import pread_into
 from .objects import ObjectMissing, ObjectStore, ObjectStoreError, object_name
+from .staging import DEFAULT_STAGING_BYTES, Reservation, StagingBudget
 from .store import BlockStore
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,10 @@ RETRY_LONGEST_S = 5.0
 FETCH_PATIENCE_S = 30.0
 CACHE_DIR_NAME = "object-cache"
 DEFAULT_CACHE_BYTES = 8 << 30
+#: Uploads in flight at once, per mount.
+UPLOAD_THREADS = 8
+#: Objects fetched ahead of sequential reads at once, per mount (``prefetch``).
+PREFETCH_THREADS = 4
 
 
 def new_version() -> int:
@@ -70,9 +78,15 @@ class ChunkTier:
         *,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         fetch_patience_s: float = FETCH_PATIENCE_S,
+        staging_bytes: int = DEFAULT_STAGING_BYTES,
+        upload_patience_s: float = UPLOAD_PATIENCE_S,
     ) -> None:
         self.objects = objects
+        #: How long uploads retry, and a write waits for staging room, before failing with EIO.
+        self.upload_patience_s = upload_patience_s
         self._blocks = blocks
+        self.staging = StagingBudget(staging_bytes)
+        self._uploads = concurrent.futures.ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="upload")
         self._fetch_patience_s = fetch_patience_s
         self.cache_dir = os.path.join(blocks.directories[0], CACHE_DIR_NAME)
         os.makedirs(self.cache_dir, mode=0o700, exist_ok=True)
@@ -85,6 +99,11 @@ class ChunkTier:
         #: Reads served from the cache, and reads that fetched their object (for the daemon's stats).
         self.cache_hits = 0
         self.cache_misses = 0
+        # Fetches ahead of a sequential reader, by object name, until cached: a read of one waits for it.
+        self._prefetching: dict[str, concurrent.futures.Future[bytes]] = {}
+        self._prefetchers = concurrent.futures.ThreadPoolExecutor(
+            PREFETCH_THREADS, thread_name_prefix="fetch"
+        )
         for entry in sorted(os.scandir(self.cache_dir), key=lambda e: e.stat().st_mtime):
             if entry.name.startswith(".fetch-"):
                 os.unlink(entry.path)  # a fetch cut short by a crash
@@ -94,11 +113,39 @@ class ChunkTier:
 
     def is_local(self, dir_index: int, chunk_id: int) -> bool:
         """Whether this host holds the chunk file (it allocated the chunk id and wrote it)."""
-        if not 0 <= dir_index < len(self._blocks.directories):
-            return False
-        return os.path.exists(self._blocks.path(dir_index, chunk_id))
+        return self._blocks.holds(dir_index) and os.path.exists(self._blocks.path(dir_index, chunk_id))
 
     # -- writing --------------------------------------------------------------------------------------
+    def start_upload(
+        self,
+        dir_index: int,
+        chunk_id: int,
+        length: int,
+        table: ChecksumTable,
+        reservation: Reservation,
+        after: concurrent.futures.Future[None] | None = None,
+    ) -> concurrent.futures.Future[tuple[int, ChecksumTable]]:
+        """``upload`` in an upload thread, once `after` (the last write in flight to the chunk) is done;
+        the future's result is the new version and the copy of `table` it was uploaded as (the caller
+        records that version only if the table has not changed since).  `reservation` is released once
+        the upload succeeded: the staged bytes are then in the object store."""
+
+        def seal() -> tuple[int, ChecksumTable]:
+            if after is not None:
+                concurrent.futures.wait([after])  # its error is the file's to report, at its next write
+            sealed = table.copy()
+            version = self.upload(dir_index, chunk_id, length, sealed)
+            reservation.release()
+            return version, sealed
+
+        return self._uploads.submit(seal)
+
+    def close(self) -> None:
+        """Stop the upload and fetch threads: uploads not started are dropped (every open file was
+        flushed), as are fetches ahead of reads."""
+        self._uploads.shutdown(wait=False, cancel_futures=True)
+        self._prefetchers.shutdown(wait=False, cancel_futures=True)
+
     def upload(self, dir_index: int, chunk_id: int, length: int, table: ChecksumTable) -> int:
         """Seal the first `length` bytes of a staged chunk as a new object; returns its version."""
         data = self._blocks.read(dir_index, chunk_id, 0, length, table)
@@ -134,8 +181,9 @@ class ChunkTier:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             self.cache_misses += 1
-            data = self._fetch(chunk_id, version, table.chunk_size, table)  # verified whole
-            self._cache(name, data)
+            with self._lru_lock:
+                ahead = self._prefetching.get(name)
+            data = self._fetch_into_cache(chunk_id, version, table) if ahead is None else ahead.result()
             return bytes(data[offset : offset + length]).ljust(length, b"\0")
         self.cache_hits += 1
         try:
@@ -151,6 +199,27 @@ class ChunkTier:
                 raise ChecksumMismatch(chunk_id, index, path, table.get(index), actual)
         skip = offset - first * _BLOCK
         return bytes(view[skip : skip + length])
+
+    def prefetch(self, chunk_id: int, version: int, table: ChecksumTable) -> None:
+        """Fetch object `chunk_id`.`version` into the cache in the background, unless it is cached or on
+        its way: the readahead of a sequential reader, whose GETs then overlap."""
+        name = object_name(chunk_id, version)
+        with self._lru_lock:
+            if name in self._lru or name in self._prefetching:
+                return
+            self._prefetching[name] = self._prefetchers.submit(self._prefetch, chunk_id, version, table)
+
+    def _prefetch(self, chunk_id: int, version: int, table: ChecksumTable) -> bytes:
+        try:
+            return self._fetch_into_cache(chunk_id, version, table)
+        finally:
+            with self._lru_lock:
+                del self._prefetching[object_name(chunk_id, version)]
+
+    def _fetch_into_cache(self, chunk_id: int, version: int, table: ChecksumTable) -> bytes:
+        data = self._fetch(chunk_id, version, table.chunk_size, table)  # verified whole
+        self._cache(object_name(chunk_id, version), data)
+        return data
 
     def _fetch(self, chunk_id: int, version: int, length: int, table: ChecksumTable) -> bytes:
         name = object_name(chunk_id, version)
@@ -203,12 +272,11 @@ class ChunkTier:
     def cached_bytes(self) -> int:
         return self._cached_total
 
-    @staticmethod
-    def _retrying(what: str | None, request, *, deadline: float | None = None):  # type: ignore[no-untyped-def]
+    def _retrying(self, what: str | None, request, *, deadline: float | None = None):  # type: ignore[no-untyped-def]
         """`request()`, retried with backoff while the object store fails (but not for a missing object)
         until `deadline` (default: the upload patience).  The first failure and the last of `what` are
         logged, one line each; none when `what` is None."""
-        deadline = time.monotonic() + UPLOAD_PATIENCE_S if deadline is None else deadline
+        deadline = time.monotonic() + self.upload_patience_s if deadline is None else deadline
         pause = RETRY_FIRST_S
         while True:
             try:

@@ -33,7 +33,8 @@ import trio
 
 from blocks import BlockStore
 from blocks.objects import ObjectStore
-from blocks.tier import DEFAULT_CACHE_BYTES, FETCH_PATIENCE_S, ChunkTier
+from blocks.staging import DEFAULT_STAGING_BYTES
+from blocks.tier import DEFAULT_CACHE_BYTES, FETCH_PATIENCE_S, UPLOAD_PATIENCE_S, ChunkTier
 from fusefs import control, fuseloop, logs
 from fusefs.blockdirs import open_block_store
 from fusefs.daemon_records import DaemonRecord, control_socket_path, remove_record, write_record
@@ -67,6 +68,8 @@ FUSE_MAX_TASKS = 256
 START_TIMEOUT_S = 60.0
 #: How long a read of a chunk from the object data tier may take before it answers EIO (seconds).
 FETCH_PATIENCE_ENV = "FUSEFS_FETCH_PATIENCE_S"
+#: How long uploads retry, and writes wait for staging room, before failing with EIO (seconds).
+UPLOAD_PATIENCE_ENV = "FUSEFS_UPLOAD_PATIENCE_S"
 
 
 @dataclass
@@ -96,6 +99,8 @@ class MountRequest:
     cache_dir: str | None = None
     #: ``-o cache_size=BYTES``: the limit of this mount's cache of objects (blocks/tier.py).
     cache_size: int | None = None
+    #: ``-o staging_size=BYTES``: how much written data may wait for its upload (blocks/staging.py).
+    staging_size: int | None = None
     #: One of fusefs/logs.py's LEVELS; --debug means "debug".
     log_level: str = "info"
     #: IP:PORT to serve Prometheus metrics at (fusefs/metrics.py), or None.
@@ -230,6 +235,8 @@ def _chunk_tier(objects: ObjectStore, blocks: BlockStore, request: MountRequest)
         blocks,
         cache_bytes=DEFAULT_CACHE_BYTES if request.cache_size is None else request.cache_size,
         fetch_patience_s=seconds_from_env(FETCH_PATIENCE_ENV, FETCH_PATIENCE_S),
+        upload_patience_s=seconds_from_env(UPLOAD_PATIENCE_ENV, UPLOAD_PATIENCE_S),
+        staging_bytes=DEFAULT_STAGING_BYTES if request.staging_size is None else request.staging_size,
     )
 
 

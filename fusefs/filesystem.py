@@ -120,7 +120,11 @@ class Filesystem:
 
     async def shutdown(self) -> None:
         """Flush open files and reclaim orphans: after unmount the kernel holds no inode any more."""
-        await self.open_files.shutdown()
+        try:
+            await self.open_files.shutdown()
+        finally:
+            if self.tier is not None:
+                self.tier.close()
         if not self.read_only:
             try:
                 await self.lifecycle.reclaim(await self.meta.orphans())

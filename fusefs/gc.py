@@ -22,8 +22,7 @@ marker still names this filesystem (``BlockStore.delete``), and a directory whos
 foreign (a disk unmounted or swapped under a running mount) stops the collection with that error, having
 deleted nothing there.  Another filesystem's chunk files would otherwise all look unreferenced.
 
-Work is done in batches (one snapshot read transaction per ``BATCH_IDS`` ids), keeping transactions
-far below FoundationDB's 5 s and size limits whatever the number of chunk files.
+Work is done in batches (fusefs/batches.py: one snapshot read transaction per ``BATCH_IDS`` ids).
 """
 
 from __future__ import annotations
@@ -32,10 +31,10 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from blocks import BlockStore
+from fusefs.batches import batches
 from metadata.filedata import dead_chunks
 from metadata.model import FsConfig
 from metadata.store import Store
@@ -79,9 +78,7 @@ def collect_garbage(
 
     ``stop``, when set (by another thread), ends the collection after the current batch."""
     report = GcReport()
-    for batch in _batches(blocks.iter_chunk_ids(), batch_ids):
-        if stop is not None and stop.is_set():
-            break
+    for batch in batches(blocks.iter_chunk_ids(), batch_ids, stop):
         report.scanned += len(batch)
         # The transaction starts (takes its read version) after the batch was listed: see the docstring.
         dead = store.transact(functools.partial(dead_chunks, fs_name=config.name, places=batch))
@@ -91,17 +88,6 @@ def collect_garbage(
     if report.deleted or report.failed:
         log.info("%s", report)
     return report
-
-
-def _batches(ids: Iterator[tuple[int, int]], size: int) -> Iterator[list[tuple[int, int]]]:
-    batch: list[tuple[int, int]] = []
-    for item in ids:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _delete(blocks: BlockStore, dir_index: int, chunk_id: int, report: GcReport) -> None:

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 
 from blocks.objects import ObjectStore, ObjectStoreError, parse_object_name
+from fusefs.batches import batches
 from metadata.filedata import live_versions
 from metadata.model import FsConfig
 from metadata.store import Store
@@ -58,21 +59,15 @@ def collect_objects(
     than `grace_s`.  ``stop``, when set (by another thread), ends the collection after the current
     batch."""
     report = ObjectGcReport()
-    listing = [
-        (name, uploaded, parsed)
-        for name, uploaded in objects.listing()
-        if (parsed := parse_object_name(name)) is not None
-    ]
-    for start in range(0, len(listing), BATCH_OBJECTS):
-        if stop is not None and stop.is_set():
-            break
-        batch = listing[start : start + BATCH_OBJECTS]
-        chunk_ids = [parsed[0] for _, _, parsed in batch]
+    named = ((name, uploaded, parse_object_name(name)) for name, uploaded in objects.listing())
+    ours = ((name, uploaded, parsed) for name, uploaded, parsed in named if parsed is not None)
+    for batch in batches(ours, BATCH_OBJECTS, stop):
+        chunk_ids = [chunk_id for _, _, (chunk_id, _) in batch]
         live = store.transact(functools.partial(live_versions, fs_name=config.name, chunk_ids=chunk_ids))
         now = time.time()
-        for name, uploaded, parsed in batch:
+        for name, uploaded, (chunk_id, version) in batch:
             report.scanned += 1
-            if parsed in live or (parsed[0], 0) in live:
+            if (chunk_id, version) in live or (chunk_id, 0) in live:
                 report.live += 1
             elif now - uploaded < grace_s:
                 report.young += 1

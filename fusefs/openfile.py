@@ -39,6 +39,7 @@ from blocks.tier import ChunkTier
 from fusefs.accesses import HandleAccess
 from fusefs.idpool import IdPool
 from fusefs.quicklock import QuickLock
+from fusefs.uploads import FileUploads, Staged
 from fusefs.writebehind import WriteBehind
 from metadata import content
 from metadata.meta import Meta
@@ -53,6 +54,9 @@ log = logging.getLogger(__name__)
 INLINE_IO_MAX_BYTES = 128 * 1024
 #: The room of a file that no byte quota limits.
 _NO_LIMIT = 2**63
+
+#: Chunks fetched ahead of a sequential reader from the object data tier (blocks/tier.py prefetch).
+READAHEAD_CHUNKS = 3
 
 T = TypeVar("T")
 
@@ -83,9 +87,10 @@ class OpenFile:
         self._kernel_tracks_mtime = kernel_tracks_mtime
         self._lock = QuickLock()
         self._behind = WriteBehind(chunk_writer)
-        #: The object data tier, if the filesystem has one (blocks/tier.py): sealed chunks are uploaded at
-        #: flush, and chunks this host does not hold are read from it.
+        #: The object data tier, if the filesystem has one (blocks/tier.py): chunks are uploaded when
+        #: sealed (fusefs/uploads.py), and chunks this host does not hold are read from it.
         self._tier = tier
+        self._uploads = None if tier is None else FileUploads(tier, self._chunk_size)
         #: The store said this file has no security.capability xattr (see FuseOperations.getxattr).
         self.known_without_capability = False
         self._loaded = False
@@ -96,6 +101,7 @@ class OpenFile:
         self._stored_size = attr.size
         self._stored_chunked = attr.chunked
         self._dirty = False
+        self._next_read = 0  # where a sequential reader reads next (readahead of the object tier)
         self._dirty_chunks: set[int] = set()  # marked dirty in the store, tables not yet committed
         self._unsynced_chunks: set[int] = set()  # written since the last fsync
         #: Bytes the file may grow past its stored size before a byte quota is exceeded; None: not read.
@@ -156,6 +162,7 @@ class OpenFile:
 
     async def _read_chunks(self, offset: int, end: int) -> bytes:
         parts = []
+        sequential, self._next_read = offset in (0, self._next_read), end
         for index, chunk_offset, length in self._pieces(offset, end - offset):
             record = self._chunks.get(index)
             if record is None:
@@ -165,6 +172,8 @@ class OpenFile:
                 if self._from_object(record):
                     assert self._tier is not None
                     await self._behind.drain()
+                    if sequential:
+                        self._read_ahead(index)
                     piece = await trio.to_thread.run_sync(
                         self._tier.read,
                         record.chunk_id,
@@ -188,6 +197,14 @@ class OpenFile:
                 log.error("inode %d, chunk %d (index %d): %s", self.ino, record.chunk_id, index, error)
                 raise
         return b"".join(parts)
+
+    def _read_ahead(self, index: int) -> None:
+        """Start fetching the chunks after `index` that come from the object store."""
+        assert self._tier is not None
+        for ahead in range(index + 1, index + 1 + READAHEAD_CHUNKS):
+            record = self._chunks.get(ahead)
+            if record is not None and self._from_object(record):
+                self._tier.prefetch(record.chunk_id, record.version, self._tables[ahead])
 
     def _pieces(self, offset: int, length: int) -> list[tuple[int, int, int]]:
         """(chunk index, offset in chunk, length) of each chunk that [offset, offset+length) touches."""
@@ -280,6 +297,8 @@ class OpenFile:
         )
 
     async def _chunk_for_write(self, index: int) -> ChunkRecord:
+        if self._uploads is not None:
+            await self._uploads.before_write(index, self._staged, self._behind.last)
         record = self._chunks.get(index)
         if record is None:
             record = ChunkRecord(await self._chunk_ids.take(), self._blocks.choose_directory())
@@ -341,6 +360,10 @@ class OpenFile:
                 await self._block_io(length, self._blocks.write, *args)
             self._unsynced_chunks.add(index)
             position += length
+            if self._uploads is not None and chunk_offset + length == self._chunk_size:
+                # Full: a sequential writer has moved on, so its upload starts now, in the background.
+                full = Staged(record, self._chunk_size, self._tables[index])
+                self._uploads.seal(index, full, self._behind.last)
 
     async def _zero_tail(self, new_size: int) -> None:
         """Zero what may linger past the current size in its chunk, up to ``new_size``."""
@@ -392,6 +415,8 @@ class OpenFile:
                     self._tables.pop(index)
                     self._dirty_chunks.discard(index)
                     self._unsynced_chunks.discard(index)
+                    if self._uploads is not None:
+                        self._uploads.drop(index)
         self.attr.size = new_size
         if not self._kernel_tracks_mtime:
             self.attr.touch(mtime=True)  # even when the size stays: POSIX, for O_TRUNC
@@ -443,7 +468,7 @@ class OpenFile:
                 raise
 
     async def _commit(self, caller: Caller, access: HandleAccess | None) -> None:
-        if self._tier is not None and self.attr.chunked:
+        if self._uploads is not None and self.attr.chunked:
             await self._upload_dirty_chunks()
         change = self._flush_change(caller)
         if access is not None:
@@ -461,29 +486,25 @@ class OpenFile:
         self._dirty = False
 
     async def _upload_dirty_chunks(self) -> None:
-        """Seal every chunk written since the last flush as a new object, concurrently, each in a thread;
-        the flush then records the new versions with the data (close-to-open consistency)."""
-        tier = self._tier
-        assert tier is not None
+        """Upload every chunk written since the last flush (those sealed already are waited for): the
+        flush then records the new versions with the data (close-to-open consistency)."""
+        assert self._uploads is not None
+        chunks = {index: self._staged(index) for index in self._dirty_chunks if index in self._chunks}
+        await self._uploads.upload(chunks)
 
-        failures: list[Exception] = []
+    def _staged(self, index: int) -> Staged:
+        """Chunk `index` as it stands, for its upload: up to the file's size (none of it if a write
+        staged it but failed before the chunk was made)."""
+        if index not in self._chunks:
+            return Staged(ChunkRecord(0, 0), 0, ChecksumTable(self._chunk_size))
+        length = min(self._chunk_size, self.attr.size - index * self._chunk_size)
+        return Staged(self._chunks[index], length, self._tables[index])
 
-        async def upload(record: ChunkRecord, length: int, table: ChecksumTable) -> None:
-            try:
-                record.version = await trio.to_thread.run_sync(
-                    tier.upload, record.dir_index, record.chunk_id, length, table
-                )
-            except Exception as error:  # raised below as itself, not in an exception group
-                failures.append(error)
-
-        async with trio.open_nursery() as nursery:
-            for index in self._dirty_chunks:
-                record = self._chunks.get(index)
-                length = min(self._chunk_size, self.attr.size - index * self._chunk_size)
-                if record is not None and length > 0:
-                    nursery.start_soon(upload, record, length, self._tables[index])
-        if failures:
-            raise failures[0]
+    def release_staging(self) -> None:
+        """Give back the staging room of chunks left unuploaded by a failed flush (the file is no longer
+        open here: they stay dirty for the recovery of this mount's session)."""
+        if self._uploads is not None:
+            self._uploads.release_all()
 
     def _flush_change(self, caller: Caller) -> content.Flush:
         """What the flush transaction records: the data fields, and the new checksum tables of the

@@ -86,6 +86,7 @@ class OpenFiles:
             last = open_file.refs == 0 and self._files.get(open_file.ino) is open_file
             if last:
                 del self._files[open_file.ino]
+                open_file.release_staging()
         return last
 
     def known_without_capability(self, ino: int) -> bool:

@@ -35,6 +35,11 @@ class WriteBehind:
     def idle(self) -> bool:
         return not self._in_flight
 
+    @property
+    def last(self) -> concurrent.futures.Future[None] | None:
+        """The newest write in flight: done only once every earlier one is (the executor keeps order)."""
+        return self._in_flight[-1][0] if self._in_flight else None
+
     async def submit(self, nbytes: int, write: Callable[..., None], *args: Any) -> None:
         """Start ``write(*args)``; raises the error of an earlier write instead, if one failed."""
         self._raise_error()

@@ -10,6 +10,9 @@ Targets (environment):
   tests themselves against the kernel's own filesystems (ext4/tmpfs are the reference for errno values).
 * ``FUSEFS_TEST_BINDFS=1``: bindfs over a local directory, a C passthrough FUSE filesystem; tells apart
   what FUSE itself does from what fusefs does.
+* ``FUSEFS_TEST_DATA_TIER=1``: every filesystem is made with an object data tier (``mkfs --data``, a new
+  bucket of a SeaweedFS the session starts, tests/seaweedfs_local.py), so large files go through uploads,
+  the object cache and the staging budget.
 
 Retry chaos: tests marked ``@pytest.mark.chaos`` run twice, with ``FUSEFS_CHAOS_CONFLICT_RATE`` unset and
 set to ``CHAOS_RATE`` in the daemon's environment (the embedded store then fails that fraction of commits
@@ -40,6 +43,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from seaweedfs_local import SeaweedFS, running_seaweedfs
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -89,6 +93,10 @@ def store_mode() -> str:
     return "shared" if os.environ.get("FUSEFS_TEST_STORE") == "shared" else "sole"
 
 
+def data_tier_on() -> bool:
+    return os.environ.get("FUSEFS_TEST_DATA_TIER") == "1" and TARGET == "fusefs"
+
+
 def store_mount_options() -> tuple[str, ...]:
     """Mount options every fusefs mount of this run gets for its store mode."""
     return ("shared",) if store_mode() == "shared" else ()
@@ -100,8 +108,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
+    tier = ", data tier on SeaweedFS" if data_tier_on() else ""
     return (
-        f"fusefs integration target: {TARGET} (store {store_mode()}, chaos rate for chaos runs {CHAOS_RATE})"
+        f"fusefs integration target: {TARGET} (store {store_mode()}{tier}, chaos rate for chaos runs "
+        f"{CHAOS_RATE})"
     )
 
 
@@ -189,6 +199,16 @@ def mount_base() -> Iterator[Path]:
         pass
 
 
+@pytest.fixture(scope="session")
+def data_tier_server() -> Iterator[SeaweedFS | None]:
+    """The SeaweedFS of every filesystem's data tier with ``FUSEFS_TEST_DATA_TIER=1``, else None."""
+    if not data_tier_on():
+        yield None
+        return
+    with running_seaweedfs() as server:
+        yield server
+
+
 class MountRefused(Exception):
     """The daemon exited instead of mounting (its log is the message)."""
 
@@ -218,8 +238,12 @@ class MountFactory:
     teardown whatever the test did, and the test fails if a daemon logged a traceback or an ERROR record
     that no ``mount_fs.expect_errors(regex)`` of the test matches."""
 
-    def __init__(self, tmp_path: Path, base: Path, rate: float, label: str) -> None:
+    def __init__(
+        self, tmp_path: Path, base: Path, rate: float, label: str, data_tier: SeaweedFS | None = None
+    ) -> None:
         self.tmp_path = tmp_path
+        #: With FUSEFS_TEST_DATA_TIER=1: the object store every filesystem made here keeps its data in.
+        self.data_tier = data_tier
         self.base = base
         self.rate = rate
         self.label = re.sub(r"[^A-Za-z0-9_.-]", "_", label)[:60]
@@ -261,7 +285,8 @@ class MountFactory:
         else:
             blocks = workdir / "blocks"
             blocks.mkdir()
-            self._mkfs(m, ["--store", store, "--blocks", str(blocks), *mkfs, fsname])
+            more = [*mkfs, *self._data_tier_options()]
+            self._mkfs(m, ["--store", store, "--blocks", str(blocks), *more, fsname])
         self._start(m)
         return mp
 
@@ -327,8 +352,16 @@ class MountFactory:
         return "".join(_tail(p, 10**9) for p in m.logs)
 
     # ---------------------------------------------------------------------------------------------
+    def _data_tier_options(self) -> list[str]:
+        if self.data_tier is None:
+            return []
+        bucket = self.data_tier.new_bucket()
+        return ["--data", f"s3://{bucket}/fs", "--s3-endpoint", self.data_tier.endpoint]
+
     def _env(self, m: _Mounted) -> dict[str, str]:
         env = dict(os.environ)
+        if self.data_tier is not None:
+            env["AWS_SHARED_CREDENTIALS_FILE"] = self.data_tier.credentials_file
         env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env.pop("FUSEFS_CHAOS_CONFLICT_RATE", None)
         if m.rate:
@@ -467,9 +500,13 @@ class MountFactory:
 
 @pytest.fixture
 def mount_fs(
-    tmp_path: Path, mount_base: Path, chaos_rate: float, request: pytest.FixtureRequest
+    tmp_path: Path,
+    mount_base: Path,
+    chaos_rate: float,
+    data_tier_server: SeaweedFS | None,
+    request: pytest.FixtureRequest,
 ) -> Iterator[MountFactory]:
-    factory = MountFactory(tmp_path, mount_base, chaos_rate, request.node.name)
+    factory = MountFactory(tmp_path, mount_base, chaos_rate, request.node.name, data_tier_server)
     try:
         yield factory
     finally:

@@ -57,7 +57,10 @@ MOUNT_OPTIONS = {
     "slower)",
     "cache_dir": "cache_dir=DIR: this host's own staging and cache directory of a filesystem with a data "
     "tier (mkfs --data), instead of its block directories",
-    "cache_size": "cache_size=BYTES (K, M, G): the limit of this mount's cache of objects of the data tier",
+    "cache_size": "cache_size=BYTES (K, M, G): the limit of this mount's cache of objects of the data tier "
+    "(default 8G)",
+    "staging_size": "staging_size=BYTES (K, M, G): how much written data may wait for its upload to the data "
+    "tier before writes wait for the object store (default 1G)",
     "provenance": "record every open and close of a file by this mount: who (uid, pid, command), when, "
     "bytes read and written (fusefs provenance); on for every mount with mkfs --provenance",
     "metrics": "metrics=IP:PORT serves Prometheus metrics at http://IP:PORT/metrics (off by default)",
@@ -115,7 +118,7 @@ def byte_size(text: str) -> int:
 
 
 #: Options that take a value (``metrics=127.0.0.1:9567``).
-VALUED_OPTIONS = {"metrics", "cache_dir", "cache_size"}
+VALUED_OPTIONS = {"metrics", "cache_dir", "cache_size", "staging_size"}
 
 
 def parse_mount_options(values: Sequence[str]) -> set[str]:
@@ -144,14 +147,15 @@ def option_value(options: set[str], key: str) -> str | None:
     return next((option.partition("=")[2] for option in options if option.startswith(key + "=")), None)
 
 
-def cache_size_option(options: set[str]) -> int | None:
-    text = option_value(options, "cache_size")
+def size_option(options: set[str], key: str) -> int | None:
+    """The value of mount option `key`=BYTES, None when not given."""
+    text = option_value(options, key)
     if text is None:
         return None
     try:
         return byte_size(text)
     except argparse.ArgumentTypeError as error:
-        raise UsageError(f"mount option 'cache_size=': {error}") from None
+        raise UsageError(f"mount option '{key}=': {error}") from None
 
 
 def default_block_dir(name: str, *, create: bool = True) -> str:

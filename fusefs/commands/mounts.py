@@ -19,7 +19,6 @@ from fusefs.commands.common import (
     Subcommands,
     UsageError,
     add_command,
-    cache_size_option,
     describe_config,
     has_filesystem,
     make_filesystem,
@@ -29,6 +28,7 @@ from fusefs.commands.common import (
     parse_mount_options,
     seconds,
     sessions_of,
+    size_option,
     store_option,
 )
 from fusefs.commands.trash import trash_usage
@@ -99,7 +99,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
         writeback_cache="writeback_cache" in options,
         shared="shared" in options,
         cache_dir=_absolute(option_value(options, "cache_dir")),
-        cache_size=cache_size_option(options),
+        cache_size=size_option(options, "cache_size"),
+        staging_size=size_option(options, "staging_size"),
         acl="acl" in options,
         provenance="provenance" in options,
         log_file=os.path.abspath(log_file) if log_file else None,

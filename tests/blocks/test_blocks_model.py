@@ -86,3 +86,17 @@ def test_ranges_outside_the_chunk_are_refused(store: BlockStore) -> None:
         store.read(0, 1, 0, 1, ChecksumTable(2 * store.chunk_size))
     with pytest.raises(IndexError):
         store.path(-1, 1)
+
+
+def test_a_directory_index_the_store_does_not_have_holds_no_file(store: BlockStore) -> None:
+    """A host with fewer block directories than the records name (a data tier's cache directory): the
+    chunk is not here, so deleting it does nothing and reading it is a hole or a missing chunk."""
+    from blocks import ChunkMissing
+
+    assert store.holds(0) and not store.holds(1) and not store.holds(-1)
+    store.delete(1, 7)  # nothing to delete here
+    assert store.read(1, 7, 0, 10, ChecksumTable(store.chunk_size)) == bytes(10)  # never written
+    table = ChecksumTable(store.chunk_size)
+    table.set(0, 1)
+    with pytest.raises(ChunkMissing, match="block directory 1, which this host does not have"):
+        store.read(1, 7, 0, 10, table)

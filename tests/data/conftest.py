@@ -96,6 +96,11 @@ class DataMounts:
         finally:
             del self.factory._mkfs  # back to the class's method
 
+    @property
+    def data_tier(self) -> bool:
+        """Whether the filesystems have an object data tier (``FUSEFS_TEST_DATA_TIER=1``)."""
+        return self.factory.data_tier is not None
+
     def _m(self, mp: Path):
         return self.factory.mounts[mp]
 

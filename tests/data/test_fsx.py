@@ -259,4 +259,6 @@ def test_fsx(data_mounts, settings: dict, options: tuple[str, ...], max_size: in
     data_mounts.remount(mp)
     fsx.verify_all("after remount")
     print(f"fsx seed {seed}: {done} operations {sorted(fsx.counts.items())}")
-    assert done >= min(count, 1000), f"only {done} operations ran within {budget_s} s"
+    # With a data tier every close and fsync uploads the chunks written (SeaweedFS here: 25-40 MB/s).
+    floor = 250 if data_mounts.data_tier else 1000
+    assert done >= min(count, floor), f"only {done} operations ran within {budget_s} s"

@@ -185,6 +185,7 @@ def test_mount_checks_the_data_tier(run: Run, seaweedfs, bucket: str, tmp_path: 
     "option, message",
     [
         ("cache_size=lots", "mount option 'cache_size=': "),
+        ("staging_size=1T", "mount option 'staging_size=': invalid size '1T'"),
         ("cache_dir=", "mount option 'cache_dir=': use 'cache_dir=VALUE'"),
     ],
 )

@@ -10,18 +10,18 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from blocks.objects import parse_object_name
 
-from .test_objects_cli import Run, mkfs
+from .conftest import CHUNK, mount_host
+from .test_objects_cli import Run
 
 #: Generous: the shared mode's kernel caches time out after ~1 s; a loaded machine may take longer.
 VISIBLE_WITHIN_S = 30.0
-CHUNK = 64 * 1024
 
 
 def eventually(check: Callable[[], None], timeout: float = VISIBLE_WITHIN_S) -> None:
@@ -34,53 +34,6 @@ def eventually(check: Callable[[], None], timeout: float = VISIBLE_WITHIN_S) -> 
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
-
-
-@pytest.fixture
-def hosts(tmp_path: Path, seaweedfs, bucket: str) -> Iterator[tuple[Path, Path, Run]]:  # type: ignore[no-untyped-def]
-    if not os.path.exists("/dev/fuse"):
-        pytest.skip("/dev/fuse is missing: FUSE is unavailable on this machine")
-    (tmp_path / "blocks").mkdir()
-    run = Run(tmp_path)
-    run.env["AWS_SHARED_CREDENTIALS_FILE"] = seaweedfs.credentials_file
-    made = mkfs(
-        run,
-        "--data",
-        f"s3://{bucket}/fs",
-        "--s3-endpoint",
-        seaweedfs.endpoint,
-        "--chunk-size",
-        str(CHUNK),
-        "--inline-max",
-        "4096",
-    )
-    assert made.returncode == 0, made.stderr
-    a, b, cache_b = tmp_path / "a", tmp_path / "b", tmp_path / "cache-b"
-    for path in (a, b, cache_b):
-        path.mkdir()
-    mounted = []
-    try:
-        for mnt, options in ((a, "shared"), (b, f"shared,cache_dir={cache_b}")):
-            result = run(
-                "mount",
-                "--store",
-                run.store,
-                "--name",
-                "fs",
-                "-o",
-                options,
-                "--log-file",
-                str(tmp_path / f"{mnt.name}.log"),
-                str(mnt),
-            )
-            assert result.returncode == 0, result.stderr
-            mounted.append(mnt)
-        yield a, b, run
-    finally:
-        for mnt in mounted:
-            run("umount", str(mnt))
-    for log in tmp_path.glob("*.log"):
-        assert "Traceback" not in log.read_text(), log.read_text()
 
 
 def chunk_files(directory: Path) -> list[Path]:
@@ -318,21 +271,7 @@ def _remount_b(
     run: Run, b: Path, tmp_path: Path, options: str = "", env: dict[str, str] | None = None
 ) -> None:
     assert run("umount", str(b)).returncode == 0
-    cache_b = tmp_path / "cache-b"
-    result = run(
-        "mount",
-        "--store",
-        run.store,
-        "--name",
-        "fs",
-        "-o",
-        f"shared,cache_dir={cache_b}{options}",
-        "--log-file",
-        str(tmp_path / "b.log"),
-        str(b),
-        env=env,
-    )
-    assert result.returncode == 0, result.stderr
+    mount_host(run, b, f"shared,cache_dir={tmp_path / 'cache-b'}{options}", tmp_path / "b.log", env)
 
 
 def test_cache_size_limit_evicts_least_recently_used(hosts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -384,20 +323,7 @@ def test_a_mount_collects_old_versions_itself(hosts, seaweedfs, bucket: str, tmp
     a, b, run = hosts
     assert run("umount", str(a)).returncode == 0
     env = {"FUSEFS_GC_INTERVAL_S": "0.5", "FUSEFS_OBJECT_GRACE_S": "3"}
-    result = run(
-        "mount",
-        "--store",
-        run.store,
-        "--name",
-        "fs",
-        "-o",
-        "shared",
-        "--log-file",
-        str(tmp_path / "a.log"),
-        str(a),
-        env=env,
-    )
-    assert result.returncode == 0, result.stderr
+    mount_host(run, a, "shared", tmp_path / "a.log", env)
     objects = ObjectStore(
         seaweedfs.endpoint, DataUrl(bucket, "fs"), load_credentials(seaweedfs.credentials_file)
     )
@@ -500,3 +426,55 @@ def test_gc_keeps_the_objects_of_a_clone_whose_original_is_gone(hosts, seaweedfs
         file.seek(CHUNK + 5)
         file.write(b"c" * 10)
     assert (b / "copy").read_bytes() == data[: CHUNK + 5] + b"c" * 10 + data[CHUNK + 15 :]
+
+
+@pytest.mark.parametrize("hosts", [2], indirect=True)
+def test_a_host_with_fewer_block_directories_deletes_and_truncates(hosts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """b has one (cache) directory; a's chunks are spread over two block directories, so the records
+    of some name directory 1, which b does not have: b's deletes and truncates of them drop the records
+    (their files on a are garbage for a's gc), as for any chunk b does not hold."""
+    a, b, run = hosts
+    doomed, shrunk = os.urandom(16 * CHUNK), os.urandom(16 * CHUNK)
+    (a / "doomed").write_bytes(doomed)
+    (a / "shrunk").write_bytes(shrunk)
+    assert chunk_files(tmp_path / "blocks2"), "no chunk landed in a's second block directory"
+    eventually(lambda: _equal(b / "shrunk", shrunk))
+    os.truncate(b / "shrunk", CHUNK + 10)
+    eventually(lambda: _size(b / "doomed", len(doomed)))
+    os.unlink(b / "doomed")
+    eventually(lambda: _missing(a / "doomed"))
+    eventually(lambda: _equal(a / "shrunk", shrunk[: CHUNK + 10]))
+    for mnt in (a, b):
+        assert run("umount", str(mnt)).returncode == 0
+    for log in ("a.log", "b.log"):
+        assert "IndexError" not in (tmp_path / log).read_text()
+    collected = run("gc", "--store", run.store, "--name", "fs")  # a's files of the dropped chunks
+    assert collected.returncode == 0, collected.stderr
+    assert "30 unreferenced deleted" in collected.stdout, collected.stdout
+    assert len(chunk_files(tmp_path / "blocks")) + len(chunk_files(tmp_path / "blocks2")) == 2
+
+
+def test_a_sequential_reader_fetches_ahead(hosts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Reading the first chunk on a host that holds none fetches the next three (READAHEAD_CHUNKS) from
+    the object store as well, in the background; the kernel's own readahead is off for the file, so
+    every other chunk stays where it is."""
+    from fusefs.openfile import READAHEAD_CHUNKS
+
+    a, b, _ = hosts
+    data = os.urandom(8 * CHUNK)
+    (a / "f").write_bytes(data)
+    eventually(lambda: _size(b / "f", len(data)))
+    cache = tmp_path / "cache-b" / "object-cache"
+    fd = os.open(b / "f", os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        assert os.pread(fd, 4096, 0) == data[:4096]
+    finally:
+        os.close(fd)
+
+    def fetched_ahead() -> None:
+        assert len(list(cache.iterdir())) == 1 + READAHEAD_CHUNKS
+
+    eventually(fetched_ahead)
+    _equal(b / "f", data)  # the rest fetched on demand, the ones ahead served from the cache
+    assert len(list(cache.iterdir())) == 8

@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from .conftest import SCRIPT
+from seaweedfs_local import SCRIPT
 
 
 def script(action: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
