@@ -17,7 +17,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from . import directories as dirs
-from .checksums import CHECKSUM_BLOCK_BYTES, ZERO_BLOCK_CRC, ChecksumTable, block_count, block_crc
+from .checksums import (
+    CHECKSUM_BLOCK_BYTES,
+    ZERO_BLOCK_CRC,
+    ChecksumTable,
+    block_checksums,
+    block_count,
+    block_crc,
+)
 from .directories import Access
 from .errors import BlockDirUnusable, BlockStoreFull, ChecksumMismatch, ChunkMissing
 from .fdcache import DEFAULT_MAX_OPEN_FDS, FdCache
@@ -133,12 +140,14 @@ class BlockStore:
                     self._resync_blocks(fd, offset, len(view), table)
                 raise
             end = offset + len(view)
-            for index in range(offset // _BLOCK, block_count(end)):
-                start = index * _BLOCK
-                if offset <= start and start + _BLOCK <= end:
-                    table.set(index, block_crc(view[start - offset : start - offset + _BLOCK]))
-                else:
-                    # Partly written block: the rest comes from the file (one 4 KiB read, page-cache hot).
+            first_whole, stop_whole = block_count(offset), end // _BLOCK
+            if first_whole < stop_whole:
+                start = first_whole * _BLOCK - offset
+                whole = view[start : start + (stop_whole - first_whole) * _BLOCK]
+                table.set_blocks(first_whole, block_checksums(whole))
+            # Partly written blocks (two at most): the rest comes from the file (a 4 KiB read, cached).
+            for index in {offset // _BLOCK, (end - 1) // _BLOCK}:
+                if not first_whole <= index < stop_whole:
                     table.set(index, self._crc_on_disk(fd, index))
 
     def read(
@@ -163,14 +172,22 @@ class BlockStore:
                 return bytes(length)  # never written: the chunk file was never created
             raise ChunkMissing(chunk_id, self.path(dir_index, chunk_id)) from None
         view = memoryview(buffer)
-        for index in range(first, stop):
-            start = (index - first) * _BLOCK
-            actual = block_crc(view[start : start + _BLOCK])
-            expected = table.get(index)
-            if actual != expected:
-                raise ChecksumMismatch(chunk_id, index, self.path(dir_index, chunk_id), expected, actual)
+        mismatch = table.mismatch(first, view)
+        if mismatch is not None:
+            index, actual = mismatch
+            raise ChecksumMismatch(chunk_id, index, self.path(dir_index, chunk_id), table.get(index), actual)
         skip = offset - first * _BLOCK
         return bytes(view[skip : skip + length])
+
+    def prefetch(self, dir_index: int, chunk_id: int, offset: int, length: int) -> None:
+        """Ask the kernel to start reading a range of a chunk file into its page cache, without waiting
+        for it (a sequential reader's next chunk: otherwise each new chunk file starts with a wait for
+        the disk).  Nothing to do for a chunk with no file (never written)."""
+        try:
+            with self._open(dir_index, chunk_id, create=False) as fd:
+                os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
+        except FileNotFoundError:
+            pass
 
     def truncate(self, dir_index: int, chunk_id: int, length: int, table: ChecksumTable) -> None:
         """Shrink the chunk file to `length` (never grow it) and update `table`."""

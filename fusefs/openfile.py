@@ -88,6 +88,8 @@ class OpenFile:
         self._dirty = False
         self._dirty_chunks: set[int] = set()  # marked dirty in the store, tables not yet committed
         self._unsynced_chunks: set[int] = set()  # written since the last fsync
+        self._read_end = 0  # where the last read ended: the next one starting there is sequential
+        self._prefetched = -1  # the last chunk whose file was asked for ahead of a sequential reader
         self.caller = Caller(uid=attr.uid, gid=attr.gid)
 
     @property
@@ -142,6 +144,9 @@ class OpenFile:
             return await self._read_chunks(offset, end)
 
     async def _read_chunks(self, offset: int, end: int) -> bytes:
+        if offset == self._read_end:
+            self._prefetch_next_chunk(end)
+        self._read_end = end
         parts = []
         for index, chunk_offset, length in self._pieces(offset, end - offset):
             record = self._chunks.get(index)
@@ -175,6 +180,17 @@ class OpenFile:
                 log.error("inode %d, chunk %d (index %d): %s", self.ino, record.chunk_id, index, error)
                 raise
         return b"".join(parts)
+
+    def _prefetch_next_chunk(self, end: int) -> None:
+        """A sequential reader in chunk i will want chunk i + 1: its file is read ahead from the disk while
+        this chunk is served, instead of each new chunk file starting with a wait for the disk."""
+        index = (end - 1) // self._chunk_size + 1
+        record = self._chunks.get(index)
+        if index == self._prefetched or record is None or self._from_object(record):
+            return
+        self._prefetched = index
+        length = min(self._chunk_size, self.attr.size - index * self._chunk_size)
+        self._blocks.prefetch(record.dir_index, record.chunk_id, 0, length)
 
     def _pieces(self, offset: int, length: int) -> list[tuple[int, int, int]]:
         """(chunk index, offset in chunk, length) of each chunk that [offset, offset+length) touches."""
