@@ -203,7 +203,8 @@ class SqliteTransaction(Transaction):
             check_key(key)
         if self._store.read_delay_s:
             self._store._emulate_read_round()
-        stored = self._db_get_many([key for key in keys if key not in self._writes and not self._in_cleared(key)])
+        unwritten = [key for key in keys if key not in self._writes and not self._in_cleared(key)]
+        stored = self._db_get_many(unwritten)
         self._in_read_round = True  # the round was emulated above, once
         try:
             return [self._get(key, snapshot, stored) for key in keys]
