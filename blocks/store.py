@@ -28,7 +28,7 @@ from .checksums import (
 from .directories import Access
 from .errors import BlockDirUnusable, BlockStoreFull, ChecksumMismatch, ChunkMissing
 from .fdcache import DEFAULT_MAX_OPEN_FDS, FdCache
-from .fileio import pread_into, punch_hole, pwrite_all
+from .fileio import DIRECT_ALIGNMENT, pread_into, punch_hole, pwrite_all, pwrite_direct
 from .layout import FANOUT_NAMES, chunk_path, fanout_index, parse_chunk_name
 from .marker import Owner, marker_path
 
@@ -38,6 +38,8 @@ _BLOCK = CHECKSUM_BLOCK_BYTES
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _RECOMPUTE_READ_BYTES = 1 << 20
 _CHUNK_FILE_MODE = 0o600
+#: Aligned writes from this size on bypass the page cache (``BlockStore._write_direct``).
+DIRECT_WRITE_MIN_BYTES = 256 * 1024
 
 
 class BlockStore:
@@ -69,6 +71,7 @@ class BlockStore:
         # Fan-out subdirectories that may hold a directory entry not yet made durable.  Every subdirectory
         # starts out suspect: a previous process may have created files there and died before fsync.
         self._unsynced_dirs: set[tuple[int, int]] = set()
+        self._no_direct_io: set[int] = set()  # directories whose filesystem refused O_DIRECT
         for path in directories:
             self.add_directory(path, access)
 
@@ -134,7 +137,8 @@ class BlockStore:
             return
         with self._full_errors(dir_index), self._open(dir_index, chunk_id, create=True) as fd:
             try:
-                pwrite_all(fd, view, offset)
+                if not self._write_direct(dir_index, chunk_id, view, offset):
+                    pwrite_all(fd, view, offset)
             except OSError as error:
                 if error.errno in _FULL_ERRNOS:
                     self._resync_blocks(fd, offset, len(view), table)
@@ -149,6 +153,30 @@ class BlockStore:
             for index in {offset // _BLOCK, (end - 1) // _BLOCK}:
                 if not first_whole <= index < stop_whole:
                     table.set(index, self._crc_on_disk(fd, index))
+
+    def _write_direct(self, dir_index: int, chunk_id: int, view: memoryview, offset: int) -> bool:
+        """Write a large aligned piece with O_DIRECT (True), else leave it to the caller (False).
+
+        Through the page cache, a sequential writer's data would be copied twice more (into the chunk
+        file's pages, then by writeback), and those pages would crowd the cache while fsync waited for
+        them all; written direct, it goes from one reused buffer to the disk in the background writer
+        (fusefs/writebehind.py), and a later fsync has little left to do.  Reads after it stay coherent:
+        the kernel drops cached pages a direct write overlaps."""
+        if (
+            len(view) < DIRECT_WRITE_MIN_BYTES
+            or offset % DIRECT_ALIGNMENT
+            or len(view) % DIRECT_ALIGNMENT
+            or dir_index in self._no_direct_io
+        ):
+            return False
+        if pwrite_direct(self.path(dir_index, chunk_id), view, offset):
+            return True
+        log.info(
+            "block directory %s does not take O_DIRECT: large writes go through the page cache",
+            self.directories[dir_index],
+        )
+        self._no_direct_io.add(dir_index)
+        return False
 
     def read(
         self, dir_index: int, chunk_id: int, offset: int, length: int, table: ChecksumTable | None

@@ -1,9 +1,11 @@
-"""A sequential reader's next chunk is read ahead from the disk (fusefs/openfile.py ``_prefetch_next_chunk``):
-seen in the page cache of the chunk files, with mincore(2), which reads nothing itself."""
+"""The page cache of the chunk files, seen with mincore(2) (which reads nothing itself): a sequential
+reader's next chunk is read ahead from the disk (fusefs/openfile.py ``_prefetch_next_chunk``), and large
+writes bypass it (O_DIRECT, blocks/store.py ``_write_direct``)."""
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import mmap
 import os
 import time
@@ -44,14 +46,30 @@ def _evict(path: Path) -> None:
         os.close(fd)
 
 
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)  # one write(2): the kernel sends it as 1 MiB requests
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def test_large_writes_leave_no_pages_of_the_chunk_files_cached(data_mounts) -> None:
+    mp = data_mounts.mount(inline_max=65536, chunk_size=MiB)
+    data = os.urandom(3 * MiB)
+    _write_file(mp / "three-chunks", data)
+    files = data_mounts.chunk_files(mp)
+    chunks = [files[chunk_id] for chunk_id in sorted(files)]  # ids are taken in order
+    assert len(chunks) == 3
+    assert [cached_pages(chunk) for chunk in chunks] == [0, 0, 0]
+    stored = b"".join(chunk.read_bytes() for chunk in chunks)
+    assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
 def test_reading_a_chunk_from_its_start_reads_the_next_chunk_file_ahead(data_mounts) -> None:
     mp = data_mounts.mount(inline_max=65536, chunk_size=MiB)
     path = mp / "three-chunks"
     data = os.urandom(3 * MiB)
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    _write_file(path, data)
     chunks = [data_mounts.chunk_files(mp)[chunk_id] for chunk_id in sorted(data_mounts.chunk_files(mp))]
     assert len(chunks) == 3  # ids are taken in order: chunk files of indexes 0, 1, 2
     for chunk in chunks:
@@ -68,6 +86,6 @@ def test_reading_a_chunk_from_its_start_reads_the_next_chunk_file_ahead(data_mou
             time.sleep(0.02)
         assert cached_pages(chunks[2]) == 0  # only the next chunk: a reader may stop at any time
         os.lseek(fd, 0, os.SEEK_SET)
-        assert os.read(fd, 3 * MiB + 1) == data
+        assert hashlib.sha256(os.read(fd, 3 * MiB + 1)).digest() == hashlib.sha256(data).digest()
     finally:
         os.close(fd)
