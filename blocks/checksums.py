@@ -44,7 +44,7 @@ def block_crc(block: bytes | bytearray | memoryview) -> int:
     return crc
 
 
-def block_checksums(data: bytes | memoryview, first_block: int = 0) -> list[int]:
+def block_checksums(data: bytes | bytearray | memoryview, first_block: int = 0) -> list[int]:
     """crc32 of each 4 KiB block of `data`, starting at its block `first_block`; the last one zero-padded.
 
     `data` is taken to start on a block boundary.  `first_block` skips that many leading blocks, so a
