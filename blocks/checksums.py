@@ -8,15 +8,18 @@ what lets a table describe a sparse chunk without knowing where the file ends.
 from __future__ import annotations
 
 import sys
-import zlib
 from array import array
+
+# ISA-L's crc32 is zlib's CRC-32 (same values, so tables written before read the same), with carry-less
+# multiplication: 4 KiB blocks at ~0.2 ms per MiB instead of zlib's ~0.7 ms, on every large read and write.
+from isal.isal_zlib import crc32
 
 CHECKSUM_BLOCK_BYTES = 4096
 #: A crc32 per block.
 CHECKSUM_BYTES = 4
 
 _ZERO_BLOCK = bytes(CHECKSUM_BLOCK_BYTES)
-ZERO_BLOCK_CRC: int = zlib.crc32(_ZERO_BLOCK)
+ZERO_BLOCK_CRC: int = crc32(_ZERO_BLOCK)
 
 # The serialised table is little-endian whatever the host, so a table written on one machine reads on another.
 _SWAP_BYTES = sys.byteorder != "little"
@@ -34,14 +37,14 @@ def table_bytes(chunk_size: int) -> int:
 
 def block_crc(block: bytes | bytearray | memoryview) -> int:
     """crc32 of one block of at most 4096 bytes, zero-padded to 4096."""
-    crc = zlib.crc32(block)
+    crc = crc32(block)
     padding = CHECKSUM_BLOCK_BYTES - len(block)
     if padding:
-        crc = zlib.crc32(memoryview(_ZERO_BLOCK)[:padding], crc)
+        crc = crc32(memoryview(_ZERO_BLOCK)[:padding], crc)
     return crc
 
 
-def block_checksums(data: bytes | memoryview, first_block: int = 0) -> list[int]:
+def block_checksums(data: bytes | bytearray | memoryview, first_block: int = 0) -> list[int]:
     """crc32 of each 4 KiB block of `data`, starting at its block `first_block`; the last one zero-padded.
 
     `data` is taken to start on a block boundary.  `first_block` skips that many leading blocks, so a
@@ -94,6 +97,25 @@ class ChecksumTable:
     def set(self, index: int, crc: int) -> None:
         self._check_index(index)
         self._crcs[index] = crc
+
+    def set_blocks(self, first: int, crcs: list[int]) -> None:
+        """Set the checksums of blocks ``first``, ``first + 1``, ... at once (a large write's)."""
+        if crcs:
+            self._check_index(first)
+            self._check_index(first + len(crcs) - 1)
+            self._crcs[first : first + len(crcs)] = array("I", crcs)
+
+    def mismatch(self, first: int, data: bytes | bytearray | memoryview) -> tuple[int, int] | None:
+        """The first block of ``data`` (block ``first`` onward, on a block boundary, the last one
+        zero-padded) whose crc32 is not the table's, as (block index, its crc32); None when all match."""
+        actual = array("I", block_checksums(data))
+        if not actual:
+            return None
+        self._check_index(first)
+        self._check_index(first + len(actual) - 1)
+        if self._crcs[first : first + len(actual)] == actual:
+            return None
+        return next((first + i, crc) for i, crc in enumerate(actual) if crc != self._crcs[first + i])
 
     def truncate(self, length: int) -> None:
         """Mark every block wholly past `length` as never written (the caller recomputes a partial last

@@ -5,10 +5,18 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import mmap
 import os
+import threading
 from collections.abc import Callable
 
 _ZERO_FILL_BYTES = 1 << 20
+#: O_DIRECT needs page-aligned memory: data is copied into a buffer of this size per thread, piece by piece.
+_DIRECT_BUFFER_BYTES = 1 << 20
+#: The alignment asked of a direct write's offset and length (the page size, a multiple of every common
+#: logical block size).
+DIRECT_ALIGNMENT = mmap.PAGESIZE
+_per_thread = threading.local()
 
 # <linux/falloc.h>; os has no fallocate with flags, hence ctypes.
 _FALLOC_FL_KEEP_SIZE = 0x01
@@ -49,6 +57,40 @@ def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     done = 0
     while done < len(view):
         done += os.pwrite(fd, view[done:], offset + done)
+
+
+def pwrite_direct(path: str, data: memoryview, offset: int) -> bool:
+    """Write all of `data` at `offset` of the existing file `path` with O_DIRECT, not through the page
+    cache; `offset` and `len(data)` are multiples of DIRECT_ALIGNMENT.  False, with nothing written, where
+    the filesystem refuses O_DIRECT (EINVAL): the caller then writes through the page cache."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno == errno.EINVAL:
+            return False
+        raise
+    try:
+        buffer = _aligned_buffer()
+        for start in range(0, len(data), len(buffer)):
+            piece = data[start : start + len(buffer)]
+            buffer[: len(piece)] = piece
+            try:
+                pwrite_all(fd, memoryview(buffer)[: len(piece)], offset + start)
+            except OSError as error:
+                if error.errno == errno.EINVAL and start == 0:
+                    return False  # an alignment this device does not take: nothing was written
+                raise
+    finally:
+        os.close(fd)
+    return True
+
+
+def _aligned_buffer() -> mmap.mmap:
+    """This thread's page-aligned buffer (an anonymous mapping), made at its first direct write."""
+    buffer = getattr(_per_thread, "direct_buffer", None)
+    if buffer is None:
+        buffer = _per_thread.direct_buffer = mmap.mmap(-1, _DIRECT_BUFFER_BYTES)
+    return buffer
 
 
 def punch_hole(fd: int, offset: int, length: int) -> None:

@@ -17,11 +17,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from . import directories as dirs
-from .checksums import CHECKSUM_BLOCK_BYTES, ZERO_BLOCK_CRC, ChecksumTable, block_count, block_crc
+from .checksums import (
+    CHECKSUM_BLOCK_BYTES,
+    ZERO_BLOCK_CRC,
+    ChecksumTable,
+    block_checksums,
+    block_count,
+    block_crc,
+)
 from .directories import Access
 from .errors import BlockDirUnusable, BlockStoreFull, ChecksumMismatch, ChunkMissing
 from .fdcache import DEFAULT_MAX_OPEN_FDS, FdCache
-from .fileio import pread_into, punch_hole, pwrite_all
+from .fileio import DIRECT_ALIGNMENT, pread_into, punch_hole, pwrite_all, pwrite_direct
 from .layout import FANOUT_NAMES, chunk_path, fanout_index, parse_chunk_name
 from .marker import Owner, marker_path
 
@@ -31,6 +38,8 @@ _BLOCK = CHECKSUM_BLOCK_BYTES
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _RECOMPUTE_READ_BYTES = 1 << 20
 _CHUNK_FILE_MODE = 0o600
+#: Aligned writes from this size on bypass the page cache (``BlockStore._write_direct``).
+DIRECT_WRITE_MIN_BYTES = 256 * 1024
 
 
 class BlockStore:
@@ -62,6 +71,7 @@ class BlockStore:
         # Fan-out subdirectories that may hold a directory entry not yet made durable.  Every subdirectory
         # starts out suspect: a previous process may have created files there and died before fsync.
         self._unsynced_dirs: set[tuple[int, int]] = set()
+        self._no_direct_io: set[int] = set()  # directories whose filesystem refused O_DIRECT
         for path in directories:
             self.add_directory(path, access)
 
@@ -144,19 +154,46 @@ class BlockStore:
             return
         with self._full_errors(dir_index), self._open(dir_index, chunk_id, create=True) as fd:
             try:
-                pwrite_all(fd, view, offset)
+                if not self._write_direct(dir_index, chunk_id, view, offset):
+                    pwrite_all(fd, view, offset)
             except OSError as error:
                 if error.errno in _FULL_ERRNOS:
                     self._resync_blocks(fd, offset, len(view), table)
                 raise
             end = offset + len(view)
-            for index in range(offset // _BLOCK, block_count(end)):
-                start = index * _BLOCK
-                if offset <= start and start + _BLOCK <= end:
-                    table.set(index, block_crc(view[start - offset : start - offset + _BLOCK]))
-                else:
-                    # Partly written block: the rest comes from the file (one 4 KiB read, page-cache hot).
+            first_whole, stop_whole = block_count(offset), end // _BLOCK
+            if first_whole < stop_whole:
+                start = first_whole * _BLOCK - offset
+                whole = view[start : start + (stop_whole - first_whole) * _BLOCK]
+                table.set_blocks(first_whole, block_checksums(whole))
+            # Partly written blocks (two at most): the rest comes from the file (a 4 KiB read, cached).
+            for index in {offset // _BLOCK, (end - 1) // _BLOCK}:
+                if not first_whole <= index < stop_whole:
                     table.set(index, self._crc_on_disk(fd, index))
+
+    def _write_direct(self, dir_index: int, chunk_id: int, view: memoryview, offset: int) -> bool:
+        """Write a large aligned piece with O_DIRECT (True), else leave it to the caller (False).
+
+        Through the page cache, a sequential writer's data would be copied twice more (into the chunk
+        file's pages, then by writeback), and those pages would crowd the cache while fsync waited for
+        them all; written direct, it goes from one reused buffer to the disk in the background writer
+        (fusefs/writebehind.py), and a later fsync has little left to do.  Reads after it stay coherent:
+        the kernel drops cached pages a direct write overlaps."""
+        if (
+            len(view) < DIRECT_WRITE_MIN_BYTES
+            or offset % DIRECT_ALIGNMENT
+            or len(view) % DIRECT_ALIGNMENT
+            or dir_index in self._no_direct_io
+        ):
+            return False
+        if pwrite_direct(self.path(dir_index, chunk_id), view, offset):
+            return True
+        log.info(
+            "block directory %s does not take O_DIRECT: large writes go through the page cache",
+            self.directories[dir_index],
+        )
+        self._no_direct_io.add(dir_index)
+        return False
 
     def read(
         self, dir_index: int, chunk_id: int, offset: int, length: int, table: ChecksumTable | None
@@ -180,14 +217,22 @@ class BlockStore:
                 return bytes(length)  # never written: the chunk file was never created
             raise ChunkMissing(chunk_id, self._where(dir_index, chunk_id)) from None
         view = memoryview(buffer)
-        for index in range(first, stop):
-            start = (index - first) * _BLOCK
-            actual = block_crc(view[start : start + _BLOCK])
-            expected = table.get(index)
-            if actual != expected:
-                raise ChecksumMismatch(chunk_id, index, self.path(dir_index, chunk_id), expected, actual)
+        mismatch = table.mismatch(first, view)
+        if mismatch is not None:
+            index, actual = mismatch
+            raise ChecksumMismatch(chunk_id, index, self.path(dir_index, chunk_id), table.get(index), actual)
         skip = offset - first * _BLOCK
         return bytes(view[skip : skip + length])
+
+    def prefetch(self, dir_index: int, chunk_id: int, offset: int, length: int) -> None:
+        """Ask the kernel to start reading a range of a chunk file into its page cache, without waiting
+        for it (a sequential reader's next chunk: otherwise each new chunk file starts with a wait for
+        the disk).  Nothing to do for a chunk with no file (never written)."""
+        try:
+            with self._open(dir_index, chunk_id, create=False) as fd:
+                os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
+        except FileNotFoundError:
+            pass
 
     def truncate(self, dir_index: int, chunk_id: int, length: int, table: ChecksumTable) -> None:
         """Shrink the chunk file to `length` (never grow it) and update `table`."""

@@ -192,11 +192,11 @@ class ChunkTier:
             os.close(fd)
         self._touch(name)
         view = memoryview(buffer)
-        for index in range(first, stop):
-            actual = block_crc(view[(index - first) * _BLOCK : (index - first + 1) * _BLOCK])
-            if actual != table.get(index):
-                os.unlink(path)  # the next read fetches it again
-                raise ChecksumMismatch(chunk_id, index, path, table.get(index), actual)
+        mismatch = table.mismatch(first, view)
+        if mismatch is not None:
+            os.unlink(path)  # the next read fetches it again
+            index, actual = mismatch
+            raise ChecksumMismatch(chunk_id, index, path, table.get(index), actual)
         skip = offset - first * _BLOCK
         return bytes(view[skip : skip + length])
 

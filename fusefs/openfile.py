@@ -101,11 +101,12 @@ class OpenFile:
         self._stored_size = attr.size
         self._stored_chunked = attr.chunked
         self._dirty = False
-        self._next_read = 0  # where a sequential reader reads next (readahead of the object tier)
+        self._next_read = 0  # where a sequential reader reads next (readahead)
         self._dirty_chunks: set[int] = set()  # marked dirty in the store, tables not yet committed
         self._unsynced_chunks: set[int] = set()  # written since the last fsync
         #: Bytes the file may grow past its stored size before a byte quota is exceeded; None: not read.
         self._quota_room: int | None = None
+        self._prefetched = -1  # the last chunk whose file was asked for ahead of a sequential reader
         self.caller = Caller(uid=attr.uid, gid=attr.gid)
 
     @property
@@ -163,6 +164,8 @@ class OpenFile:
     async def _read_chunks(self, offset: int, end: int) -> bytes:
         parts = []
         sequential, self._next_read = offset in (0, self._next_read), end
+        if sequential:
+            self._prefetch_next_chunk(end)
         for index, chunk_offset, length in self._pieces(offset, end - offset):
             record = self._chunks.get(index)
             if record is None:
@@ -205,6 +208,17 @@ class OpenFile:
             record = self._chunks.get(ahead)
             if record is not None and self._from_object(record):
                 self._tier.prefetch(record.chunk_id, record.version, self._tables[ahead])
+
+    def _prefetch_next_chunk(self, end: int) -> None:
+        """A sequential reader in chunk i will want chunk i + 1: its file is read ahead from the disk while
+        this chunk is served, instead of each new chunk file starting with a wait for the disk."""
+        index = (end - 1) // self._chunk_size + 1
+        record = self._chunks.get(index)
+        if index == self._prefetched or record is None or self._from_object(record):
+            return
+        self._prefetched = index
+        length = min(self._chunk_size, self.attr.size - index * self._chunk_size)
+        self._blocks.prefetch(record.dir_index, record.chunk_id, 0, length)
 
     def _pieces(self, offset: int, length: int) -> list[tuple[int, int, int]]:
         """(chunk index, offset in chunk, length) of each chunk that [offset, offset+length) touches."""

@@ -236,6 +236,7 @@ class FsKeys:
         self.prefix = fdb.tuple.pack((_FS_ROOT, name))
         self._name_kind = self._key(_NAME_INDEX)
         self._extension_kind = self._key(_EXTENSION_INDEX)
+        self._attr_kind = self._key(_ATTR)  # attr() is built for every inode a request touches
 
     def _key(self, *parts: str | bytes | int) -> bytes:
         return self.prefix + b"".join(map(_element, parts))
@@ -248,7 +249,7 @@ class FsKeys:
 
     # inodes
     def attr(self, ino: int) -> bytes:
-        return self._key(_ATTR, _ino(ino))
+        return self._attr_kind + _element(_ino(ino))
 
     def attrs(self) -> tuple[bytes, bytes]:
         """Every inode's attributes (in key order, not inode order): for whole-filesystem scans."""
@@ -270,6 +271,13 @@ class FsKeys:
         """(parent, name) of an entry key."""
         _, parent, name = fdb.tuple.unpack(key[len(self.prefix) :])
         return _ino_of(parent), bytes(name)
+
+    def entry_name_in(self, entries_begin: bytes, key: bytes) -> bytes:
+        """The name of ``key``, an entry key of the directory whose ``entries`` range starts at
+        ``entries_begin``: only the last element is decoded (a listing decodes thousands)."""
+        element = key[len(entries_begin) :]
+        assert key.startswith(entries_begin) and element[:1] == b"\x01" and element[-1:] == b"\x00", key
+        return element[1:-1].replace(b"\x00\xff", b"\x00")
 
     def entry_name(self, key: bytes) -> bytes:
         name = fdb.tuple.unpack(key[len(self.prefix) :])[2]

@@ -57,6 +57,11 @@ def unpack_list(raw: bytes, what: str, types: tuple[type | tuple[type, ...], ...
 
 def check_list(values: Any, what: str, types: tuple[type | tuple[type, ...], ...]) -> list[Any]:
     """``values`` if it is a list of ``types``, else CorruptValue."""
+    # msgpack decodes to exact types (never a subclass): a field whose type is the expected one is valid
+    # (an int is then not a bool), so the usual record needs no isinstance per field (listings decode
+    # thousands).  Anything else takes the full checks below.
+    if type(values) is list and tuple(map(type, values)) == types:
+        return values
     if not isinstance(values, list) or len(values) != len(types):
         raise CorruptValue(f"corrupt {what}: expected {len(types)} fields, got {values!r:.80}")
     for value, expected in zip(values, types, strict=True):

@@ -264,11 +264,10 @@ class Namespace:
 
     def readdir_page(self, tr: Transaction, ino: int, after: bytes | None, limit: int) -> DirPage:
         """``readdir``, with where the next page starts and whether there is one."""
-        begin, end = self.keys.entries(ino)
-        if after is not None:
-            begin = self.keys.entry(ino, after) + b"\0"
+        entries_begin, end = self.keys.entries(ino)
+        begin = entries_begin if after is None else self.keys.entry(ino, after) + b"\0"
         entries = [
-            (self.keys.entry_name(key), value)
+            (self.keys.entry_name_in(entries_begin, key), value)
             for key, value in tr.iter_range(begin, end, limit=limit, snapshot=True)
         ]
         children = [_entry_ino(value, ino, name) for name, value in entries]

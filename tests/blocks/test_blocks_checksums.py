@@ -68,3 +68,28 @@ def test_truncate_clears_blocks_wholly_past_the_length() -> None:
     assert table.to_bytes() == b""
     with pytest.raises(ValueError):
         table.truncate(8 * B + 1)
+
+
+def test_set_blocks_sets_a_run_of_checksums_and_refuses_one_past_the_chunk() -> None:
+    table = ChecksumTable(8 * B)
+    table.set_blocks(2, [5, 6, 7])
+    assert [table.get(index) for index in range(1, 6)] == [ZERO_BLOCK_CRC, 5, 6, 7, ZERO_BLOCK_CRC]
+    with pytest.raises(IndexError):
+        table.set_blocks(6, [1, 2, 3])
+    assert table.get(6) == ZERO_BLOCK_CRC  # the refused call set nothing
+    table.set_blocks(8, [])  # nothing to set: no index to check
+
+
+def test_mismatch_names_the_first_block_that_differs_and_its_crc() -> None:
+    data = random.Random(2).randbytes(3 * B)
+    table = ChecksumTable(8 * B)
+    table.set_blocks(1, block_checksums(data))
+    assert table.mismatch(1, data) is None
+    damaged = bytearray(data)
+    damaged[B + 10] ^= 1
+    assert table.mismatch(1, damaged) == (2, zlib.crc32(bytes(damaged[B : 2 * B])))
+    assert table.mismatch(0, data) == (0, zlib.crc32(data[:B]))  # block 0 was never written
+    assert table.mismatch(1, memoryview(data)[: B + 5]) == (2, zlib.crc32(data[B : B + 5] + bytes(B - 5)))
+    with pytest.raises(IndexError):
+        table.mismatch(6, data)
+    assert table.mismatch(3, b"") is None

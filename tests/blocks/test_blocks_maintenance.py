@@ -115,3 +115,8 @@ def test_iter_chunk_ids_lists_every_chunk_file_and_nothing_else(tmp_path: Path) 
     (paths[1] / "0000000000000001.chunk").write_text("outside the fan-out")
     assert set(store.iter_chunk_ids()) == expected
     store.close()
+
+
+def test_prefetch_of_a_chunk_without_file_does_nothing(store: BlockStore) -> None:
+    store.prefetch(0, 6, 0, store.chunk_size)
+    assert not os.path.exists(store.path(0, 6))

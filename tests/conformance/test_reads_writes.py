@@ -9,7 +9,7 @@ import uuid
 import fdb.tuple
 from conformance_helpers import key, put, read, read_range
 
-from metadata.store import Store
+from metadata.store import Store, decode_int64, encode_int64
 
 TUPLES = [
     (-(2**64),),
@@ -201,3 +201,21 @@ def test_get_many_returns_values_in_key_order_given(store: Store, prefix: bytes)
                 for k in reversed(keys)] + [None]
     assert snapshot_values == expected
     assert values == expected
+
+
+def test_get_many_of_hundreds_of_keys_sees_clears_atomics_and_repeats(store: Store, prefix: bytes) -> None:
+    keys = [key(prefix, "batch", i) for i in range(600)]  # more than one statement's worth on SQLite
+    counter = key(prefix, "batch-counter")
+    put(store, [(k, b"%d" % i) for i, k in enumerate(keys)] + [(counter, encode_int64(5))])
+
+    def read_many(tr):  # type: ignore[no-untyped-def]
+        tr.clear_range(keys[10], keys[20])
+        tr.add(counter, 2)
+        return tr.get_many([*keys, keys[3], counter])
+
+    values = store.transact(read_many)
+    assert values[:10] == [b"%d" % i for i in range(10)]
+    assert values[10:20] == [None] * 10
+    assert values[20:600] == [b"%d" % i for i in range(20, 600)]
+    assert values[600] == b"3"
+    assert decode_int64(values[601]) == 7

@@ -45,6 +45,20 @@ def test_serializable_read_conflicts(store: Store, prefix: bytes) -> None:
     assert read(store, key(prefix, "other")) is None
 
 
+def test_serializable_get_many_conflicts_on_any_of_its_keys(store: Store, prefix: bytes) -> None:
+    keys = [key(prefix, "many", i) for i in range(300)]
+    put(store, [(k, b"0") for k in keys])
+    reader = store.begin()
+    assert reader.get_many(keys) == [b"0"] * 300
+    reader.set(key(prefix, "other"), b"x")
+
+    store.transact(lambda tr: tr.set(keys[299], b"1"))
+
+    with pytest.raises(TransactionConflict):
+        reader.commit()
+    reader.cancel()
+
+
 def test_serializable_range_read_conflicts(store: Store, prefix: bytes) -> None:
     reader = store.begin()
     assert reader.get_range(key(prefix, "dir"), key(prefix, "dir") + b"\xff") == []
