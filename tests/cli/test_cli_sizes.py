@@ -194,4 +194,4 @@ def test_mkfs_and_status_show_the_search_index_setting(cli, tmp_path, options, s
     status = cli("status", "--store", url)
     assert status.returncode == 0, status.stderr
     (line,) = [line for line in status.stdout.splitlines() if line.startswith("  A: ")]
-    assert line.endswith(f"; {shown}")
+    assert line.endswith(f"; {shown}; provenance off")
