@@ -42,8 +42,8 @@ READABLE_VERSIONS = (1, FORMAT_VERSION)
 #: Records written per load transaction (values are at most an 8 KiB inline piece or a 64 KiB xattr).
 LOAD_BATCH_RECORDS = 1000
 ID_POOLS = ("inode", "chunk")
-#: Quotas are not dumped, so neither is the mark of an inode they count (a loaded inode has none).
-_ATTR_FIELDS = [f.name for f in fields(InodeAttr)[1:] if f.name != "quota_charged"]
+#: Every field, the mark of an inode a quota counts too (dumps of version 1 lack it: they hold no quotas).
+_ATTR_FIELDS = [f.name for f in fields(InodeAttr)[1:]]
 
 Pair = tuple[bytes, bytes]
 
