@@ -53,7 +53,9 @@ class Filesystem:
         #: The object data tier (blocks/tier.py), if the filesystem has one.
         self.tier = tier
         self.read_only = read_only
-        self.cache = NamespaceCache(kernel_timeout_s(shared=store.shared, strict=strict))
+        self.cache = NamespaceCache(
+            kernel_timeout_s(shared=store.shared, strict=strict), hints=store.blocks_event_loop
+        )
         self.runner = StoreRunner(store, cache=self.cache)
         self.meta = Meta(Namespace(config, session=os.urandom(8)), self.runner.run)
         gate = RecoveryGate(read_only=read_only)

@@ -85,8 +85,13 @@ class _Listing:
 
 
 class NamespaceCache:
-    def __init__(self, timeout_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, timeout_s: float, clock: Callable[[], float] = time.monotonic, *, hints: bool = True
+    ) -> None:
         self.timeout_s = timeout_s
+        #: Hints save a network round trip; where a read costs microseconds (the embedded store owned by
+        #: this daemon) the extra keys they read cost more than they save.
+        self.hints = hints
         self._clock = clock
         self._attrs: _Lru[int, tuple[float, InodeAttr]] = _Lru(MAX_ATTRS)
         self._entries: _Lru[tuple[int, bytes], tuple[float, int | None]] = _Lru(MAX_ENTRIES)
@@ -140,6 +145,8 @@ class NamespaceCache:
 
     def hint(self, parent: int, name: bytes) -> int | None:
         """The inode ``name`` in ``parent`` named when last seen, however long ago (to be verified)."""
+        if not self.hints:
+            return None
         listing = self._complete.get(parent)
         if listing is not None and name in listing.names:
             return listing.names[name]
