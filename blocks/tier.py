@@ -96,7 +96,7 @@ class ChunkTier:
         self._lru: OrderedDict[str, int] = OrderedDict()
         self._cached_total = 0
         self._lru_lock = threading.Lock()
-        #: Reads served from the cache, and reads that fetched their object (for the daemon's stats).
+        #: Reads served from the cache, and objects fetched for a read or ahead of one (the daemon's stats).
         self.cache_hits = 0
         self.cache_misses = 0
         # Fetches ahead of a sequential reader, by object name, until cached: a read of one waits for it.
@@ -180,7 +180,6 @@ class ChunkTier:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            self.cache_misses += 1
             with self._lru_lock:
                 ahead = self._prefetching.get(name)
             data = self._fetch_into_cache(chunk_id, version, table) if ahead is None else ahead.result()
@@ -217,6 +216,7 @@ class ChunkTier:
                 del self._prefetching[object_name(chunk_id, version)]
 
     def _fetch_into_cache(self, chunk_id: int, version: int, table: ChecksumTable) -> bytes:
+        self.cache_misses += 1  # a fetch, by a read or ahead of one (threads: a lost count is rounding)
         data = self._fetch(chunk_id, version, table.chunk_size, table)  # verified whole
         self._cache(object_name(chunk_id, version), data)
         return data

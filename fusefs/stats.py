@@ -38,7 +38,8 @@ class OpCounters:
 #: The daemon's caches an operator may want to watch, with what a hit means.
 CACHES = {
     "chunk_fds": "large-file reads and writes that found their chunk file open (else opened it)",
-    "object_cache": "reads of chunks held on the object store served from the local cache (else fetched)",
+    "object_cache": "reads of chunks held on the object store served from the local cache; misses: objects "
+    "fetched, for a read or ahead of a sequential one",
     "capability": "security.capability checks before writes answered from memory (else by the store)",
     "namespace": "getattr and lookup requests answered from what this mount's transactions read and wrote "
     "(else by the store)",
