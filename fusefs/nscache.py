@@ -18,9 +18,10 @@ Where its facts come from, and how long it trusts them:
   name is answered "no such entry".  It stays complete while its attributes, as this mount's transactions
   find them, are the ones its last known change left (every entry change stamps the directory's mtime and
   ctime), and for ``timeout_s`` after it was last found so;
-- ``-o strict`` (timeout 0) answers nothing from here.  Hints are kept in every mode: the inode a name
-  named when last seen, which lookup, unlink and rename read in the same round trip as the entry and
-  verify there, saving a round trip while the name still names it.
+- ``-o strict`` (timeout 0) answers nothing from here.  Hints are kept in every mode where a read is a
+  round trip (a shared store): the inode a name named when last seen, which lookup, unlink and rename
+  read in the same round trip as the entry and verify there, saving a round trip while the name still
+  names it.
 """
 
 from __future__ import annotations
