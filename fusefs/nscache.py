@@ -131,7 +131,7 @@ class NamespaceCache:
         found = self._attrs.get(ino)
         if found is None or not self._fresh(found[0]):
             return None
-        return dataclasses.replace(found[1])
+        return found[1].copy()
 
     def entry(self, parent: int, name: bytes) -> tuple[bool, int | None]:
         """(known, inode): whether what ``name`` in ``parent`` names is known fresh, and the inode (None:

@@ -14,7 +14,6 @@ invalidates the kernel's caches; ``strict`` turns kernel caching off entirely.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import stat
@@ -273,7 +272,7 @@ class FuseOperations(pyfuse3.Operations):
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         attr = await self._create(parent_inode, name, stat.S_IFREG | (mode & 0o7777), ctx)
-        open_file = await self._open_files.open(attr.ino, dataclasses.replace(attr))
+        open_file = await self._open_files.open(attr.ino, attr.copy())
         open_file.start_new()
         fh = self._add_file_handle(FileHandle(open_file, flags), ctx)
         return pyfuse3.FileInfo(fh=fh), self._entry(attr)

@@ -10,7 +10,6 @@ commit (for writes).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 from metadata.model import InodeAttr
@@ -38,7 +37,7 @@ def _notes(tr: Transaction) -> Written | None:
 def read_attr(tr: Transaction, attr: InodeAttr) -> None:
     notes = _notes(tr)
     if notes is not None:
-        notes.read_attrs[attr.ino] = copy.copy(attr)
+        notes.read_attrs[attr.ino] = attr.copy()
 
 
 def read_entry(tr: Transaction, parent: int, name: bytes, ino: int | None) -> None:
@@ -50,7 +49,7 @@ def read_entry(tr: Transaction, parent: int, name: bytes, ino: int | None) -> No
 def wrote_attr(tr: Transaction, attr: InodeAttr) -> None:
     notes = _notes(tr)
     if notes is not None:
-        notes.attrs[attr.ino] = copy.copy(attr)
+        notes.attrs[attr.ino] = attr.copy()
 
 
 def deleted_inode(tr: Transaction, ino: int) -> None:
