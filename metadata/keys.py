@@ -236,6 +236,7 @@ class FsKeys:
         self.prefix = fdb.tuple.pack((_FS_ROOT, name))
         self._name_kind = self._key(_NAME_INDEX)
         self._extension_kind = self._key(_EXTENSION_INDEX)
+        self._link_kind = self._key(_LINK)
         self._attr_kind = self._key(_ATTR)  # attr() is built for every inode a request touches
 
     def _key(self, *parts: str | bytes | int) -> bytes:
@@ -596,6 +597,10 @@ class FsKeys:
     def subdirectories(self, parent: int) -> tuple[bytes, bytes]:
         return _range_of(self._key(_SUBDIRECTORY, _ino(parent)))
 
+    def subdirectory_name(self, key: bytes) -> bytes:
+        """The name in a subdirectory-index key: its last element (a name holds no zero byte)."""
+        return key[key.rindex(b"\x00", 0, -1) + 2 : -1]
+
     def v3_suffixes(self) -> tuple[bytes, bytes]:
         """Format 3's suffix index ``('R', reversed name, parent ino8)``, replaced by the extension index."""
         return _range_of(self._key(_V3_SUFFIX_INDEX))
@@ -610,9 +615,14 @@ class FsKeys:
         return _range_of(self._key(_LINK))
 
     def link_of(self, key: bytes) -> tuple[int, int, bytes]:
-        """(inode, parent, name) of a link back-reference key."""
-        _, ino, parent, name = fdb.tuple.unpack(key[len(self.prefix) :])
-        return _ino_of(ino), _ino_of(parent), bytes(name)
+        """(inode, parent, name) of a link back-reference key, decoded by hand like ``name_index_of``
+        (a query decodes one per match)."""
+        start = len(self._link_kind) + 1
+        ino_end = _element_end(key, start)
+        parent_end = _element_end(key, ino_end + 2)
+        ino = key[start:ino_end].replace(b"\x00\xff", b"\x00")
+        parent = key[ino_end + 2 : parent_end].replace(b"\x00\xff", b"\x00")
+        return _ino_of(ino), _ino_of(parent), key[parent_end + 2 : -1]
 
     def xattr_value(self, name: bytes, value: bytes, ino: int) -> bytes:
         return self._key(_XATTR_VALUE, name, value, _ino(ino))
@@ -669,5 +679,17 @@ class FsKeys:
         return {kind: _range_of(self._key(kind)) for kind in kinds}
 
     def last_ino(self, key: bytes) -> int:
-        """The inode number that ends an xattr-value, xattr-hash or JSON-field key."""
-        return _ino_of(fdb.tuple.unpack(key[len(self.prefix) :])[-1])
+        """The inode number that ends an xattr-value, xattr-hash or JSON-field key, decoded by hand from
+        the end: the element's 8 bytes, a zero byte escaped as 0x00 0xff (the byte before them, the
+        element's type code 0x01, is never 0x00)."""
+        ino = bytearray()
+        at = len(key) - 2  # before the terminator
+        while len(ino) < 8:
+            if key[at] == 0xFF and key[at - 1] == 0:
+                ino.append(0)
+                at -= 2
+            else:
+                ino.append(key[at])
+                at -= 1
+        ino.reverse()
+        return int.from_bytes(ino, "little")

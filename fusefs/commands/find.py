@@ -59,6 +59,7 @@ def _query(args: argparse.Namespace) -> Query:
             xattrs=[parse_xattr(os.fsencode(text)) for text in args.xattr],
             json_fields=[parse_json_condition(text) for text in args.json_field],
             limit=args.limit,
+            attributes=args.json,  # paths alone need no attributes
         )
         query.check()
     except QueryError as error:
@@ -68,6 +69,7 @@ def _query(args: argparse.Namespace) -> Query:
 
 def _as_json(match: Match) -> dict[str, object]:
     attr = match.attr
+    assert attr is not None  # the query asked for attributes
     return {
         "path": os.fsdecode(match.path),
         "ino": attr.ino,
