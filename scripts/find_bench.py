@@ -148,13 +148,15 @@ def best_of(runs: int, fn: Callable[[], object]) -> tuple[float, object]:
 
 
 #: The value the files of one batch share (100 of them).
-BATCH_VALUE = json.dumps({"batch": 7}).encode()
+BATCH_VALUE = json.dumps({"batch": 13}).encode()
 
 
 def questions() -> dict[str, Query]:
+    xattr = f"xattr user.meta={BATCH_VALUE.decode()}"
     return {
-        f"xattr user.meta={BATCH_VALUE.decode()}": Query(xattrs=[(b"user.meta", BATCH_VALUE)]),
-        "JSON field meta.batch = 7": Query(json_fields=[parse_json_condition("meta.batch = 7")]),
+        xattr: Query(xattrs=[(b"user.meta", BATCH_VALUE)]),
+        "JSON field meta.batch = 13": Query(json_fields=[parse_json_condition("meta.batch = 13")]),
+        f"{xattr} under /t3": Query(xattrs=[(b"user.meta", BATCH_VALUE)], under=b"/t3"),
         "*.parquet under /t3/s0": Query(name_glob=b"*.parquet", under=b"/t3/s0", limit=10**6),
         "*.parquet under /t3": Query(name_glob=b"*.parquet", under=b"/t3", limit=10**6),
     }
