@@ -45,10 +45,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import fdb.tuple
-
 from metadata import acl, scan
-from metadata.keys import FsKeys
+from metadata.keys import FsKeys, scalar_element
 from metadata.model import InodeAttr, unpack_list
 from metadata.store import Store, Transaction
 
@@ -114,6 +112,8 @@ def json_fields(value: bytes) -> list[tuple[str, tuple[int, bytes]]]:
 
 
 def parse_json_object(value: bytes) -> dict[str, Any] | None:
+    if b"{" not in value:
+        return None  # no object in any encoding json.loads reads: no parse (a failed one costs more)
     try:
         document = json.loads(value)
     except (ValueError, RecursionError):  # not JSON (UnicodeDecodeError is a ValueError), or too deep
@@ -135,15 +135,15 @@ def typed_element(scalar: JsonScalar) -> tuple[int, bytes] | None:
     if scalar is None:
         return NULL, b""
     if isinstance(scalar, bool):
-        return BOOLEAN, fdb.tuple.pack((scalar,))
+        return BOOLEAN, scalar_element(scalar)
     if isinstance(scalar, int | float):
         try:
             number = float(scalar)
         except OverflowError:
             return None
-        return (NUMBER, fdb.tuple.pack((number,))) if math.isfinite(number) else None
+        return (NUMBER, scalar_element(number)) if math.isfinite(number) else None
     encoded = scalar.encode("utf-8", "surrogatepass")[:JSON_STRING_INDEX_BYTES]
-    return STRING, fdb.tuple.pack((encoded.decode("utf-8", "ignore"),))
+    return STRING, scalar_element(encoded.decode("utf-8", "ignore"))
 
 
 # -- hooks of the namespace transactions ---------------------------------------------------------------

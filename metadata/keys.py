@@ -205,6 +205,21 @@ def _ino_of(element: object) -> int:
     return int.from_bytes(element, "little")
 
 
+def scalar_element(value: bool | float | str) -> bytes:
+    """A boolean, double or string tuple element, encoded exactly as ``fdb.tuple.pack`` does (by hand, as
+    ``_element``: a setxattr of a JSON object builds one per field)."""
+    if isinstance(value, bool):
+        return b"\x27" if value else b"\x26"
+    if isinstance(value, float):
+        # The sign bit flipped, and a negative number's other bits too, so that bytes sort as numbers.
+        (bits,) = struct.unpack(">Q", struct.pack(">d", value))
+        return b"\x21" + (bits ^ (_ALL_BITS if bits >> 63 else _SIGN_BIT)).to_bytes(8, "big")
+    return _element(value)
+
+
+_SIGN_BIT, _ALL_BITS = 1 << 63, (1 << 64) - 1
+
+
 def extension(name: bytes) -> bytes:
     """What follows the last dot of ``name`` (``b""`` if it has none): ``*.parquet`` reads one range."""
     return name.rpartition(b".")[2] if b"." in name else b""

@@ -3,11 +3,13 @@ by one version would not be found by another (and ordering would break)."""
 
 from __future__ import annotations
 
+import math
 import random
+import struct
 
 import fdb.tuple
 
-from metadata.keys import FsKeys, _element
+from metadata.keys import FsKeys, _element, scalar_element
 
 
 def test_elements_encode_like_fdb_tuple() -> None:
@@ -132,3 +134,15 @@ def test_subdirectory_names_decode_back() -> None:
     for parent in (0, 0xFF, 2**64 - 1, 0x0100):
         for name in (b"a", b"\xff\x01", b"long.name.tar.gz"):
             assert keys.subdirectory_name(keys.subdirectory(parent, name)) == name
+
+
+def test_scalar_elements_encode_like_fdb_tuple() -> None:
+    """The JSON-field index's typed values: hand-encoded, byte for byte what the tuple layer writes (the
+    records of filesystems indexed before stay the ones their check derives)."""
+    rng = random.Random(15)
+    doubles = [struct.unpack(">d", rng.getrandbits(64).to_bytes(8, "big"))[0] for _ in range(3000)]
+    values: list[bool | float | str] = [True, False, 0.0, -0.0, 1.0, -1.0, 0.1, -0.1, 5e-324, -5e-324]
+    values += [1e308, -1e308, float(2**53 + 1), "", "a", "é", "a\x00b", "\U0001f600", "\x00\xff"]
+    values += [d for d in doubles if math.isfinite(d)] + [rng.uniform(-1e6, 1e6) for _ in range(1000)]
+    for value in values:
+        assert scalar_element(value) == fdb.tuple.pack((value,)), value
