@@ -127,7 +127,11 @@ def add_find_parser(commands: Subcommands, common: argparse.ArgumentParser) -> N
         'of user.X) or user.X:a.b, OP one of = < <= > >=, VALUE a JSON number, "string", true, false '
         "or null; repeatable",
     )
-    parser.add_argument("--json", action="store_true", help="one JSON object a line, with attributes")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object a line, with attributes (read only then: paths alone answer faster)",
+    )
     parser.add_argument(
         "--limit",
         type=int,
