@@ -212,11 +212,14 @@ def find(tr: Transaction, keys: FsKeys, query: Query) -> Found:
         # The starting directory itself, as find(1) reports it (the root has no name to match).
         if candidates is None or top.ino in candidates:
             chosen.append((under, top.ino))
+    # Each directory's path, or None outside ``under``: worked out once, not once per match in it.
+    places: dict[int, bytes | None] = {}
     for parent, name, ino in links:
-        if paths.is_within(parent, top.ino):
-            directory = paths.directory(parent)
-            if directory is not None:
-                chosen.append((join(directory, name), ino))
+        if parent not in places:
+            places[parent] = paths.directory(parent) if paths.is_within(parent, top.ino) else None
+        directory = places[parent]
+        if directory is not None:
+            chosen.append((join(directory, name), ino))
     chosen.sort()
     shown = chosen[: query.limit]
     matches = _with_attributes(tr, keys, shown) if query.attributes else [Match(*m) for m in shown]
@@ -260,16 +263,32 @@ def _named_links(
             decode = keys.extension_index_of
             ext = extension(suffix)
             directories = None if top == ROOT_INODE else _directories_below(tr, keys, paths, top)
-            if directories is None:
-                ranges = [keys.names_with_extension(ext)]
-            else:
-                ranges = [keys.names_with_extension(ext, directory) for directory in directories]
+            if directories is not None:
+                return _links_in_directories(tr, keys, query, ext, directories)
+            ranges = [keys.names_with_extension(ext)]
     links = []
     for rows in tr.get_ranges(ranges, snapshot=True):
         for key, value in rows:
             name, parent = decode(key)
             if _name_matches(query, name):
                 links.append((parent, name, int.from_bytes(value, "little")))
+    return links
+
+
+def _links_in_directories(
+    tr: Transaction, keys: FsKeys, query: Query, ext: bytes, directories: list[int]
+) -> list[tuple[int, bytes, int]]:
+    """(parent, name, ino) of the entries of ``directories`` with extension ``ext`` that the name
+    predicates match.  Each range holds one directory's names, so a key's name is the rest of it; and
+    each ends in ``.ext``, so a glob saying just that (``*.parquet``) is not matched name by name."""
+    ranges = [keys.names_with_extension(ext, directory) for directory in directories]
+    every = bool(ext) and query.name is None and query.name_glob == b"*." + ext
+    links = []
+    for directory, (begin, _), rows in zip(directories, ranges, tr.get_ranges(ranges, snapshot=True)):
+        for key, value in rows:
+            name = keys.name_after(key, begin)
+            if every or _name_matches(query, name):
+                links.append((directory, name, int.from_bytes(value, "little")))
     return links
 
 

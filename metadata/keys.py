@@ -599,6 +599,11 @@ class FsKeys:
         name = key[parent_end + 2 : -1]
         return name, _ino_of(key[start:parent_end].replace(b"\x00\xff", b"\x00"))
 
+    def name_after(self, key: bytes, prefix: bytes) -> bytes:
+        """The name that ends ``key`` after ``prefix`` (a range's start): the bytes element's contents
+        (a name holds no zero byte, so none is escaped)."""
+        return key[len(prefix) + 1 : -1]
+
     def name_index_of(self, key: bytes) -> tuple[bytes, int]:
         """(name, parent) of a name-index key.
 

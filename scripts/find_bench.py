@@ -7,7 +7,7 @@ of 10 subdirectories of files named ``f<n>.parquet``, ``.csv`` or ``.json``, eac
 the namespace's create; the files are written as records of a ``fusefs dump`` and loaded by ``fusefs
 load``'s code, a thousand records a transaction, which then derives the search indexes from the entries
 and xattrs as ``fusefs index enable`` does (1 000 000 inodes: minutes, not the hour a create per file
-takes).  It times, best of three, an exact xattr-value query and a JSON-field query (100 files each) and
+takes).  It times, best of five, an exact xattr-value query and a JSON-field query (100 files each) and
 ``*.parquet`` under a subdirectory and under a top directory (metadata/find.py, one transaction each),
 paths only and with attributes, counts the store rounds each takes, then mounts the filesystem and
 times the same questions asked of the mount with GNU ``find -name`` and ``getfattr -R``.
@@ -181,15 +181,15 @@ def query(args: argparse.Namespace) -> None:
 
 
 def ask(db: str) -> None:
-    """Each question, best of three: paths only (``fusefs find``'s output) and with attributes
+    """Each question, best of five: paths only (``fusefs find``'s output) and with attributes
     (``--json``), and the store rounds it takes (on FoundationDB, a network round trip each)."""
     keys = FsKeys("bench")
     timed = {}
     store = SqliteStore(db)
     for label, question in questions().items():
         with_attributes = dataclasses.replace(question, attributes=True)
-        seconds, found = best_of(3, lambda q=question: store.transact(lambda tr: find(tr, keys, q)))
-        attributed, _ = best_of(3, lambda q=with_attributes: store.transact(lambda tr: find(tr, keys, q)))
+        seconds, found = best_of(5, lambda q=question: store.transact(lambda tr: find(tr, keys, q)))
+        attributed, _ = best_of(5, lambda q=with_attributes: store.transact(lambda tr: find(tr, keys, q)))
         timed[label] = (len(found.matches), seconds, attributed)  # type: ignore[attr-defined]
     store.close()
     # Rounds counted by the embedded store's latency emulation: each stands for a FoundationDB round trip.
