@@ -242,6 +242,14 @@ class FdbTransaction(Transaction):
         mode = self._fdb.StreamingMode.exact if limit else self._fdb.StreamingMode.want_all
         return list(self._pairs(self._range(begin, end, limit, reverse, snapshot, mode)))
 
+    def get_ranges(
+        self, ranges: list[tuple[bytes, bytes]], *, snapshot: bool = False
+    ) -> list[list[tuple[bytes, bytes]]]:
+        # Every range's first request in flight before the first is waited for.
+        mode = self._fdb.StreamingMode.want_all
+        pending = [self._range(begin, end, 0, False, snapshot, mode) for begin, end in ranges]
+        return [list(self._pairs(key_values)) for key_values in pending]
+
     # -- writes (buffered in the client until commit; FDB reports their errors at commit) -------------
     def set(self, key: bytes, value: bytes) -> None:
         check_key(key)

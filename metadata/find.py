@@ -9,6 +9,12 @@ an extension, the directories below ``under`` are listed first from the subdirec
 ``SUBTREE_DIRS_MAX`` of them: no file entry is read) and the extension index is read per directory, so
 the answer costs what lies in the subtree, not in the whole filesystem.
 
+Reads are batched so that a query costs a number of store round trips set by the predicates and the
+depth of the tree, not by the number of matches: the matches' names are one batch of range reads, their
+directories' paths one batch per level (those listed from the subdirectory index cost none), the
+directories below ``under`` one batch per level, and their extension ranges one batch.  Attributes are
+read (one batch) and decoded only when asked for (``Query.attributes``): paths need none.
+
 ``find`` is one transaction function: every answer comes from one consistent snapshot.  It returns at
 most ``limit`` matches and says whether more exist (a result larger than a transaction can read is
 narrowed with predicates rather than paged across snapshots).
@@ -90,6 +96,8 @@ class Query:
     xattrs: list[tuple[bytes, bytes | None]] = field(default_factory=list)
     json_fields: list[JsonCondition] = field(default_factory=list)
     limit: int = 10_000
+    #: Read each match's attributes (``Match.attr``): one more batch of reads and a decode per match.
+    attributes: bool = False
 
     def check(self) -> None:
         if not (self.name or self.name_glob or self.xattrs or self.json_fields):
@@ -106,7 +114,9 @@ class Query:
 @dataclass
 class Match:
     path: bytes
-    attr: InodeAttr
+    ino: int
+    #: The inode's attributes, read only when the query asks for them (``Query.attributes``).
+    attr: InodeAttr | None = None
 
 
 @dataclass
@@ -187,33 +197,44 @@ def find(tr: Transaction, keys: FsKeys, query: Query) -> Found:
         raise FSError(errno.ENOTDIR)
     candidates = _inodes(tr, keys, query)
     if candidates is None:
-        links = _named_links(tr, keys, query, top.ino)
+        links = _named_links(tr, keys, query, paths, top.ino)
     else:
+        inos = sorted(candidates)
         links = [
             (parent, name, ino)
-            for ino in sorted(candidates)
-            for parent, name in paths.links(ino)
+            for ino, named in zip(inos, paths.links_of(inos), strict=True)
+            for parent, name in named
             if _name_matches(query, name)
         ]
+    paths.resolve_directories({parent for parent, _, _ in links})
     chosen: list[tuple[bytes, int]] = []
     if top.ino != ROOT_INODE and _name_matches(query, posixpath.basename(under)):
         # The starting directory itself, as find(1) reports it (the root has no name to match).
         if candidates is None or top.ino in candidates:
             chosen.append((under, top.ino))
+    # Each directory's path, or None outside ``under``: worked out once, not once per match in it.
+    places: dict[int, bytes | None] = {}
     for parent, name, ino in links:
-        if paths.is_within(parent, top.ino):
-            directory = paths.directory(parent)
-            if directory is not None:
-                chosen.append((join(directory, name), ino))
+        if parent not in places:
+            places[parent] = paths.directory(parent) if paths.is_within(parent, top.ino) else None
+        directory = places[parent]
+        if directory is not None:
+            chosen.append((join(directory, name), ino))
     chosen.sort()
     shown = chosen[: query.limit]
+    matches = _with_attributes(tr, keys, shown) if query.attributes else [Match(*m) for m in shown]
+    return Found(matches, len(chosen) > query.limit)
+
+
+def _with_attributes(tr: Transaction, keys: FsKeys, shown: list[tuple[bytes, int]]) -> list[Match]:
+    """The matches with their inodes' attributes, read in one batch (an inode gone from under its
+    entry, in damaged metadata, is left out)."""
     attrs = tr.get_many([keys.attr(ino) for _, ino in shown], snapshot=True)
-    matches = [
-        Match(path, InodeAttr.decode(ino, raw))
+    return [
+        Match(path, ino, InodeAttr.decode(ino, raw))
         for (path, ino), raw in zip(shown, attrs, strict=True)
         if raw is not None
     ]
-    return Found(matches, len(chosen) > query.limit)
 
 
 def _name_matches(query: Query, name: bytes) -> bool:
@@ -222,7 +243,9 @@ def _name_matches(query: Query, name: bytes) -> bool:
     return query.name_glob is None or fnmatch.fnmatchcase(name, query.name_glob)
 
 
-def _named_links(tr: Transaction, keys: FsKeys, query: Query, top: int) -> list[tuple[int, bytes, int]]:
+def _named_links(
+    tr: Transaction, keys: FsKeys, query: Query, paths: Paths, top: int
+) -> list[tuple[int, bytes, int]]:
     """(parent, name, ino) of the entries the name predicates match, from the name or extension index
     (those of the directories below ``top`` only, when that is cheaper)."""
     decode = keys.name_index_of
@@ -239,30 +262,51 @@ def _named_links(tr: Transaction, keys: FsKeys, query: Query, top: int) -> list[
         else:
             decode = keys.extension_index_of
             ext = extension(suffix)
-            directories = None if top == ROOT_INODE else _directories_below(tr, keys, top)
-            if directories is None:
-                ranges = [keys.names_with_extension(ext)]
-            else:
-                ranges = [keys.names_with_extension(ext, directory) for directory in directories]
+            directories = None if top == ROOT_INODE else _directories_below(tr, keys, paths, top)
+            if directories is not None:
+                return _links_in_directories(tr, keys, query, ext, directories)
+            ranges = [keys.names_with_extension(ext)]
     links = []
-    for begin, end in ranges:
-        for key, value in tr.iter_range(begin, end, snapshot=True):
+    for rows in tr.get_ranges(ranges, snapshot=True):
+        for key, value in rows:
             name, parent = decode(key)
             if _name_matches(query, name):
                 links.append((parent, name, int.from_bytes(value, "little")))
     return links
 
 
-def _directories_below(tr: Transaction, keys: FsKeys, top: int) -> list[int] | None:
-    """``top`` and every directory below it, from the subdirectory index (None: more than
-    ``SUBTREE_DIRS_MAX``)."""
-    found, pending = [top], [top]
-    while pending:
-        for _, value in tr.iter_range(*keys.subdirectories(pending.pop()), snapshot=True):
-            found.append(int.from_bytes(value, "little"))
-            pending.append(found[-1])
-            if len(found) > SUBTREE_DIRS_MAX:
-                return None
+def _links_in_directories(
+    tr: Transaction, keys: FsKeys, query: Query, ext: bytes, directories: list[int]
+) -> list[tuple[int, bytes, int]]:
+    """(parent, name, ino) of the entries of ``directories`` with extension ``ext`` that the name
+    predicates match.  Each range holds one directory's names, so a key's name is the rest of it; and
+    each ends in ``.ext``, so a glob saying just that (``*.parquet``) is not matched name by name."""
+    ranges = [keys.names_with_extension(ext, directory) for directory in directories]
+    every = bool(ext) and query.name is None and query.name_glob == b"*." + ext
+    links = []
+    for directory, (begin, _), rows in zip(directories, ranges, tr.get_ranges(ranges, snapshot=True)):
+        for key, value in rows:
+            name = keys.name_after(key, begin)
+            if every or _name_matches(query, name):
+                links.append((directory, name, int.from_bytes(value, "little")))
+    return links
+
+
+def _directories_below(tr: Transaction, keys: FsKeys, paths: Paths, top: int) -> list[int] | None:
+    """``top`` and every directory below it, from the subdirectory index, read a level at a time (None:
+    more than ``SUBTREE_DIRS_MAX``).  ``paths`` learns their names: their paths cost no more reads."""
+    found, level = [top], [top]
+    while level:
+        below = []
+        for parent, rows in zip(level, tr.get_ranges([keys.subdirectories(d) for d in level], snapshot=True)):
+            for key, value in rows:
+                ino = int.from_bytes(value, "little")
+                paths.learn(ino, parent, keys.subdirectory_name(key))
+                below.append(ino)
+        found += below
+        if len(found) > SUBTREE_DIRS_MAX:
+            return None
+        level = below
     return found
 
 

@@ -27,8 +27,9 @@ Every index record is derived from one directory entry or one xattr (``expected_
   than ``JSON_PATH_MAX_BYTES`` are not: the rest of such a value is not searchable.  A value that is
   not a JSON object is a plain xattr, never an error.
 
-These writes read nothing but the xattr values they replace or delete (one read more for setxattr and
-removexattr, one range read of a deleted inode's xattrs) and set or clear keys no other inode or entry
+These writes read nothing but the xattr values they replace or delete (a setxattr or removexattr reads
+the value with the inode's attributes, in the same round trip; a deleted inode's xattrs are one range
+read) and set or clear keys no other inode or entry
 shares, so they add no conflicts between operations on different inodes; they are plain sets and
 clears, so running a transaction function again repeats them harmlessly.
 """
@@ -44,10 +45,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import fdb.tuple
-
 from metadata import acl, scan
-from metadata.keys import FsKeys
+from metadata.keys import FsKeys, scalar_element
 from metadata.model import InodeAttr, unpack_list
 from metadata.store import Store, Transaction
 
@@ -113,6 +112,8 @@ def json_fields(value: bytes) -> list[tuple[str, tuple[int, bytes]]]:
 
 
 def parse_json_object(value: bytes) -> dict[str, Any] | None:
+    if b"{" not in value:
+        return None  # no object in any encoding json.loads reads: no parse (a failed one costs more)
     try:
         document = json.loads(value)
     except (ValueError, RecursionError):  # not JSON (UnicodeDecodeError is a ValueError), or too deep
@@ -134,15 +135,15 @@ def typed_element(scalar: JsonScalar) -> tuple[int, bytes] | None:
     if scalar is None:
         return NULL, b""
     if isinstance(scalar, bool):
-        return BOOLEAN, fdb.tuple.pack((scalar,))
+        return BOOLEAN, scalar_element(scalar)
     if isinstance(scalar, int | float):
         try:
             number = float(scalar)
         except OverflowError:
             return None
-        return (NUMBER, fdb.tuple.pack((number,))) if math.isfinite(number) else None
+        return (NUMBER, scalar_element(number)) if math.isfinite(number) else None
     encoded = scalar.encode("utf-8", "surrogatepass")[:JSON_STRING_INDEX_BYTES]
-    return STRING, fdb.tuple.pack((encoded.decode("utf-8", "ignore"),))
+    return STRING, scalar_element(encoded.decode("utf-8", "ignore"))
 
 
 # -- hooks of the namespace transactions ---------------------------------------------------------------
@@ -177,13 +178,16 @@ def rename_links(
     add_link(tr, keys, new_parent, new_name, src.ino, src.is_dir)
 
 
-def set_xattr(tr: Transaction, keys: FsKeys, ino: int, name: bytes, value: bytes) -> None:
-    """Before xattr ``name`` of ``ino`` becomes ``value``: replace the old value's records."""
-    old = tr.get(keys.xattr(ino, name))
-    if old is not None:
-        for key in xattr_records(keys, ino, name, old):
-            tr.clear(key)
-    for key in xattr_records(keys, ino, name, value):
+def replace_xattr(
+    tr: Transaction, keys: FsKeys, ino: int, name: bytes, old: bytes | None, new: bytes | None
+) -> None:
+    """Xattr ``name`` of ``ino`` goes from value ``old`` to ``new`` (None: absent); the caller read
+    ``old`` in this transaction."""
+    old_records = [] if old is None else xattr_records(keys, ino, name, old)
+    new_records = [] if new is None else xattr_records(keys, ino, name, new)
+    for key in set(old_records).difference(new_records):
+        tr.clear(key)
+    for key in new_records:
         tr.set(key, b"")
 
 
@@ -191,14 +195,6 @@ def add_xattr(tr: Transaction, keys: FsKeys, ino: int, name: bytes, value: bytes
     """A new inode's xattr ``name`` holding ``value`` (a clone's copy)."""
     for key in xattr_records(keys, ino, name, value):
         tr.set(key, b"")
-
-
-def remove_xattr(tr: Transaction, keys: FsKeys, ino: int, name: bytes) -> None:
-    """Before xattr ``name`` of ``ino`` is removed."""
-    old = tr.get(keys.xattr(ino, name))
-    if old is not None:
-        for key in xattr_records(keys, ino, name, old):
-            tr.clear(key)
 
 
 def drop_xattrs(tr: Transaction, keys: FsKeys, ino: int) -> None:

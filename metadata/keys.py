@@ -107,6 +107,7 @@ an older one is migrated at its first read-write opening (metadata/migration.py)
 
 from __future__ import annotations
 
+import re
 import struct
 
 import fdb.tuple
@@ -205,18 +206,37 @@ def _ino_of(element: object) -> int:
     return int.from_bytes(element, "little")
 
 
+def scalar_element(value: bool | float | str) -> bytes:
+    """A boolean, double or string tuple element, encoded exactly as ``fdb.tuple.pack`` does (by hand, as
+    ``_element``: a setxattr of a JSON object builds one per field)."""
+    if isinstance(value, bool):
+        return b"\x27" if value else b"\x26"
+    if isinstance(value, float):
+        # The sign bit flipped, and a negative number's other bits too, so that bytes sort as numbers.
+        (bits,) = struct.unpack(">Q", struct.pack(">d", value))
+        return b"\x21" + (bits ^ (_ALL_BITS if bits >> 63 else _SIGN_BIT)).to_bytes(8, "big")
+    return _element(value)
+
+
+_SIGN_BIT, _ALL_BITS = 1 << 63, (1 << 64) - 1
+
+
 def extension(name: bytes) -> bytes:
     """What follows the last dot of ``name`` (``b""`` if it has none): ``*.parquet`` reads one range."""
     return name.rpartition(b".")[2] if b"." in name else b""
 
 
 def _element_end(key: bytes, start: int) -> int:
-    """Where the bytes element whose contents begin at ``start`` ends (its 0x00 terminator)."""
-    while True:
-        end = key.index(b"\x00", start)
-        if key[end + 1 : end + 2] != b"\xff":
-            return end
-        start = end + 2
+    """Where the bytes element whose contents begin at ``start`` ends: its 0x00 terminator, the first zero
+    byte not escaped by a 0xff after it (no element's type code is 0xff).  One regular-expression search:
+    an inode's eight bytes hold several escaped zeros, which a loop would step over one by one."""
+    found = _TERMINATOR.search(key, start)
+    if found is None:
+        raise ValueError(f"no element terminator after byte {start} of key {key!r}")
+    return found.start()
+
+
+_TERMINATOR = re.compile(b"\x00(?!\xff)")
 
 
 def all_filesystems_range() -> tuple[bytes, bytes]:
@@ -236,6 +256,7 @@ class FsKeys:
         self.prefix = fdb.tuple.pack((_FS_ROOT, name))
         self._name_kind = self._key(_NAME_INDEX)
         self._extension_kind = self._key(_EXTENSION_INDEX)
+        self._link_kind = self._key(_LINK)
         self._attr_kind = self._key(_ATTR)  # attr() is built for every inode a request touches
 
     def _key(self, *parts: str | bytes | int) -> bytes:
@@ -578,6 +599,11 @@ class FsKeys:
         name = key[parent_end + 2 : -1]
         return name, _ino_of(key[start:parent_end].replace(b"\x00\xff", b"\x00"))
 
+    def name_after(self, key: bytes, prefix: bytes) -> bytes:
+        """The name that ends ``key`` after ``prefix`` (a range's start): the bytes element's contents
+        (a name holds no zero byte, so none is escaped)."""
+        return key[len(prefix) + 1 : -1]
+
     def name_index_of(self, key: bytes) -> tuple[bytes, int]:
         """(name, parent) of a name-index key.
 
@@ -596,6 +622,10 @@ class FsKeys:
     def subdirectories(self, parent: int) -> tuple[bytes, bytes]:
         return _range_of(self._key(_SUBDIRECTORY, _ino(parent)))
 
+    def subdirectory_name(self, key: bytes) -> bytes:
+        """The name in a subdirectory-index key: its last element (a name holds no zero byte)."""
+        return key[key.rindex(b"\x00", 0, -1) + 2 : -1]
+
     def v3_suffixes(self) -> tuple[bytes, bytes]:
         """Format 3's suffix index ``('R', reversed name, parent ino8)``, replaced by the extension index."""
         return _range_of(self._key(_V3_SUFFIX_INDEX))
@@ -610,9 +640,14 @@ class FsKeys:
         return _range_of(self._key(_LINK))
 
     def link_of(self, key: bytes) -> tuple[int, int, bytes]:
-        """(inode, parent, name) of a link back-reference key."""
-        _, ino, parent, name = fdb.tuple.unpack(key[len(self.prefix) :])
-        return _ino_of(ino), _ino_of(parent), bytes(name)
+        """(inode, parent, name) of a link back-reference key, decoded by hand like ``name_index_of``
+        (a query decodes one per match)."""
+        start = len(self._link_kind) + 1
+        ino_end = _element_end(key, start)
+        parent_end = _element_end(key, ino_end + 2)
+        ino = key[start:ino_end].replace(b"\x00\xff", b"\x00")
+        parent = key[ino_end + 2 : parent_end].replace(b"\x00\xff", b"\x00")
+        return _ino_of(ino), _ino_of(parent), key[parent_end + 2 : -1]
 
     def xattr_value(self, name: bytes, value: bytes, ino: int) -> bytes:
         return self._key(_XATTR_VALUE, name, value, _ino(ino))
@@ -669,5 +704,17 @@ class FsKeys:
         return {kind: _range_of(self._key(kind)) for kind in kinds}
 
     def last_ino(self, key: bytes) -> int:
-        """The inode number that ends an xattr-value, xattr-hash or JSON-field key."""
-        return _ino_of(fdb.tuple.unpack(key[len(self.prefix) :])[-1])
+        """The inode number that ends an xattr-value, xattr-hash or JSON-field key, decoded by hand from
+        the end: the element's 8 bytes, a zero byte escaped as 0x00 0xff (the byte before them, the
+        element's type code 0x01, is never 0x00)."""
+        ino = bytearray()
+        at = len(key) - 2  # before the terminator
+        while len(ino) < 8:
+            if key[at] == 0xFF and key[at - 1] == 0:
+                ino.append(0)
+                at -= 2
+            else:
+                ino.append(key[at])
+                at -= 1
+        ino.reverse()
+        return int.from_bytes(ino, "little")

@@ -722,24 +722,33 @@ class Namespace:
 
     @idempotent_method
     def setxattr(self, tr: Transaction, ino: int, name: bytes, value: bytes, caller: Caller) -> None:
-        attr = self._load(tr, ino)
+        if self.config.search_index and not acl.is_acl(name):
+            attr, old = self._attr_and_xattr(tr, ino, name)
+            index.replace_xattr(tr, self.keys, ino, name, old, value)
+        else:
+            attr = self._load(tr, ino)
         if acl.is_acl(name):
             acl.set_acl(tr, self.keys, attr, name, value, caller)
         else:
-            if self.config.search_index:
-                index.set_xattr(tr, self.keys, ino, name, value)
             xattrs.set(tr, self.keys, attr, name, value)
         self._save(tr, attr)
         self._log(tr, "setxattr", caller.uid, ino, name=name)
 
     @idempotent_method
     def removexattr(self, tr: Transaction, ino: int, name: bytes, caller: Caller) -> None:
-        attr = self._load(tr, ino)
-        if self.config.search_index:
-            index.remove_xattr(tr, self.keys, ino, name)
+        attr, old = self._attr_and_xattr(tr, ino, name)
+        if self.config.search_index and old is not None:
+            index.replace_xattr(tr, self.keys, ino, name, old, None)
         xattrs.remove(tr, self.keys, attr, name)
         self._save(tr, attr)
         self._log(tr, "removexattr", caller.uid, ino, name=name)
+
+    def _attr_and_xattr(self, tr: Transaction, ino: int, name: bytes) -> tuple[InodeAttr, bytes | None]:
+        """The inode's attributes and the value of its xattr ``name``, in one round trip: for a change
+        that needs the value it replaces (the search indexes clear its records; a removal checks it is
+        there, and FoundationDB's client answers that second read from its cache)."""
+        raw_attr, value = tr.get_many([self.keys.attr(ino), self.keys.xattr(ino, name)])
+        return _read_attr(tr, ino, raw_attr), value
 
     def write_back(self, tr: Transaction, attr: InodeAttr, caller: Caller) -> None:
         """Store attributes changed by the data path (size, times, storage kind) with a log record.

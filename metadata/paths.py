@@ -3,7 +3,9 @@
 An inode's names are its link back-references (metadata/index.py): one range read lists every
 (parent, name) naming it, hard links included.  A directory has exactly one, so a path is built by
 walking up one back-reference per level: the cost is the depth, and a ``Paths`` remembers the
-directories it resolved, so many paths under one tree cost little more than one.
+directories it resolved, so many paths under one tree cost little more than one.  Many inodes' names
+(``links_of``) are one batch of range reads, and many directories (``resolve_directories``) one batch
+per level: on FoundationDB, a round trip each rather than one per inode.
 
 A filesystem without the indexes has no back-references: there a directory's name is found in the
 entries of its parent (its attributes name the parent), a read of the whole parent directory, so only
@@ -31,11 +33,45 @@ class Paths:
         self.indexed = indexed
         self._dirs: dict[int, bytes | None] = {ROOT_INODE: b"/"}
         self._parents: dict[int, int] = {ROOT_INODE: ROOT_INODE}
+        #: (parent, name) of directories read but not yet joined into a path.
+        self._names: dict[int, tuple[int, bytes]] = {}
 
     def links(self, ino: int) -> list[tuple[int, bytes]]:
         """Every (parent, name) naming ``ino``: none for the root and for an orphan."""
         rows = self.tr.iter_range(*self.keys.links(ino), snapshot=True)
         return [self.keys.link_of(key)[1:] for key, _ in rows]
+
+    def links_of(self, inos: list[int]) -> list[list[tuple[int, bytes]]]:
+        """``links`` of each of ``inos``, read in one batch."""
+        found = self.tr.get_ranges([self.keys.links(ino) for ino in inos], snapshot=True)
+        return [[self.keys.link_of(key)[1:] for key, _ in rows] for rows in found]
+
+    def learn(self, directory: int, parent: int, name: bytes) -> None:
+        """Directory ``directory`` is ``name`` in ``parent`` (read by the caller in this transaction)."""
+        if directory not in self._dirs:
+            self._names[directory] = (parent, name)
+            self._parents[directory] = parent
+
+    def resolve_directories(self, directories: set[int]) -> None:
+        """Read what the paths of ``directories`` need, a batch per level of the tree (then ``directory``
+        and ``is_within`` answer them from memory)."""
+        pending = [ino for ino in directories if not self._known(ino)]
+        for _ in range(MAX_DEPTH):
+            if not pending or not self.indexed:
+                return
+            above = set()
+            for ino, links in zip(pending, self.links_of(pending), strict=True):
+                if not links:
+                    self._dirs[ino] = None
+                    continue
+                self.learn(ino, *links[0])
+                if not self._known(links[0][0]):
+                    above.add(links[0][0])
+            pending = sorted(above)
+        raise CorruptValue(f"directories {pending[:3]}: no way up to the root within {MAX_DEPTH} levels")
+
+    def _known(self, ino: int) -> bool:
+        return ino in self._dirs or ino in self._names
 
     def paths(self, ino: int) -> list[bytes]:
         """Every path of ``ino``, sorted (the root's is ``/``; an orphan has none)."""
@@ -53,7 +89,10 @@ class Paths:
         chain: list[tuple[int, bytes]] = []
         current = ino
         while current not in self._dirs:
-            links = self.links(current) if self.indexed else self._name_in_parent(current)
+            if current in self._names:
+                links = [self._names.pop(current)]
+            else:
+                links = self.links(current) if self.indexed else self._name_in_parent(current)
             if not links:
                 self._dirs[current] = None
                 break
@@ -107,17 +146,21 @@ class Paths:
             if name == b"..":
                 ino = self.parent(ino) or ROOT_INODE
                 continue
-            attr = self.attr(ino)
-            if not attr.is_dir:
+            # The directory's attributes and its entry in one round.
+            raw_attr, raw = self.tr.get_many([self.keys.attr(ino), self.keys.entry(ino, name)], snapshot=True)
+            if not self._decoded(ino, raw_attr).is_dir:
                 raise FSError(errno.ENOTDIR)
-            raw = self.tr.get(self.keys.entry(ino, name), snapshot=True)
             if raw is None:
                 raise FSError(errno.ENOENT)
-            ino = int(unpack_list(raw, f"entry {name!r} of directory {ino}", (int, int))[0])
+            parent, ino = ino, int(unpack_list(raw, f"entry {name!r} of directory {ino}", (int, int))[0])
+            self.learn(ino, parent, name)
         return self.attr(ino)
 
     def attr(self, ino: int) -> InodeAttr:
-        raw = self.tr.get(self.keys.attr(ino), snapshot=True)
+        return self._decoded(ino, self.tr.get(self.keys.attr(ino), snapshot=True))
+
+    @staticmethod
+    def _decoded(ino: int, raw: bytes | None) -> InodeAttr:
         if raw is None:
             raise FSError(errno.ENOENT)
         return InodeAttr.decode(ino, raw)

@@ -222,6 +222,19 @@ class SqliteTransaction(Transaction):
         finally:
             self._in_read_round = False
 
+    def get_ranges(
+        self, ranges: list[tuple[bytes, bytes]], *, snapshot: bool = False
+    ) -> list[list[tuple[bytes, bytes]]]:
+        """As ``get_range`` for each range, in one emulated read round (as FoundationDB's client sends
+        the requests at once); a range longer than a reply still costs a round per further batch."""
+        if self._store.read_delay_s and ranges:
+            self._store._emulate_read_round()
+        self._in_read_round = True
+        try:
+            return [self.get_range(begin, end, snapshot=snapshot) for begin, end in ranges]
+        finally:
+            self._in_read_round = False
+
     def _db_get_many(self, keys: list[bytes]) -> dict[bytes, bytes]:
         conn = self._snapshot()
         found: dict[bytes, bytes] = {}
@@ -238,9 +251,11 @@ class SqliteTransaction(Transaction):
         else:
             query = "SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?"
         low, high = begin, end
+        first = True
         while True:
-            if self._store.read_delay_s:
+            if self._store.read_delay_s and not (first and self._in_read_round):
                 self._store._emulate_read_round()
+            first = False
             rows = conn.execute(query, (low, high, _RANGE_BATCH_ROWS)).fetchall()
             for key, value in rows:
                 yield bytes(key), bytes(value)

@@ -184,6 +184,14 @@ class Transaction(abc.ABC):
     ) -> list[tuple[bytes, bytes]]:
         return list(self.iter_range(begin, end, limit=limit, reverse=reverse, snapshot=snapshot))
 
+    def get_ranges(
+        self, ranges: list[tuple[bytes, bytes]], *, snapshot: bool = False
+    ) -> list[list[tuple[bytes, bytes]]]:
+        """The pairs of several whole ranges (begin, end), as ``get_range`` each.  Backends with network
+        round trips issue the reads at once: many small ranges (the back-references of a query's
+        matches) cost one round trip rather than one each."""
+        return [self.get_range(begin, end, snapshot=snapshot) for begin, end in ranges]
+
     @abc.abstractmethod
     def set(self, key: bytes, value: bytes) -> None: ...
 

@@ -59,6 +59,7 @@ def _query(args: argparse.Namespace) -> Query:
             xattrs=[parse_xattr(os.fsencode(text)) for text in args.xattr],
             json_fields=[parse_json_condition(text) for text in args.json_field],
             limit=args.limit,
+            attributes=args.json,  # paths alone need no attributes
         )
         query.check()
     except QueryError as error:
@@ -68,6 +69,7 @@ def _query(args: argparse.Namespace) -> Query:
 
 def _as_json(match: Match) -> dict[str, object]:
     attr = match.attr
+    assert attr is not None  # the query asked for attributes
     return {
         "path": os.fsdecode(match.path),
         "ino": attr.ino,
@@ -125,7 +127,11 @@ def add_find_parser(commands: Subcommands, common: argparse.ArgumentParser) -> N
         'of user.X) or user.X:a.b, OP one of = < <= > >=, VALUE a JSON number, "string", true, false '
         "or null; repeatable",
     )
-    parser.add_argument("--json", action="store_true", help="one JSON object a line, with attributes")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object a line, with attributes (read only then: paths alone answer faster)",
+    )
     parser.add_argument(
         "--limit",
         type=int,

@@ -219,3 +219,22 @@ def test_get_many_of_hundreds_of_keys_sees_clears_atomics_and_repeats(store: Sto
     assert values[20:600] == [b"%d" % i for i in range(20, 600)]
     assert values[600] == b"3"
     assert decode_int64(values[601]) == 7
+
+
+def test_get_ranges_returns_each_range_whole_with_own_writes(store: Store, prefix: bytes) -> None:
+    put(store, [(key(prefix, "ranges", r, i), b"%d.%d" % (r, i)) for r in range(3) for i in range(r * 5)])
+    ranges = [(key(prefix, "ranges", r), key(prefix, "ranges", r) + b"\xff") for r in range(4)]
+
+    def read_ranges(tr):  # type: ignore[no-untyped-def]
+        tr.set(key(prefix, "ranges", 3, 0), b"own write")
+        tr.clear(key(prefix, "ranges", 2, 0))
+        return tr.get_ranges(ranges, snapshot=True)
+
+    found = store.transact(read_ranges)
+    assert [[value for _, value in rows] for rows in found] == [
+        [],
+        [b"1.%d" % i for i in range(5)],
+        [b"2.%d" % i for i in range(1, 10)],
+        [b"own write"],
+    ]
+    assert store.transact(lambda tr: tr.get_ranges([])) == []

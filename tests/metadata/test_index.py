@@ -17,6 +17,7 @@ from metadata.find import search as search_api
 from metadata.keys import FsKeys
 from metadata.model import ROOT_INODE, FSError
 from metadata.paths import Paths
+from metadata.store import CorruptValue
 
 
 @pytest.fixture
@@ -406,3 +407,54 @@ def test_an_extension_under_a_subtree_is_read_per_directory_or_whole(fs, monkeyp
     fs.rename(ROOT_INODE, b"e", fs.lookup(ROOT_INODE, b"a").ino, b"e", ROOT)  # a directory moves in
     assert search(fs, name_glob=b"*.tar.gz", under=b"/a") == ["/a/b/c/x.tar.gz", "/a/e/w.tar.gz"]
     assert_consistent(fs)
+
+
+def test_matches_carry_attributes_only_when_asked(fs):
+    t = fs.tree("d/", "d/a.parquet", "d/b.parquet")
+    fs.setxattr(t["d/a.parquet"], b"user.k", b"v", ROOT)
+    for query in (dict(name_glob=b"*.parquet"), dict(xattrs=[(b"user.k", b"v")])):
+        bare = search_api(fs.store, fs.config.name, Query(**query)).matches
+        assert [(m.path, m.ino, m.attr) for m in bare][:1] == [(b"/d/a.parquet", t["d/a.parquet"], None)]
+        full = search_api(fs.store, fs.config.name, Query(**query, attributes=True)).matches
+        assert [(m.path, m.ino, m.attr.ino, m.attr.is_dir) for m in full][:1] == [
+            (b"/d/a.parquet", t["d/a.parquet"], t["d/a.parquet"], False)
+        ]
+
+
+def test_many_matches_deep_hard_linked_and_moved_get_every_path(fs):
+    """Paths resolved a level at a time for many matches at once: every depth, every hard link, and
+    the new paths after a directory above them moves."""
+    t = fs.tree("a/", "a/b/", "a/b/c/", "a/b/c/d/", "x/", "a/1.dat", "a/b/2.dat", "a/b/c/d/3.dat")
+    fs.link(t["a/b/c/d/3.dat"], t["x"], b"3.dat", ROOT)
+    for path in ("a/1.dat", "a/b/2.dat", "a/b/c/d/3.dat"):
+        fs.setxattr(t[path], b"user.tag", b"t", ROOT)
+    everywhere = ["/a/1.dat", "/a/b/2.dat", "/a/b/c/d/3.dat", "/x/3.dat"]
+    assert search(fs, xattrs=[(b"user.tag", b"t")]) == everywhere
+    assert search(fs, xattrs=[(b"user.tag", b"t")], under=b"/a/b") == ["/a/b/2.dat", "/a/b/c/d/3.dat"]
+    assert search(fs, name_glob=b"*.dat", under=b"/a/b") == ["/a/b/2.dat", "/a/b/c/d/3.dat"]
+    fs.rename(t["a"], b"b", t["x"], b"moved", ROOT)
+    assert search(fs, xattrs=[(b"user.tag", b"t")]) == [
+        "/a/1.dat", "/x/3.dat", "/x/moved/2.dat", "/x/moved/c/d/3.dat"
+    ]
+    assert search(fs, name_glob=b"*.dat", under=b"/x") == ["/x/3.dat", "/x/moved/2.dat", "/x/moved/c/d/3.dat"]
+    assert_consistent(fs)
+
+
+def test_a_glob_of_an_empty_extension_under_a_subtree_matches_names_ending_in_a_dot(fs):
+    fs.tree("a/", "a/x", "a/y.", "a/z.txt", "b.")
+    assert search(fs, name_glob=b"*.", under=b"/a") == ["/a/y."]
+    assert search(fs, name_glob=b"*.txt", under=b"/a") == ["/a/z.txt"]
+    assert search(fs, name_glob=b"z*.txt", under=b"/a") == ["/a/z.txt"]  # a literal start: the name index
+
+
+def test_a_loop_of_back_references_in_damaged_metadata_is_an_error_not_a_hang(fs):
+    t = fs.tree("a/", "a/b/", "a/b/f")
+    fs.setxattr(t["a/b/f"], b"user.k", b"v", ROOT)
+
+    def damage(tr):  # a's back-reference now names b as its parent: a and b are each other's parent
+        tr.clear(fs.keys.link(t["a"], ROOT_INODE, b"a"))
+        tr.set(fs.keys.link(t["a"], t["a/b"], b"a"), b"")
+
+    fs.run(damage)
+    with pytest.raises(CorruptValue, match="no way up to the root"):
+        search(fs, xattrs=[(b"user.k", b"v")])

@@ -3,11 +3,13 @@ by one version would not be found by another (and ordering would break)."""
 
 from __future__ import annotations
 
+import math
 import random
+import struct
 
 import fdb.tuple
 
-from metadata.keys import FsKeys, _element
+from metadata.keys import FsKeys, _element, scalar_element
 
 
 def test_elements_encode_like_fdb_tuple() -> None:
@@ -104,3 +106,43 @@ def test_format_1_keys_fall_in_their_own_ranges_only() -> None:
 
 def _within(key: bytes, begin_end: tuple[bytes, bytes]) -> bool:
     return begin_end[0] <= key < begin_end[1]
+
+
+def test_hand_decoded_back_references_and_index_inodes_match_the_tuple_layer() -> None:
+    """link_of and last_ino decode without fdb.tuple: every inode byte pattern (zero bytes are escaped
+    in a key, 0xff and 0x01 bytes are not) and names and values with such bytes decode back."""
+    keys = FsKeys("fs")
+    patterns = [0, 1, 0xFF, 0x100, 2**64 - 1, 0xFF00_FF00_FF00_FF00, 0x00FF_00FF_00FF_00FF, 0x0101_FFFF_0001]
+    for n, ino in enumerate(patterns):
+        parent = patterns[-1 - n]
+        name = bytes([0xFF, 0x01, 0x41][: n % 3 + 1])
+        link = keys.link(ino, parent, name)
+        _, ino8, parent8, stored_name = fdb.tuple.unpack(link[len(keys.prefix) :])
+        assert keys.link_of(link) == (int.from_bytes(ino8, "little"), int.from_bytes(parent8, "little"), name)
+        assert keys.link_of(link) == (ino, parent, stored_name)
+        value = bytes([0, 0xFF, 1, 0][: n % 4 + 1])
+        for indexed in (
+            keys.xattr_value(b"user.x", value, ino),
+            keys.xattr_hash(b"user.x", value, ino),
+            keys.json_field(b"user.x", "a.b", (1, fdb.tuple.pack((0.5,))), ino),
+        ):
+            assert keys.last_ino(indexed) == ino
+
+
+def test_subdirectory_names_decode_back() -> None:
+    keys = FsKeys("fs")
+    for parent in (0, 0xFF, 2**64 - 1, 0x0100):
+        for name in (b"a", b"\xff\x01", b"long.name.tar.gz"):
+            assert keys.subdirectory_name(keys.subdirectory(parent, name)) == name
+
+
+def test_scalar_elements_encode_like_fdb_tuple() -> None:
+    """The JSON-field index's typed values: hand-encoded, byte for byte what the tuple layer writes (the
+    records of filesystems indexed before stay the ones their check derives)."""
+    rng = random.Random(15)
+    doubles = [struct.unpack(">d", rng.getrandbits(64).to_bytes(8, "big"))[0] for _ in range(3000)]
+    values: list[bool | float | str] = [True, False, 0.0, -0.0, 1.0, -1.0, 0.1, -0.1, 5e-324, -5e-324]
+    values += [1e308, -1e308, float(2**53 + 1), "", "a", "é", "a\x00b", "\U0001f600", "\x00\xff"]
+    values += [d for d in doubles if math.isfinite(d)] + [rng.uniform(-1e6, 1e6) for _ in range(1000)]
+    for value in values:
+        assert scalar_element(value) == fdb.tuple.pack((value,)), value

@@ -69,3 +69,26 @@ def test_unlink_and_rename_with_hints_read_the_inodes_with_the_entries(counted) 
     assert rounds(lambda tr: ns.unlink(tr, ROOT_INODE, b"b", ROOT, _never_open, 101)) == 2
     assert rounds(lambda tr: ns.rename(tr, ROOT_INODE, b"c", 103, b"c2", ROOT)) == 2
     assert rounds(lambda tr: ns.rename(tr, 103, b"c2", ROOT_INODE, b"c", ROOT, hints=(102, None))) == 1
+
+
+@pytest.mark.parametrize("search_index", [False, True], ids=["plain", "indexed"])
+def test_setxattr_and_removexattr_are_one_round_with_or_without_indexes(tmp_path: Path, search_index) -> None:
+    """The value an xattr change replaces (for ENODATA, and for the search indexes' records) is read with
+    the inode, in the same round."""
+    emulation = StoreEmulation(read_delay_s=0.00001)
+    store = SqliteStore(str(tmp_path / "meta.db"), shared=True, emulation=emulation)
+    try:
+        config = FsConfig(name="t", search_index=search_index)
+        format_filesystem(store, config)
+        ns = Namespace(config)
+        store.transact(lambda tr: ns.create(tr, ROOT_INODE, b"f", 100, FILE, ROOT))
+        for change in (
+            lambda tr: ns.setxattr(tr, 100, b"user.j", b'{"a": 1}', ROOT),
+            lambda tr: ns.setxattr(tr, 100, b"user.j", b'{"a": 2}', ROOT),
+            lambda tr: ns.removexattr(tr, 100, b"user.j", ROOT),
+        ):
+            before = store.emulated_read_rounds
+            store.transact(change)
+            assert store.emulated_read_rounds - before == 1
+    finally:
+        store.close()
