@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from metadata.emulation import StoreEmulation
-from metadata.model import ROOT_INODE, Caller, FsConfig
+from metadata import acl
+from metadata.model import ROOT_INODE, Caller, FsConfig, SetAttrRequest
 from metadata.namespace import Namespace, format_filesystem
 from metadata.sqlite_store import SqliteStore
 from metadata.store import Transaction
@@ -69,3 +70,23 @@ def test_unlink_and_rename_with_hints_read_the_inodes_with_the_entries(counted) 
     assert rounds(lambda tr: ns.unlink(tr, ROOT_INODE, b"b", ROOT, _never_open, 101)) == 2
     assert rounds(lambda tr: ns.rename(tr, ROOT_INODE, b"c", 103, b"c2", ROOT)) == 2
     assert rounds(lambda tr: ns.rename(tr, 103, b"c2", ROOT_INODE, b"c", ROOT, hints=(102, None))) == 1
+
+
+def test_chmod_reads_the_access_acl_with_the_attributes(counted) -> None:
+    ns, rounds = counted
+    rounds(lambda tr: ns.create(tr, ROOT_INODE, b"f", 100, FILE, ROOT))
+    assert rounds(lambda tr: ns.setattr(tr, 100, SetAttrRequest(mode=0o600), ROOT)) == 1
+    entries = [
+        acl.Entry(acl.USER_OBJ, 0o6, 0),
+        acl.Entry(acl.USER, 0o6, 1000),
+        acl.Entry(acl.GROUP_OBJ, 0o4, 0),
+        acl.Entry(acl.MASK, 0o6, 0),
+        acl.Entry(acl.OTHER, 0o4, 0),
+    ]
+    rounds(lambda tr: ns.setxattr(tr, 100, acl.ACCESS, acl.encode(entries), ROOT))
+    assert rounds(lambda tr: ns.setattr(tr, 100, SetAttrRequest(mode=0o750), ROOT)) == 1
+    stored: dict[str, list[acl.Entry]] = {}
+    rounds(lambda tr: stored.setdefault("acl", acl.decode(ns.getxattr(tr, 100, acl.ACCESS))))
+    perms = {entry.tag: entry.perm for entry in stored["acl"]}
+    assert (perms[acl.USER_OBJ], perms[acl.MASK], perms[acl.OTHER]) == (0o7, 0o5, 0o0)  # the new bits
+    assert rounds(lambda tr: ns.setattr(tr, 100, SetAttrRequest(uid=1000), ROOT)) == 1
