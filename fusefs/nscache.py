@@ -21,7 +21,8 @@ Where its facts come from, and how long it trusts them:
 - ``-o strict`` (timeout 0) answers nothing from here.  Hints are kept in every mode where a read is a
   round trip (a shared store): the inode a name named when last seen, which lookup, unlink and rename
   read in the same round trip as the entry and verify there, saving a round trip while the name still
-  names it.
+  names it.  Other mounts' change-log records leave hints too: a name another mount created or renamed
+  costs this mount one round trip at its first lookup, not two.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ MAX_ENTRIES = 20_000
 MAX_COMPLETE_DIRS = 1_000
 #: A complete directory with more names than this stops being tracked (memory).
 MAX_NAMES_PER_DIR = 10_000
+MAX_LOGGED_HINTS = 20_000
+#: Change-log operations after which a record's names name no inode.
+_REMOVALS = frozenset({"unlink", "rmdir"})
 
 
 class _Lru(Generic[K, V]):
@@ -97,6 +101,8 @@ class NamespaceCache:
         self._attrs: _Lru[int, tuple[float, InodeAttr]] = _Lru(MAX_ATTRS)
         self._entries: _Lru[tuple[int, bytes], tuple[float, int | None]] = _Lru(MAX_ENTRIES)
         self._complete: _Lru[int, _Listing] = _Lru(MAX_COMPLETE_DIRS)
+        #: What names other mounts' changes gave, from their change-log records: hints only.
+        self._logged: _Lru[tuple[int, bytes], int] = _Lru(MAX_LOGGED_HINTS)
         #: Counts other mounts' changes: notes taken across one are not trusted.
         self.epoch = 0
         self.hits = 0
@@ -152,7 +158,7 @@ class NamespaceCache:
         if listing is not None and name in listing.names:
             return listing.names[name]
         found = self._entries.get((parent, name))
-        return None if found is None else found[1]
+        return self._logged.get((parent, name)) if found is None else found[1]
 
     # -- learning -----------------------------------------------------------------------------------
     def observe(self) -> Observation:
@@ -229,18 +235,24 @@ class NamespaceCache:
         """Another mount changed what ``record`` names: its inode, and the directories and entries."""
         self.epoch += 1
         self._attrs.pop(record.ino)
-        for parent, name in ((record.parent, record.name), (record.new_parent, record.new_name)):
+        places = [(record.parent, record.name), (record.new_parent, record.new_name)]
+        for parent, name in places:
             if parent is not None:
                 self._attrs.pop(parent)
                 self._complete.pop(parent)
                 if name is not None:
                     self._entries.pop((parent, name))
+                    self._logged.pop((parent, name))
+        named = [(parent, name) for parent, name in places if parent is not None and name is not None]
+        if self.hints and named and record.op not in _REMOVALS:
+            self._logged.put(named[-1], record.ino)  # the last place names the inode (a rename's new one)
 
     def clear(self) -> None:
         self.epoch += 1
         self._attrs.clear()
         self._entries.clear()
         self._complete.clear()
+        self._logged.clear()
 
 
 class Observation:

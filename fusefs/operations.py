@@ -200,7 +200,8 @@ class FuseOperations(pyfuse3.Operations):
         only_times = not (fields.update_size or fields.update_mode or fields.update_uid or fields.update_gid)
         if only_times and open_file is not None and open_file.has_unflushed_writes:
             open_file.set_times(request.atime_ns, request.mtime_ns)
-            return self._entry(await self.meta.getattr(inode), counted=False)
+            # Answered as getattr is: the times come from the open file, the rest from the cache if fresh.
+            return self._entry(self._cache.attr(inode) or await self.meta.getattr(inode), counted=False)
         if fields.update_size:
             await self._truncate(inode, attr.st_size, caller)
             open_file = self._open_files.get(inode)

@@ -41,8 +41,8 @@ CACHES = {
     "object_cache": "reads of chunks held on the object store served from the local cache; misses: objects "
     "fetched, for a read or ahead of a sequential one",
     "capability": "security.capability checks before writes answered from memory (else by the store)",
-    "namespace": "getattr and lookup requests answered from what this mount's transactions read and wrote "
-    "(else by the store)",
+    "namespace": "getattr and lookup requests (and answers to time changes folded into a flush) answered "
+    "from what this mount's transactions read and wrote (else by the store)",
 }
 
 

@@ -675,6 +675,9 @@ class Namespace:
     @idempotent_method
     def setattr(self, tr: Transaction, ino: int, request: SetAttrRequest, caller: Caller) -> InodeAttr:
         """Apply a setattr; a size change here only records the size (file data is the caller's)."""
+        if request.mode is not None:
+            # A mode change rewrites the access ACL too: it is read with the attributes, in one round trip.
+            tr.get_many([self.keys.attr(ino), self.keys.xattr(ino, acl.ACCESS)])
         attr = self._load(tr, ino)
         if request.mode is not None:
             mode = request.mode & 0o7777

@@ -171,6 +171,25 @@ def test_strict_answers_nothing_but_keeps_hints(ns_store) -> None:
     assert cache.hint(ROOT_INODE, b"d") == 100
 
 
+def test_another_mounts_changes_leave_hints_never_answers() -> None:
+    """A strict mount (timeout 0) gets a hint from each name another mount's change gives an inode: its
+    first lookup of that name reads the entry and the inode in one round trip (verified there)."""
+    cache = NamespaceCache(0.0, Clock())
+    cache.forget(record(101, 100, b"f"))  # created by another mount
+    assert cache.hint(100, b"f") == 101
+    assert cache.entry(100, b"f") == (False, None) and cache.lookup(100, b"f") == (False, None)
+    renamed = LogRecord(b"\0" * 10, 0, "rename", 0, 101, 100, b"f", 102, b"g", b"other")
+    cache.forget(renamed)
+    assert (cache.hint(100, b"f"), cache.hint(102, b"g")) == (None, 101)
+    cache.forget(LogRecord(b"\0" * 10, 0, "unlink", 0, 101, 102, b"g", None, None, b"other"))
+    assert cache.hint(102, b"g") is None
+    cache.forget(LogRecord(b"\0" * 10, 0, "setxattr", 0, 103, None, b"user.x", None, None, b"other"))
+    assert cache.hint(103, b"user.x") is None  # an xattr name is no entry
+    owner = NamespaceCache(60.0, Clock(), hints=False)  # the sole owner of an embedded store: no hints
+    owner.forget(record(101, 100, b"f"))
+    assert owner.hint(100, b"f") is None
+
+
 def test_a_commit_of_unknown_outcome_empties_the_cache(ns_store) -> None:
     ns, store = ns_store
     cache = NamespaceCache(60.0, Clock())

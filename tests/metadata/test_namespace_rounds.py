@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from metadata import acl
 from metadata.emulation import StoreEmulation
-from metadata.model import ROOT_INODE, Caller, FsConfig
+from metadata.model import ROOT_INODE, Caller, FsConfig, SetAttrRequest
 from metadata.namespace import Namespace, format_filesystem
 from metadata.sqlite_store import SqliteStore
 from metadata.store import Transaction
@@ -92,3 +93,23 @@ def test_setxattr_and_removexattr_are_one_round_with_or_without_indexes(tmp_path
             assert store.emulated_read_rounds - before == 1
     finally:
         store.close()
+
+
+def test_chmod_reads_the_access_acl_with_the_attributes(counted) -> None:
+    ns, rounds = counted
+    rounds(lambda tr: ns.create(tr, ROOT_INODE, b"f", 100, FILE, ROOT))
+    assert rounds(lambda tr: ns.setattr(tr, 100, SetAttrRequest(mode=0o600), ROOT)) == 1
+    entries = [
+        acl.Entry(acl.USER_OBJ, 0o6, 0),
+        acl.Entry(acl.USER, 0o6, 1000),
+        acl.Entry(acl.GROUP_OBJ, 0o4, 0),
+        acl.Entry(acl.MASK, 0o6, 0),
+        acl.Entry(acl.OTHER, 0o4, 0),
+    ]
+    rounds(lambda tr: ns.setxattr(tr, 100, acl.ACCESS, acl.encode(entries), ROOT))
+    assert rounds(lambda tr: ns.setattr(tr, 100, SetAttrRequest(mode=0o750), ROOT)) == 1
+    stored: dict[str, list[acl.Entry]] = {}
+    rounds(lambda tr: stored.setdefault("acl", acl.decode(ns.getxattr(tr, 100, acl.ACCESS))))
+    perms = {entry.tag: entry.perm for entry in stored["acl"]}
+    assert (perms[acl.USER_OBJ], perms[acl.MASK], perms[acl.OTHER]) == (0o7, 0o5, 0o0)  # the new bits
+    assert rounds(lambda tr: ns.setattr(tr, 100, SetAttrRequest(uid=1000), ROOT)) == 1
