@@ -56,7 +56,7 @@ INLINE_IO_MAX_BYTES = 128 * 1024
 _NO_LIMIT = 2**63
 
 #: Chunks fetched ahead of a sequential reader from the object data tier (blocks/tier.py prefetch).
-READAHEAD_CHUNKS = 3
+READAHEAD_CHUNKS = 8
 
 T = TypeVar("T")
 
@@ -107,6 +107,7 @@ class OpenFile:
         #: Bytes the file may grow past its stored size before a byte quota is exceeded; None: not read.
         self._quota_room: int | None = None
         self._prefetched = -1  # the last chunk whose file was asked for ahead of a sequential reader
+        self._read_ahead_from = -1  # the last chunk after which objects were asked for ahead of one
         self.caller = Caller(uid=attr.uid, gid=attr.gid)
 
     @property
@@ -173,18 +174,7 @@ class OpenFile:
                 continue
             try:
                 if self._from_object(record):
-                    assert self._tier is not None
-                    await self._behind.drain()
-                    if sequential:
-                        self._read_ahead(index)
-                    piece = await trio.to_thread.run_sync(
-                        self._tier.read,
-                        record.chunk_id,
-                        record.version,
-                        chunk_offset,
-                        length,
-                        self._tables[index],
-                    )
+                    piece = await self._read_object(index, record, chunk_offset, length, sequential)
                 else:
                     piece = await self._block_io(
                         length,
@@ -201,9 +191,29 @@ class OpenFile:
                 raise
         return b"".join(parts)
 
-    def _read_ahead(self, index: int) -> None:
-        """Start fetching the chunks after `index` that come from the object store."""
+    async def _read_object(
+        self, index: int, record: ChunkRecord, offset: int, length: int, sequential: bool
+    ) -> bytes:
+        """A piece of a chunk served by the object tier: a small read of a cached object on the event
+        loop, as a small read of a chunk file; a fetch from the object store in a thread."""
         assert self._tier is not None
+        await self._behind.drain()
+        if sequential:
+            self._read_ahead(index)
+        where = (record.chunk_id, record.version, offset, length, self._tables[index])
+        if length <= INLINE_IO_MAX_BYTES:
+            piece = self._tier.read_cached(*where)
+            if piece is not None:
+                return piece
+        return await trio.to_thread.run_sync(self._tier.read, *where)
+
+    def _read_ahead(self, index: int) -> None:
+        """Start fetching the chunks after `index` that come from the object store (once per chunk a
+        sequential reader enters: its other reads would find them on their way)."""
+        assert self._tier is not None
+        if index == self._read_ahead_from:
+            return
+        self._read_ahead_from = index
         for ahead in range(index + 1, index + 1 + READAHEAD_CHUNKS):
             record = self._chunks.get(ahead)
             if record is not None and self._from_object(record):
