@@ -107,7 +107,10 @@ class OpenFile:
         #: Bytes the file may grow past its stored size before a byte quota is exceeded; None: not read.
         self._quota_room: int | None = None
         self._prefetched = -1  # the last chunk whose file was asked for ahead of a sequential reader
-        self._read_ahead_from = -1  # the last chunk after which objects were asked for ahead of one
+        self._ahead = range(0)  # the chunks whose objects were last asked for ahead of a sequential reader
+        # Chunks served by the object tier: one whose file is not on this host never gets one here (only
+        # the host that took a chunk id writes its file), so the check is made once per chunk.
+        self._remote: set[int] = set()
         self.caller = Caller(uid=attr.uid, gid=attr.gid)
 
     @property
@@ -208,14 +211,14 @@ class OpenFile:
         return await trio.to_thread.run_sync(self._tier.read, *where)
 
     def _read_ahead(self, index: int) -> None:
-        """Start fetching the chunks after `index` that come from the object store (once per chunk a
-        sequential reader enters: its other reads would find them on their way)."""
+        """Start fetching the chunks after `index` that come from the object store, or reading them from
+        the cache directory's disk (each once: a sequential reader's other reads would find them on
+        their way)."""
         assert self._tier is not None
-        if index == self._read_ahead_from:
-            return
-        self._read_ahead_from = index
-        for ahead in range(index + 1, index + 1 + READAHEAD_CHUNKS):
-            record = self._chunks.get(ahead)
+        wanted, asked = range(index + 1, index + 1 + READAHEAD_CHUNKS), self._ahead
+        self._ahead = wanted
+        for ahead in wanted:
+            record = None if ahead in asked else self._chunks.get(ahead)
             if record is not None and self._from_object(record):
                 self._tier.prefetch(record.chunk_id, record.version, self._tables[ahead])
 
@@ -314,11 +317,14 @@ class OpenFile:
 
     def _from_object(self, record: ChunkRecord) -> bool:
         """Whether a chunk is served by the object tier: uploaded, and its file not on this host."""
-        return (
-            self._tier is not None
-            and record.version != 0
-            and not self._tier.is_local(record.dir_index, record.chunk_id)
-        )
+        if self._tier is None or record.version == 0:
+            return False
+        if record.chunk_id in self._remote:
+            return True
+        if self._tier.is_local(record.dir_index, record.chunk_id):
+            return False
+        self._remote.add(record.chunk_id)
+        return True
 
     async def _chunk_for_write(self, index: int) -> ChunkRecord:
         if self._uploads is not None:
