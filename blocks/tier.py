@@ -26,7 +26,7 @@ import threading
 import time
 from collections import OrderedDict
 
-from .checksums import CHECKSUM_BLOCK_BYTES, ChecksumTable, block_count, block_crc
+from .checksums import CHECKSUM_BLOCK_BYTES, ZERO_BLOCK_CRC, ChecksumTable, block_count
 from .errors import ChecksumMismatch
 from .fileio import pread_into
 from .objects import ObjectMissing, ObjectStore, ObjectStoreError, object_name
@@ -59,12 +59,16 @@ def new_version() -> int:
 def verified_object(data: bytes, chunk_id: int, version: int, length: int, table: ChecksumTable) -> bytes:
     """The first `length` bytes of object `chunk_id`.`version`, checked against `table`."""
     data = data[:length]
-    for index in range(block_count(table.chunk_size)):
-        actual = block_crc(data[index * _BLOCK : (index + 1) * _BLOCK])
-        if actual != table.get(index):
-            name = object_name(chunk_id, version)
-            raise ChecksumMismatch(chunk_id, index, f"object {name}", table.get(index), actual)
-    return data
+    mismatch = table.mismatch(0, data)  # the blocks the object holds, in one pass
+    if mismatch is None:  # and those past its end read as zeros
+        past_end = range(block_count(len(data)), block_count(table.chunk_size))
+        index = next((i for i in past_end if table.get(i) != ZERO_BLOCK_CRC), None)
+        if index is None:
+            return data
+        mismatch = (index, ZERO_BLOCK_CRC)
+    index, actual = mismatch
+    name = object_name(chunk_id, version)
+    raise ChecksumMismatch(chunk_id, index, f"object {name}", table.get(index), actual)
 
 
 class ChunkTier:
