@@ -49,6 +49,9 @@ DEFAULT_CACHE_BYTES = 8 << 30
 UPLOAD_THREADS = 8
 #: Objects fetched ahead of sequential reads at once, per mount (``prefetch``).
 PREFETCH_THREADS = 8
+#: The latest objects fetched ahead are kept in memory as well (at most this many chunks per mount): a
+#: sequential reader's reads of one are answered without reading its cache file back and checking it.
+HELD_OBJECTS = 8
 
 
 def new_version() -> int:
@@ -69,6 +72,11 @@ def verified_object(data: bytes, chunk_id: int, version: int, length: int, table
     index, actual = mismatch
     name = object_name(chunk_id, version)
     raise ChecksumMismatch(chunk_id, index, f"object {name}", table.get(index), actual)
+
+
+def _piece(data: bytes, offset: int, length: int) -> bytes:
+    """`length` bytes of a verified object from `offset`: zeros past its end (the chunk's end)."""
+    return bytes(memoryview(data)[offset : offset + length]).ljust(length, b"\0")
 
 
 class ChunkTier:
@@ -105,6 +113,7 @@ class ChunkTier:
         self.cache_misses = 0
         # Fetches ahead of a sequential reader, by object name, until cached: a read of one waits for it.
         self._prefetching: dict[str, concurrent.futures.Future[bytes]] = {}
+        self._held: OrderedDict[str, bytes] = OrderedDict()  # verified, oldest first
         self._prefetchers = concurrent.futures.ThreadPoolExecutor(
             PREFETCH_THREADS, thread_name_prefix="fetch"
         )
@@ -187,14 +196,19 @@ class ChunkTier:
         with self._lru_lock:
             ahead = self._prefetching.get(name)
         data = self._fetch_into_cache(chunk_id, version, table) if ahead is None else ahead.result()
-        return bytes(data[offset : offset + length]).ljust(length, b"\0")
+        return _piece(data, offset, length)
 
     def read_cached(
         self, chunk_id: int, version: int, offset: int, length: int, table: ChecksumTable
     ) -> bytes | None:
-        """Bytes of object `chunk_id`.`version` from the cache, None if it is not cached: a local read,
-        never a request to the object store."""
+        """Bytes of object `chunk_id`.`version` held in memory or from the cache, None if neither has it:
+        a local read, never a request to the object store."""
         name = object_name(chunk_id, version)
+        with self._lru_lock:
+            held = self._held.get(name)
+        if held is not None:
+            self.cache_hits += 1
+            return _piece(held, offset, length)
         path = os.path.join(self.cache_dir, name)
         first, stop = offset // _BLOCK, block_count(offset + length)
         try:
@@ -260,6 +274,10 @@ class ChunkTier:
             except BaseException as error:
                 fetched.set_exception(error)
                 return
+            with self._lru_lock:
+                self._held[name] = data
+                if len(self._held) > HELD_OBJECTS:
+                    self._held.popitem(last=False)
             fetched.set_result(data)
             self._cache(name, data)
         finally:

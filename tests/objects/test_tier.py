@@ -60,8 +60,8 @@ def test_corrupt_cache_file_is_dropped_and_fetched_again(tmp_path: Path, objects
 
 def test_fetched_ahead(tmp_path: Path, objects: ObjectStore) -> None:
     """prefetch fetches in the background: a read of the object waits for that fetch rather than making
-    another, and the cache serves it afterwards; a fetch ahead that fails fails the read waiting for it
-    and caches nothing."""
+    another, and memory and the cache serve it afterwards; a fetch ahead that fails fails the read
+    waiting for it and caches nothing."""
     writer, reader = tier_on(tmp_path / "a", objects), tier_on(tmp_path / "b", objects)
     data = os.urandom(CHUNK)
     table = staged(writer, 5, data)
@@ -69,11 +69,12 @@ def test_fetched_ahead(tmp_path: Path, objects: ObjectStore) -> None:
     assert reader.read_cached(5, version, 0, 10, table) is None  # never a request to the object store
     reader.prefetch(5, version, table)
     assert reader.read(5, version, 10, 100, table) == data[10:110]
+    assert reader.read_cached(5, version, CHUNK - 10, 20, table) == data[-10:] + bytes(10)  # in memory
     deadline = time.monotonic() + 60  # the cache file is written after the readers have the data
-    while reader.read_cached(5, version, 0, 10, table) is None and time.monotonic() < deadline:
+    while not os.listdir(reader.cache_dir) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert reader.read_cached(5, version, 200, 10, table) == data[200:210]
-    assert (reader.cache_misses, reader.cache_hits) == (1, 2)
+    assert os.listdir(reader.cache_dir) == [object_name(5, version)]
+    assert (reader.cache_misses, reader.cache_hits) == (1, 1)
     bad = writer.upload(0, 5, CHUNK, table)
     objects.put(object_name(5, bad), b"not the data")
     reader.prefetch(5, bad, table)
