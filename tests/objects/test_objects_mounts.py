@@ -455,13 +455,14 @@ def test_a_host_with_fewer_block_directories_deletes_and_truncates(hosts, tmp_pa
 
 
 def test_a_sequential_reader_fetches_ahead(hosts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """Reading the first chunk on a host that holds none fetches the next three (READAHEAD_CHUNKS) from
-    the object store as well, in the background; the kernel's own readahead is off for the file, so
-    every other chunk stays where it is."""
+    """Reading the first chunk on a host that holds none fetches the next READAHEAD_CHUNKS from the
+    object store as well, in the background; the kernel's own readahead is off for the file, so every
+    other chunk stays where it is."""
     from fusefs.openfile import READAHEAD_CHUNKS
 
     a, b, _ = hosts
-    data = os.urandom(8 * CHUNK)
+    chunks = 1 + READAHEAD_CHUNKS + 2
+    data = os.urandom(chunks * CHUNK)
     (a / "f").write_bytes(data)
     eventually(lambda: _size(b / "f", len(data)))
     cache = tmp_path / "cache-b" / "object-cache"
@@ -477,4 +478,4 @@ def test_a_sequential_reader_fetches_ahead(hosts, tmp_path: Path) -> None:  # ty
 
     eventually(fetched_ahead)
     _equal(b / "f", data)  # the rest fetched on demand, the ones ahead served from the cache
-    assert len(list(cache.iterdir())) == 8
+    assert len(list(cache.iterdir())) == chunks

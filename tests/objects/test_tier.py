@@ -4,6 +4,7 @@ verification of every read, and each failure."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,31 @@ def test_corrupt_cache_file_is_dropped_and_fetched_again(tmp_path: Path, objects
         reader.read(2, version, 4096, 4096, table)
     assert not cached.exists()
     assert reader.read(2, version, 4096, 4096, table) == data[4096:8192]
+
+
+def test_fetched_ahead(tmp_path: Path, objects: ObjectStore) -> None:
+    """prefetch fetches in the background: a read of the object waits for that fetch rather than making
+    another, and memory and the cache serve it afterwards; a fetch ahead that fails fails the read
+    waiting for it and caches nothing."""
+    writer, reader = tier_on(tmp_path / "a", objects), tier_on(tmp_path / "b", objects)
+    data = os.urandom(CHUNK)
+    table = staged(writer, 5, data)
+    version = writer.upload(0, 5, CHUNK, table)
+    assert reader.read_cached(5, version, 0, 10, table) is None  # never a request to the object store
+    reader.prefetch(5, version, table)
+    assert reader.read(5, version, 10, 100, table) == data[10:110]
+    assert reader.read_cached(5, version, CHUNK - 10, 20, table) == data[-10:] + bytes(10)  # in memory
+    deadline = time.monotonic() + 60  # the cache file is written after the readers have the data
+    while not os.listdir(reader.cache_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.listdir(reader.cache_dir) == [object_name(5, version)]
+    assert (reader.cache_misses, reader.cache_hits) == (1, 1)
+    bad = writer.upload(0, 5, CHUNK, table)
+    objects.put(object_name(5, bad), b"not the data")
+    reader.prefetch(5, bad, table)
+    with pytest.raises(ChecksumMismatch, match=f"object {object_name(5, bad)}"):
+        reader.read(5, bad, 0, 10, table)
+    assert os.listdir(reader.cache_dir) == [object_name(5, version)]
 
 
 def test_corrupt_or_missing_object(tmp_path: Path, objects: ObjectStore) -> None:
