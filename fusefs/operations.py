@@ -35,8 +35,8 @@ from fusefs.openfile import OpenFile
 from fusefs.openfiles import OpenFiles
 from metadata import acl
 from metadata.meta import Meta
-from metadata.namespace import check_name
 from metadata.model import Caller, FSError, InodeAttr, SetAttrRequest
+from metadata.namespace import check_name
 
 #: Kernel cache lifetimes when this daemon is the only writer (embedded store).
 SOLE_WRITER_TIMEOUT_S = 60.0
