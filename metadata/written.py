@@ -30,41 +30,37 @@ class Written:
     new_dirs: set[int] = field(default_factory=set)
 
 
-def _notes(tr: Transaction) -> Written | None:
-    return tr.written
-
-
 def read_attr(tr: Transaction, attr: InodeAttr) -> None:
-    notes = _notes(tr)
+    notes = tr.written
     if notes is not None:
         notes.read_attrs[attr.ino] = attr.copy()
 
 
 def read_entry(tr: Transaction, parent: int, name: bytes, ino: int | None) -> None:
-    notes = _notes(tr)
+    notes = tr.written
     if notes is not None:
         notes.read_entries[parent, name] = ino
 
 
 def wrote_attr(tr: Transaction, attr: InodeAttr) -> None:
-    notes = _notes(tr)
+    notes = tr.written
     if notes is not None:
         notes.attrs[attr.ino] = attr.copy()
 
 
 def deleted_inode(tr: Transaction, ino: int) -> None:
-    notes = _notes(tr)
+    notes = tr.written
     if notes is not None:
         notes.attrs[ino] = None
 
 
 def wrote_entry(tr: Transaction, parent: int, name: bytes, ino: int | None) -> None:
-    notes = _notes(tr)
+    notes = tr.written
     if notes is not None:
         notes.entries[parent, name] = ino
 
 
 def created_dir(tr: Transaction, ino: int) -> None:
-    notes = _notes(tr)
+    notes = tr.written
     if notes is not None:
         notes.new_dirs.add(ino)
