@@ -47,6 +47,12 @@ def noted(store: SqliteStore, fn) -> tuple[object, Written]:
     return store.transact(body), notes
 
 
+def learned(cache: NamespaceCache, store: SqliteStore, fn) -> None:
+    """``fn(tr)`` committed, and its notes applied to ``cache`` at time 1000 in its current epoch."""
+    _, notes = noted(store, fn)
+    cache.apply(notes, 1000.0, cache.epoch)
+
+
 def record(ino: int, parent: int | None = None, name: bytes | None = None) -> LogRecord:
     return LogRecord(b"\0" * 10, 0, "create", 0, ino, parent, name, None, None, b"other")
 
@@ -71,8 +77,7 @@ def test_a_fact_is_answered_for_the_timeout_then_no_more(ns_store) -> None:
 def test_answers_are_copies(ns_store) -> None:
     ns, store = ns_store
     cache = NamespaceCache(1.0, Clock())
-    _, notes = noted(store, lambda tr: ns.create(tr, ROOT_INODE, b"f", 100, stat.S_IFREG | 0o644, ROOT))
-    cache.apply(notes, 1000.0, cache.epoch)
+    learned(cache, store, lambda tr: ns.create(tr, ROOT_INODE, b"f", 100, stat.S_IFREG | 0o644, ROOT))
     first = cache.attr(100)
     assert first is not None
     first.size = 12345
@@ -127,10 +132,8 @@ def test_notes_taken_across_another_mounts_change_are_not_trusted(ns_store) -> N
 def test_another_mounts_change_drops_the_inode_its_directory_and_the_entry(ns_store) -> None:
     ns, store = ns_store
     cache = NamespaceCache(60.0, Clock())
-    _, notes = noted(store, lambda tr: ns.create(tr, ROOT_INODE, b"d", 100, stat.S_IFDIR | 0o755, ROOT))
-    cache.apply(notes, 1000.0, cache.epoch)
-    _, notes = noted(store, lambda tr: ns.create(tr, 100, b"f", 101, stat.S_IFREG | 0o644, ROOT))
-    cache.apply(notes, 1000.0, cache.epoch)
+    learned(cache, store, lambda tr: ns.create(tr, ROOT_INODE, b"d", 100, stat.S_IFDIR | 0o755, ROOT))
+    learned(cache, store, lambda tr: ns.create(tr, 100, b"f", 101, stat.S_IFREG | 0o644, ROOT))
     cache.forget(record(101, 100, b"f"))
     assert cache.attr(101) is None and cache.attr(100) is None
     assert cache.entry(100, b"f") == (False, None)
@@ -153,10 +156,8 @@ def test_an_older_state_never_replaces_a_newer_one(ns_store) -> None:
 def test_deleted_inodes_are_forgotten(ns_store) -> None:
     ns, store = ns_store
     cache = NamespaceCache(60.0, Clock())
-    _, notes = noted(store, lambda tr: ns.create(tr, ROOT_INODE, b"f", 100, stat.S_IFREG | 0o644, ROOT))
-    cache.apply(notes, 1000.0, cache.epoch)
-    _, notes = noted(store, lambda tr: ns.unlink(tr, ROOT_INODE, b"f", ROOT, lambda ino: False))
-    cache.apply(notes, 1000.0, cache.epoch)
+    learned(cache, store, lambda tr: ns.create(tr, ROOT_INODE, b"f", 100, stat.S_IFREG | 0o644, ROOT))
+    learned(cache, store, lambda tr: ns.unlink(tr, ROOT_INODE, b"f", ROOT, lambda ino: False))
     assert cache.attr(100) is None
     assert cache.entry(ROOT_INODE, b"f") == (True, None)
 
@@ -164,8 +165,7 @@ def test_deleted_inodes_are_forgotten(ns_store) -> None:
 def test_strict_answers_nothing_but_keeps_hints(ns_store) -> None:
     ns, store = ns_store
     cache = NamespaceCache(0.0, Clock())
-    _, notes = noted(store, lambda tr: ns.create(tr, ROOT_INODE, b"d", 100, stat.S_IFDIR | 0o755, ROOT))
-    cache.apply(notes, 1000.0, cache.epoch)
+    learned(cache, store, lambda tr: ns.create(tr, ROOT_INODE, b"d", 100, stat.S_IFDIR | 0o755, ROOT))
     assert cache.attr(100) is None
     assert cache.entry(100, b"x") == (False, None)
     assert cache.hint(ROOT_INODE, b"d") == 100
@@ -193,8 +193,7 @@ def test_another_mounts_changes_leave_hints_never_answers() -> None:
 def test_a_commit_of_unknown_outcome_empties_the_cache(ns_store) -> None:
     ns, store = ns_store
     cache = NamespaceCache(60.0, Clock())
-    _, notes = noted(store, lambda tr: ns.create(tr, ROOT_INODE, b"f", 100, stat.S_IFREG | 0o644, ROOT))
-    cache.apply(notes, 1000.0, cache.epoch)
+    learned(cache, store, lambda tr: ns.create(tr, ROOT_INODE, b"f", 100, stat.S_IFREG | 0o644, ROOT))
     observation = cache.observe()
     observation.attempt()
     observation.failed(uncertain=True)
