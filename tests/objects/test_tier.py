@@ -70,10 +70,13 @@ def test_fetched_ahead(tmp_path: Path, objects: ObjectStore) -> None:
     reader.prefetch(5, version, table)
     assert reader.read(5, version, 10, 100, table) == data[10:110]
     assert reader.read_cached(5, version, CHUNK - 10, 20, table) == data[-10:] + bytes(10)  # in memory
-    deadline = time.monotonic() + 60  # the cache file is written after the readers have the data
-    while not os.listdir(reader.cache_dir) and time.monotonic() < deadline:
+    # The cache file is written after the readers have the data, through a temporary file renamed into
+    # place: wait for the rename, not just for a first file.
+    cached = [object_name(5, version)]
+    deadline = time.monotonic() + 60
+    while os.listdir(reader.cache_dir) != cached and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert os.listdir(reader.cache_dir) == [object_name(5, version)]
+    assert os.listdir(reader.cache_dir) == cached
     assert (reader.cache_misses, reader.cache_hits) == (1, 1)
     bad = writer.upload(0, 5, CHUNK, table)
     objects.put(object_name(5, bad), b"not the data")
